@@ -1,0 +1,42 @@
+# Agentic Trading: experiment data management.
+# `make demo` runs the main job; `make test` runs lint, types and the whole test suite.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+EXTRAS := tracking,training,dashboard,dev
+
+.PHONY: help setup demo test lint typecheck pytest bench stress clean
+
+help:  ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+setup: $(VENV)/.installed  ## Create .venv and install everything (fast when nothing changed)
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: setup  ## The main job, on the embedded defaults (memory broker, local Aim repository)
+	$(BIN)/agentic-trading demo
+
+test: setup lint typecheck pytest  ## Lint (ruff), types (mypy) and the whole pytest suite
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest -q
+
+bench: setup  ## Benchmarks against raw redis-py in the same run; JSON under benchmarks/results/
+	$(BIN)/python -m benchmarks.run
+
+stress: setup  ## Long fault and load runs
+	$(BIN)/pytest -q -m stress --run-stress
+
+clean:  ## Remove the virtual environment and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

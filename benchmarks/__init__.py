@@ -1,0 +1,1 @@
+"""Benchmarks: ratios against raw libraries measured in the same run (`make bench`)."""

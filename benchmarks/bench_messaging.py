@@ -1,0 +1,214 @@
+"""Messaging: caller cost and publish-to-subscriber latency, against raw redis-py in the same run.
+
+Targets (issue 2): sync-facade caller cost p50 <= 20 us; Redis publish-to-subscriber p50 within
+1.5x of raw XADD -> XREAD BLOCK; memory publish-to-subscriber p50 <= 60 us; a training loop that
+publishes progress on every step keeps >= 95% of its steps/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from agentic_trading.config import Settings
+from agentic_trading.messaging import SyncTrainingChannel, TrainingChannel, create_broker
+from benchmarks.common import percentiles
+
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+N = 2000
+
+
+def settings(kind: str, namespace: str) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None, message_broker_type=kind, redis_url=REDIS_URL, message_namespace=namespace
+    )
+
+
+async def _cleanup(namespace: str) -> None:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    keys = [k async for k in client.scan_iter(match=f"at:{{{namespace}}}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+def sync_caller_cost(kind: str) -> dict[str, float]:
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    s = settings(kind, namespace)
+    channel = SyncTrainingChannel(settings=s, broker=lambda: create_broker(s))
+    channel.create_experiment("bench", {})
+    samples = []
+    for step in range(1, 20 * N + 1):
+        start = time.perf_counter()
+        channel.publish_progress("bench", step, 20 * N)
+        samples.append(time.perf_counter() - start)
+    channel.close()
+    asyncio.run(_cleanup(namespace))
+    return percentiles(samples)
+
+
+async def async_caller_cost(kind: str) -> dict[str, float]:
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    s = settings(kind, namespace)
+    broker = create_broker(s)
+    channel = TrainingChannel(settings=s, broker=broker, heartbeats=False)
+    await channel.create_experiment("bench", {})
+    samples = []
+    for step in range(1, N + 1):
+        start = time.perf_counter()
+        await channel.publish_progress("bench", step, N)
+        samples.append(time.perf_counter() - start)
+    await broker.close()
+    await _cleanup(namespace)
+    return percentiles(samples)
+
+
+async def channel_latency(kind: str) -> dict[str, float]:
+    """Time from calling publish_progress to the subscriber holding the decoded event."""
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    s = settings(kind, namespace)
+    pub_broker, sub_broker = create_broker(s), create_broker(s)
+    publisher = TrainingChannel(settings=s, broker=pub_broker, heartbeats=False)
+    subscriber = TrainingChannel(settings=s, broker=sub_broker, heartbeats=False)
+    await publisher.create_experiment("bench", {})
+    events = subscriber.subscribe("bench", last_event_id=await subscriber.last_event_id())
+    samples = []
+    for step in range(1, N + 1):
+        receive = asyncio.ensure_future(events.__anext__())
+        await asyncio.sleep(0)  # let the subscriber block in its read
+        await asyncio.sleep(0)
+        start = time.perf_counter()
+        await publisher.publish_progress("bench", step, N)
+        await receive
+        samples.append(time.perf_counter() - start)
+    await events.aclose()
+    await pub_broker.close()
+    await sub_broker.close()
+    await _cleanup(namespace)
+    return percentiles(samples)
+
+
+async def raw_redis() -> dict[str, Any]:
+    """The anchors: raw redis-py round trips and XADD -> XREAD BLOCK end to end."""
+    key = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    pub = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    sub = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    payload = '{"v":1,"type":"progress","experiment_id":"bench","state":{"current_step":1}}'
+    publish, xadd, end_to_end = [], [], []
+    for _ in range(N):
+        start = time.perf_counter()
+        await pub.publish(key, payload)
+        publish.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        await pub.xadd(key, {"data": payload}, maxlen=10_000, approximate=True)
+        xadd.append(time.perf_counter() - start)
+    last = (await pub.xrevrange(key, count=1))[0][0]
+    for _ in range(N):
+        receive = asyncio.ensure_future(sub.xread({key: last}, block=1000, count=10))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        start = time.perf_counter()
+        last = await pub.xadd(key, {"data": payload}, maxlen=10_000, approximate=True)
+        await receive
+        end_to_end.append(time.perf_counter() - start)
+    await pub.delete(key)
+    await pub.aclose()
+    await sub.aclose()
+    return {
+        "publish_round_trip": percentiles(publish),
+        "xadd_round_trip": percentiles(xadd),
+        "xadd_to_xread_block": percentiles(end_to_end),
+    }
+
+
+def training_overhead(rounds: int = 3, timesteps: int = 4096) -> dict[str, Any]:
+    """SB3 PPO on gym-anytrading forex-v0, plain vs publishing progress on every step."""
+    import gym_anytrading  # noqa: F401  (registers forex-v0)
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class EveryStep(BaseCallback):
+        def __init__(self, channel: SyncTrainingChannel) -> None:
+            super().__init__()
+            self.channel = channel
+
+        def _on_step(self) -> bool:
+            self.channel.publish_progress("bench", self.num_timesteps, timesteps)
+            return not self.channel.stop_requested("bench")
+
+    def train(callback: BaseCallback | None) -> float:
+        env = gym.make("forex-v0", frame_bound=(10, 2000), window_size=10)
+        model = PPO("MlpPolicy", env, n_steps=512, seed=1, verbose=0, device="cpu")
+        start = time.perf_counter()
+        model.learn(timesteps, callback=callback)
+        return timesteps / (time.perf_counter() - start)
+
+    results: dict[str, list[float]] = {"plain": [], "redis": [], "memory": []}
+    channels = {}
+    for kind in ("redis", "memory"):
+        namespace = f"bench-{uuid.uuid4().hex[:8]}"
+        s = settings(kind, namespace)
+        channels[kind] = (
+            SyncTrainingChannel(settings=s, broker=lambda s=s: create_broker(s)),
+            namespace,
+        )
+    train(None)  # warm-up
+    for _ in range(rounds):  # interleaved, so drift hits every variant alike
+        results["plain"].append(train(None))
+        for kind, (channel, _) in channels.items():
+            channel.create_experiment("bench", {})
+            results[kind].append(train(EveryStep(channel)))
+            channel.publish_status("bench", "completed")
+            channel.flush()
+            channel.delete_experiment("bench")
+    for channel, namespace in channels.values():
+        channel.close()
+        asyncio.run(_cleanup(namespace))
+    best = {k: max(v) for k, v in results.items()}
+    return {
+        "steps_per_second": {k: [round(x) for x in v] for k, v in results.items()},
+        "kept_fraction_redis": round(best["redis"] / best["plain"], 3),
+        "kept_fraction_memory": round(best["memory"] / best["plain"], 3),
+    }
+
+
+def run(rounds: int = 3) -> dict[str, Any]:
+    """Every measure, in interleaved rounds so that machine drift hits anchor and ours alike."""
+    per_round: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        one: dict[str, Any] = {"raw_redis": asyncio.run(raw_redis())}
+        for kind in ("memory", "redis"):
+            one[kind] = {
+                "sync_publish_progress_caller": sync_caller_cost(kind),
+                "async_publish_progress": asyncio.run(async_caller_cost(kind)),
+                "publish_to_subscriber": asyncio.run(channel_latency(kind)),
+            }
+        per_round.append(one)
+    out = _median_round(per_round)
+    ratios = [
+        r["redis"]["publish_to_subscriber"]["p50_us"]
+        / r["raw_redis"]["xadd_to_xread_block"]["p50_us"]
+        for r in per_round
+    ]
+    out["redis_latency_vs_raw_p50_by_round"] = [round(x, 2) for x in ratios]
+    out["redis_latency_vs_raw_p50"] = round(sorted(ratios)[len(ratios) // 2], 2)
+    out["training"] = training_overhead()
+    return out
+
+
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per measure, the statistics of the round with the median p50."""
+    first = rounds[0]
+    out: dict[str, Any] = {}
+    for group, measures in first.items():
+        out[group] = {}
+        for name in measures:
+            candidates = sorted((r[group][name] for r in rounds), key=lambda m: m["p50_us"])
+            out[group][name] = candidates[len(candidates) // 2]
+    return out

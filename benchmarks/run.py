@@ -1,0 +1,54 @@
+"""`make bench`: run every benchmark, print a table, write JSON under benchmarks/results/."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks import bench_messaging
+from benchmarks.common import save
+
+
+def main() -> int:
+    console = Console()
+    console.rule("messaging")
+    result = bench_messaging.run()
+    path = save("messaging", result)
+    table = Table(title="messaging (microseconds)")
+    for column in ("measure", "p50", "p99", "target"):
+        table.add_column(column)
+    raw = result["raw_redis"]
+    rows = [
+        ("raw redis-py PUBLISH round trip", raw["publish_round_trip"], ""),
+        ("raw redis-py XADD round trip", raw["xadd_round_trip"], ""),
+        ("raw XADD -> XREAD BLOCK", raw["xadd_to_xread_block"], "anchor"),
+    ]
+    for kind in ("memory", "redis"):
+        r = result[kind]
+        rows += [
+            (
+                f"{kind}: sync publish_progress (caller)",
+                r["sync_publish_progress_caller"],
+                "p50 <= 20",
+            ),
+            (f"{kind}: async publish_progress", r["async_publish_progress"], ""),
+            (
+                f"{kind}: publish -> subscriber",
+                r["publish_to_subscriber"],
+                "p50 <= 60" if kind == "memory" else "<= 1.5x anchor",
+            ),
+        ]
+    for name, stats, target in rows:
+        table.add_row(name, f"{stats['p50_us']:.1f}", f"{stats['p99_us']:.1f}", target)
+    console.print(table)
+    console.print(f"redis publish->subscriber p50 vs raw: {result['redis_latency_vs_raw_p50']}x")
+    console.print("training (SB3 PPO, progress every step):", json.dumps(result["training"]))
+    console.print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``agentic-trading`` command line."""

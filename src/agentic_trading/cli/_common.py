@@ -1,0 +1,57 @@
+"""What every CLI command shares: settings, clean errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from agentic_trading.config import Settings, SettingsError, load_settings
+from agentic_trading.messaging.brokers import BrokerError
+
+console = Console()
+errors = Console(stderr=True)
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """Print one clear line on stderr and exit, without a traceback."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def expected_errors() -> Iterator[None]:
+    """Turn the failures a user can fix into one line and an exit code."""
+    try:
+        yield
+    except SettingsError as exc:
+        fail(f"bad setting: {exc}", EXIT_USAGE)
+    except BrokerError as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def settings_with(**overrides: Any) -> Settings:
+    """The settings in force, with command-line options (those not None) on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return load_settings(**given)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout, nothing else."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def run_command(body: Callable[[], None]) -> None:
+    with expected_errors():
+        body()

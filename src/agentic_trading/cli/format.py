@@ -1,0 +1,72 @@
+"""Human formatting of durations, rates and states for the terminal."""
+
+from __future__ import annotations
+
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from agentic_trading.messaging.messages import ExperimentState
+from agentic_trading.status import ExperimentStatus
+
+STATUS_STYLE = {
+    ExperimentStatus.PENDING: "dim",
+    ExperimentStatus.RUNNING: "bold cyan",
+    ExperimentStatus.COMPLETED: "bold green",
+    ExperimentStatus.FAILED: "bold red",
+    ExperimentStatus.CANCELLED: "yellow",
+    ExperimentStatus.CRASHED: "bold magenta",
+}
+
+
+def duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m05s``, ``42s``; ``-`` for unknown."""
+    if seconds is None:
+        return "-"
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def rate(steps_per_second: float | None) -> str:
+    return "-" if steps_per_second is None else f"{steps_per_second:,.0f}/s"
+
+
+def status_text(status: ExperimentStatus) -> Text:
+    return Text(status.value, style=STATUS_STYLE[status])
+
+
+def experiments_table(states: list[ExperimentState], title: str) -> Table:
+    """The live table ``monitor`` shows."""
+    table = Table(title=title, expand=True)
+    table.add_column("experiment", no_wrap=True)
+    table.add_column("status")
+    table.add_column("progress", ratio=2)
+    table.add_column("%", justify="right")
+    table.add_column("steps", justify="right")
+    table.add_column("speed", justify="right")
+    table.add_column("ETA", justify="right")
+    table.add_column("reward", justify="right")
+    table.add_column("message", ratio=3, overflow="ellipsis", no_wrap=True)
+    for state in states:
+        reward = state.latest_metrics.get("reward")
+        steps = f"{state.current_step:,}" + (f"/{state.total_steps:,}" if state.total_steps else "")
+        table.add_row(
+            state.experiment_id,
+            status_text(state.status),
+            ProgressBar(total=100, completed=state.progress),
+            f"{state.progress:.1f}",
+            steps,
+            rate(state.steps_per_second),
+            duration(state.eta_seconds),
+            "-" if reward is None else f"{reward:,.3f}",
+            state.message or "",
+        )
+    if not states:
+        table.add_row("(no experiments yet)", "", "", "", "", "", "", "", "")
+    return table

@@ -1,0 +1,1 @@
+"""Code shared by messaging, tracking and the tools built on them."""

@@ -1,0 +1,150 @@
+"""Settings from the environment and ``.env``, with the names the user guide uses.
+
+Every default lives here. Read them with :func:`get_settings`; a bad value raises
+:class:`SettingsError` whose message names the variable and what is allowed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agentic_trading.common.ids import validate_name
+
+__all__ = ["Settings", "SettingsError", "get_settings", "load_settings"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value that is not allowed. The message names the variable."""
+
+
+class Settings(BaseSettings):
+    """All settings, read from environment variables (case-insensitive) and a ``.env`` file."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- Messaging ----------------------------------------------------------------------------
+    message_broker_type: Literal["memory", "redis"] = "memory"
+    message_namespace: str = "default"
+    message_ttl_seconds: float = Field(86_400.0, gt=0)
+    message_heartbeat_interval: float = Field(5.0, gt=0)
+    message_heartbeat_timeout: float = Field(30.0, gt=0)
+    message_stream_maxlen: int = Field(10_000, ge=100)
+    message_progress_interval: float = Field(0.05, ge=0)
+
+    # --- Redis --------------------------------------------------------------------------------
+    redis_url: str | None = Field(None, repr=False)
+    redis_host: str = "localhost"
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_db: int = Field(0, ge=0)
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_ssl: bool = False
+    redis_socket_timeout: float = Field(5.0, gt=0)
+    redis_connect_timeout: float = Field(2.0, gt=0)
+
+    # --- Tracking -----------------------------------------------------------------------------
+    ml_tracking_backend: Literal["aim"] = "aim"
+    ml_storage_path: str = "./aim_logs"
+    ml_experiment_name: str = "AgenticTrading"
+    ml_artifacts_uri: str | None = None
+
+    @field_validator("message_namespace")
+    @classmethod
+    def _namespace_is_a_name(cls, value: str) -> str:
+        return validate_name(value, "namespace")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator(
+        "message_ttl_seconds", "message_heartbeat_interval", "message_heartbeat_timeout"
+    )
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number of seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _timeout_exceeds_interval(self) -> Settings:
+        if self.message_heartbeat_timeout <= self.message_heartbeat_interval:
+            raise ValueError(
+                "MESSAGE_HEARTBEAT_TIMEOUT must be larger than MESSAGE_HEARTBEAT_INTERVAL "
+                f"(got {self.message_heartbeat_timeout:g} <= {self.message_heartbeat_interval:g})"
+            )
+        return self
+
+    def redis_location(self) -> str:
+        """Where Redis is, for messages: a URL without its password."""
+        if self.redis_url:
+            return _mask_url(self.redis_url)
+        scheme = "rediss" if self.redis_ssl else "redis"
+        return f"{scheme}://{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    def public_dict(self) -> dict[str, Any]:
+        """Every setting by its environment name, with secrets masked."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else ""
+            elif name == "redis_url" and value:
+                value = _mask_url(value)
+            out[name.upper()] = value
+        return out
+
+
+def _mask_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0] if ":" in creds else ""
+    return (
+        f"{scheme}{sep}{quote(user)}:********@{host}" if user else f"{scheme}{sep}********@{host}"
+    )
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error.get("loc", ()))
+    variable = loc.upper() if loc else "settings"
+    given = error.get("input")
+    reason = str(error.get("msg", "invalid value"))
+    reason = reason.removeprefix("Value error, ").removeprefix("Input should be ")
+    if not loc:  # a cross-field check: its message already names the variables
+        return reason
+    shown = "********" if "PASSWORD" in variable else repr(given)
+    return f"{variable}={shown} is not allowed: expected {reason}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings now (environment, ``.env``, then ``overrides``), raising :class:`SettingsError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(dict(e)) for e in exc.errors())) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Call ``get_settings.cache_clear()`` to re-read."""
+    return load_settings()

@@ -1,0 +1,116 @@
+"""Shared fixtures: settings, unique namespaces, a real Redis, channels on every broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from agentic_trading.config import Settings
+from agentic_trading.messaging import TrainingChannel, create_broker
+from tests.redis_server import RedisServer
+
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for a test: defaults and ``overrides`` only, no environment or .env."""
+    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's environment or .env: settings come from the test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("MESSAGE_", "REDIS_", "ML_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    from agentic_trading.config import get_settings
+
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The machine's Redis at 127.0.0.1:6379, or a private one when none answers there."""
+    try:
+        redis.Redis.from_url(SHARED_REDIS, socket_connect_timeout=1).ping()
+        yield SHARED_REDIS
+        return
+    except redis.RedisError:
+        pass
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def delete_namespace(url: str, namespace: str) -> None:
+    """Remove this test's keys, and only them."""
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"at:{{{namespace}}}:*", count=500))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+BROKERS = ["memory", "redis"]
+
+
+@pytest.fixture(params=BROKERS)
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings_factory(
+    broker_kind: str, request: pytest.FixtureRequest, namespace: str
+) -> Iterator[Any]:
+    """Make settings for the parametrized broker; Redis keys are removed afterwards."""
+    url = request.getfixturevalue("redis_url") if broker_kind == "redis" else None
+
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "message_broker_type": broker_kind,
+            "message_namespace": namespace,
+        }
+        if url:
+            values["redis_url"] = url
+        values.update(overrides)
+        return make_settings(**values)
+
+    yield factory
+    if url:
+        delete_namespace(url, namespace)
+
+
+@pytest.fixture
+async def channel(settings_factory: Any) -> AsyncIterator[TrainingChannel]:
+    """A channel on the parametrized broker, in its own namespace, with fast heartbeats."""
+    settings = settings_factory(message_heartbeat_interval=0.2, message_heartbeat_timeout=2.0)
+    broker = create_broker(settings)
+    chan = TrainingChannel(settings=settings, broker=broker)
+    yield chan
+    await chan.close()
+    await broker.close()
