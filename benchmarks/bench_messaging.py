@@ -93,12 +93,23 @@ async def channel_latency(kind: str) -> dict[str, float]:
     return percentiles(samples)
 
 
+def _real_event() -> str:
+    """A progress event as TrainingChannel encodes it (about 450 bytes)."""
+    from agentic_trading.messaging.messages import EventType, encode_event_around
+    from agentic_trading.messaging.state import apply_progress, new_state
+
+    now = time.time()
+    state = apply_progress(new_state("bench", "bench", {}, now), 1000, 50_000, 2.0, now, 1650.0)
+    state_json = state.model_dump_json(exclude={"config", "stop_requested"})
+    return encode_event_around(EventType.PROGRESS, "bench", "bench", now, state_json)
+
+
 async def raw_redis() -> dict[str, Any]:
     """The anchors: raw redis-py round trips and XADD -> XREAD BLOCK end to end."""
     key = f"bench-raw-{uuid.uuid4().hex[:8]}"
     pub = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     sub = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
-    payload = '{"v":1,"type":"progress","experiment_id":"bench","state":{"current_step":1}}'
+    payload = _real_event()  # the same message the channel sends, so the anchor does the same work
     publish, xadd, end_to_end = [], [], []
     for _ in range(N):
         start = time.perf_counter()

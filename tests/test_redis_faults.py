@@ -201,3 +201,126 @@ async def test_acl_user_limited_to_the_key_prefix(tmp_path: Path, namespace: str
         await broker.close()
     finally:
         server.stop()
+
+
+def _make_tls_files(folder: Path) -> dict[str, Path]:
+    """A private CA and a server certificate for 127.0.0.1, made with openssl."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / f"{name}.pem" for name in ("ca", "ca-key", "server", "server-key")}
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        str(files["ca-key"]),
+        "-out",
+        str(files["ca"]),
+    )
+    csr = folder / "server.csr"
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(files["server-key"]),
+        "-out",
+        str(csr),
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(files["ca"]),
+        "-CAkey",
+        str(files["ca-key"]),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(files["server"]),
+    )
+    return files
+
+
+async def test_tls_with_a_private_ca(tmp_path: Path, namespace: str) -> None:
+    from tests.redis_server import free_port
+
+    files = _make_tls_files(tmp_path / "tls")
+    port = free_port()
+    server = RedisServer(
+        tmp_path / "redis-tls",
+        "--port",
+        "0",
+        "--tls-port",
+        str(port),
+        "--tls-cert-file",
+        str(files["server"]),
+        "--tls-key-file",
+        str(files["server-key"]),
+        "--tls-ca-cert-file",
+        str(files["ca"]),
+        "--tls-auth-clients",
+        "no",
+        port=port,
+    ).start()
+    try:
+        trusted = make_settings(
+            message_broker_type="redis",
+            message_namespace=namespace,
+            redis_host="127.0.0.1",
+            redis_port=port,
+            redis_ssl=True,
+            redis_ssl_ca_certs=str(files["ca"]),
+        )
+        broker = create_broker(trusted)
+        channel = TrainingChannel(settings=trusted, broker=broker, heartbeats=False)
+        await channel.create_experiment("over-tls", {"secure": True})
+        [state] = await channel.list_experiments()
+        assert state.config == {"secure": True}
+        await broker.close()
+
+        url = make_settings(
+            message_broker_type="redis",
+            message_namespace=namespace,
+            redis_url=f"rediss://127.0.0.1:{port}/0",
+            redis_ssl_ca_certs=str(files["ca"]),
+        )
+        broker = create_broker(url)
+        assert [
+            s.experiment_id
+            for s in await TrainingChannel(settings=url, broker=broker).list_experiments()
+        ] == ["over-tls"]
+        await broker.close()
+
+        untrusted = make_settings(
+            message_broker_type="redis",
+            message_namespace=namespace,
+            redis_host="127.0.0.1",
+            redis_port=port,
+            redis_ssl=True,
+        )
+        broker = create_broker(untrusted)
+        with pytest.raises(BrokerUnavailableError, match="unreachable"):
+            await TrainingChannel(settings=untrusted, broker=broker).list_experiments()
+        await broker.close()
+    finally:
+        server.stop()

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     redis_username: str | None = None
     redis_password: SecretStr | None = None
     redis_ssl: bool = False
+    redis_ssl_ca_certs: str | None = None
+    redis_ssl_certfile: str | None = None
+    redis_ssl_keyfile: str | None = None
     redis_socket_timeout: float = Field(5.0, gt=0)
     redis_connect_timeout: float = Field(2.0, gt=0)
 

@@ -76,6 +76,17 @@ def redis_client_from_settings(settings: Settings) -> aioredis.Redis:
         "client_name": "agentic-trading",
     }
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    tls = {
+        name: value
+        for name, value in (
+            ("ssl_ca_certs", settings.redis_ssl_ca_certs),
+            ("ssl_certfile", settings.redis_ssl_certfile),
+            ("ssl_keyfile", settings.redis_ssl_keyfile),
+        )
+        if value
+    }
+    if settings.redis_ssl or (settings.redis_url or "").startswith("rediss://"):
+        common.update(tls)
     if settings.redis_url:
         extra: dict[str, Any] = {}
         if settings.redis_username:
