@@ -189,7 +189,7 @@ def training_overhead(rounds: int = 3, timesteps: int = 4096) -> dict[str, Any]:
     }
 
 
-def run(rounds: int = 3) -> dict[str, Any]:
+def run(rounds: int = 5) -> dict[str, Any]:
     """Every measure, in interleaved rounds so that machine drift hits anchor and ours alike."""
     per_round: list[dict[str, Any]] = []
     for _ in range(rounds):
