@@ -40,13 +40,13 @@ async def test_redis_cli_reads_what_the_channel_wrote(redis_url: str, namespace:
     await broker.close()
     try:
         base = ["redis-cli", "-u", redis_url, "--raw"]
-        state = subprocess.run(
-            [*base, "HGET", f"at:{{{namespace}}}:exp:exp_123", "state"],
+        newest = subprocess.run(
+            [*base, "HGET", f"at:{{{namespace}}}:exp:exp_123", "event"],
             check=True,
             capture_output=True,
             text=True,
         ).stdout
-        parsed = json.loads(state)
+        parsed = json.loads(newest)["state"]
         assert parsed["status"] == "running"
         assert parsed["current_step"] == 1000
         config = subprocess.run(

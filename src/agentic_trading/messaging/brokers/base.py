@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "EVENT_FIELD",
     "STOP_FIELD",
     "Broker",
     "BrokerError",
@@ -16,6 +17,9 @@ __all__ = [
 
 STOP_FIELD = "stop"
 """The field of an experiment's record that holds a stop request (written by anyone)."""
+
+EVENT_FIELD = "event"
+"""The field of an experiment's record that holds its newest event (whose state is current)."""
 
 
 class BrokerError(RuntimeError):
@@ -54,8 +58,13 @@ class Broker(Protocol):
         experiment_id: str,
         fields: Mapping[str, str],
         event: str | None,
+        *,
+        record_event: bool = False,
     ) -> WriteResult:
-        """Set ``fields`` of the record and append ``event`` to the log, atomically."""
+        """Append ``event`` to the log and set ``fields`` of the record, atomically.
+
+        With ``record_event`` the event also becomes the record's :data:`EVENT_FIELD` (sent once).
+        """
         ...
 
     async def read(self, namespace: str, experiment_id: str) -> dict[str, str] | None:

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agentic_trading.messaging.brokers.base import STOP_FIELD, WriteResult
+from agentic_trading.messaging.brokers.base import EVENT_FIELD, STOP_FIELD, WriteResult
 
 __all__ = ["MemoryBroker", "MemoryStore"]
 
@@ -87,8 +87,12 @@ class MemoryBroker:
         experiment_id: str,
         fields: Mapping[str, str],
         event: str | None,
+        *,
+        record_event: bool = False,
     ) -> WriteResult:
         now = time.time()
+        if record_event and event is not None:
+            fields = {**fields, EVENT_FIELD: event}
         with self._store.lock:
             ns = self._store.namespace(namespace)
             self._purge(ns, now)

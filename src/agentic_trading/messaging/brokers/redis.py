@@ -3,7 +3,7 @@
 Keys (``{ns}`` is a Redis Cluster hash tag, so a namespace's keys share one slot and can be
 written in one transaction)::
 
-    at:{ns}:exp:<experiment_id>   HASH    state (JSON), config (JSON), stop (JSON)
+    at:{ns}:exp:<experiment_id>   HASH    event (newest event JSON), config (JSON), stop (JSON)
     at:{ns}:experiments           SET     experiment ids
     at:{ns}:events                STREAM  entries {"data": <event JSON>}, trimmed to ~maxlen
 """
@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentic_trading.config import Settings
 from agentic_trading.messaging.brokers.base import (
+    EVENT_FIELD,
     STOP_FIELD,
     BrokerError,
     BrokerUnavailableError,
@@ -49,15 +50,20 @@ local id = false
 if ARGV[4] ~= '' then
   id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[4])
   redis.call('EXPIRE', KEYS[3], ARGV[1])
+  if ARGV[5] == '1' then
+    redis.call('HSET', KEYS[1], 'EVENT_FIELD', ARGV[4])
+  end
 end
-if #ARGV > 4 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+if #ARGV > 5 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+end
+if #ARGV > 5 or ARGV[5] == '1' then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
   redis.call('SADD', KEYS[2], ARGV[3])
   redis.call('EXPIRE', KEYS[2], ARGV[1])
 end
 return {existed, redis.call('HGET', KEYS[1], 'STOP_FIELD'), id}
-""".replace("STOP_FIELD", STOP_FIELD)
+""".replace("STOP_FIELD", STOP_FIELD).replace("EVENT_FIELD", EVENT_FIELD)
 _WRITE_SHA = hashlib.sha1(_WRITE_SCRIPT.encode()).hexdigest()  # the name Redis gives the script
 
 
@@ -195,13 +201,15 @@ class RedisBroker:
         experiment_id: str,
         fields: Mapping[str, str],
         event: str | None,
+        *,
+        record_event: bool = False,
     ) -> WriteResult:
         key = self._record_key(namespace, experiment_id)
         index = self._index_key(namespace)
         stream = self._stream_key(namespace)
 
         args: list[str | int] = [key, index, stream, self._ttl, self._maxlen, experiment_id]
-        args.append(event or "")
+        args += [event or "", "1" if record_event and event is not None else "0"]
         for name, value in fields.items():
             args += [name, value]
         existed, stop, event_id = await self._call(lambda: self._evalsha(*args))

@@ -27,7 +27,7 @@ from agentic_trading.common.backoff import Backoff, ExponentialBackoff
 from agentic_trading.common.ids import validate_name
 from agentic_trading.config import Settings, get_settings
 from agentic_trading.messaging.brokers import Broker, BrokerUnavailableError, shared_broker
-from agentic_trading.messaging.brokers.base import STOP_FIELD
+from agentic_trading.messaging.brokers.base import EVENT_FIELD, STOP_FIELD
 from agentic_trading.messaging.messages import (
     Event,
     EventType,
@@ -53,7 +53,6 @@ __all__ = ["ExperimentExistsError", "TrainingChannel", "check_message"]
 
 log = logging.getLogger(__name__)
 
-STATE_FIELD = "state"
 CONFIG_FIELD = "config"
 _STATE_EXCLUDE = {"config", "stop_requested"}
 _MUST_DELIVER = {EventType.CREATED, EventType.STATUS, EventType.STOP_REQUESTED}
@@ -171,9 +170,7 @@ class TrainingChannel:
         experiment_id = state.experiment_id
         self._states[experiment_id] = state
         state_json = state.model_dump_json(exclude=_STATE_EXCLUDE)
-        fields = {STATE_FIELD: state_json}
-        if fresh:
-            fields[CONFIG_FIELD] = _config_json(state)
+        fields = {CONFIG_FIELD: _config_json(state)} if fresh else {}
         event = encode_event_around(
             kind, self.namespace, experiment_id, state.updated_at, state_json, **extra
         )
@@ -182,7 +179,9 @@ class TrainingChannel:
             await self._deliver_unsent()
             return
         try:
-            result = await self.broker.write(self.namespace, experiment_id, fields, event)
+            result = await self.broker.write(
+                self.namespace, experiment_id, fields, event, record_event=True
+            )
             self._stop_flags[experiment_id] = result.stop is not None
             if result.record_was_new and not fresh:
                 # The record had vanished (expired, or Redis restarted empty): restore it whole.
@@ -219,14 +218,16 @@ class TrainingChannel:
                 unsent = self._unsent[experiment_id]
                 state = self._states[experiment_id]
                 while unsent.events:
-                    await self.broker.write(self.namespace, experiment_id, {}, unsent.events[0])
+                    await self.broker.write(
+                        self.namespace, experiment_id, {}, unsent.events[0], record_event=True
+                    )
                     unsent.events.pop(0)
-                whole = {
-                    STATE_FIELD: state.model_dump_json(exclude=_STATE_EXCLUDE),
-                    CONFIG_FIELD: _config_json(state),
-                }
-                result = await self.broker.write(
-                    self.namespace, experiment_id, whole, unsent.latest
+                result = await self.broker.write(  # the config too: Redis may have restarted empty
+                    self.namespace,
+                    experiment_id,
+                    {CONFIG_FIELD: _config_json(state)},
+                    unsent.latest,
+                    record_event=True,
                 )
                 self._stop_flags[experiment_id] = result.stop is not None
                 del self._unsent[experiment_id]
@@ -476,11 +477,13 @@ class TrainingChannel:
     def _decode_record(
         self, experiment_id: str, record: Mapping[str, str]
     ) -> ExperimentState | None:
-        raw = record.get(STATE_FIELD)
+        raw = record.get(EVENT_FIELD)
         if raw is None:
             return None
         try:
-            state = ExperimentState.model_validate_json(raw)
+            state = decode_event(raw).state
+            if state is None:
+                raise ValueError("its newest event carries no state")
             if CONFIG_FIELD in record:
                 state.config = check_config(_loads_object(record[CONFIG_FIELD]))
         except ValueError as exc:
