@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 import uuid
 from typing import Any
@@ -68,29 +69,121 @@ async def async_caller_cost(kind: str) -> dict[str, float]:
     return percentiles(samples)
 
 
-async def channel_latency(kind: str) -> dict[str, float]:
-    """Time from calling publish_progress to the subscriber holding the decoded event."""
+def _latency(read: Any, publish: Any, ready: threading.Event, n: int = N) -> dict[str, float]:
+    """Publish-to-subscriber latency with the reader on its own thread and event loop.
+
+    ``read(sent, received, ready)`` runs in the reader thread until ``n`` messages arrived,
+    recording ``received[i] = perf_counter()``; ``publish(i)`` sends message ``i``. Messages are
+    spaced out so that each one meets a reader already blocked in its read, as in production.
+    """
+    received: dict[int, float] = {}
+    sent: dict[int, float] = {}
+    reader = threading.Thread(target=lambda: asyncio.run(read(received, ready, n)), daemon=True)
+    reader.start()
+    ready.wait(10)
+
+    async def send_all() -> None:
+        for i in range(1, n + 1):
+            sent[i] = time.perf_counter()
+            await publish(i)
+            await asyncio.sleep(0.001)
+
+    asyncio.run(send_all())
+    reader.join(30)
+    return percentiles([received[i] - sent[i] for i in sent if i in received])
+
+
+def channel_latency(kind: str) -> dict[str, float]:
+    """From calling publish_progress to a subscriber (another thread and loop) holding the event."""
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     s = settings(kind, namespace)
-    pub_broker, sub_broker = create_broker(s), create_broker(s)
-    publisher = TrainingChannel(settings=s, broker=pub_broker, heartbeats=False)
-    subscriber = TrainingChannel(settings=s, broker=sub_broker, heartbeats=False)
+    ready = threading.Event()
+
+    async def read(received: dict[int, float], ready: threading.Event, n: int) -> None:
+        broker = create_broker(s)
+        channel = TrainingChannel(settings=s, broker=broker, heartbeats=False)
+        events = channel.subscribe("bench", last_event_id=await channel.last_event_id())
+        ready.set()
+        async for event in events:
+            if event.state is not None and event.state.current_step > 0:
+                received[event.state.current_step] = time.perf_counter()
+                if event.state.current_step >= n:
+                    break
+        await broker.close()
+
+    holder: dict[str, Any] = {}
+
+    async def publish(i: int) -> None:
+        if "channel" not in holder:
+            holder["broker"] = create_broker(s)
+            holder["channel"] = TrainingChannel(
+                settings=s, broker=holder["broker"], heartbeats=False
+            )
+        await holder["channel"].publish_progress("bench", i, N)
+
+    result = _latency(read, publish, ready)
+    asyncio.run(_cleanup(namespace))
+    return result
+
+
+async def same_loop_latency(kind: str) -> dict[str, float]:
+    """Publisher and subscriber on one event loop (how the memory broker is used in-process)."""
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    s = settings(kind, namespace)
+    broker = create_broker(s)
+    publisher = TrainingChannel(settings=s, broker=broker, heartbeats=False)
+    subscriber = TrainingChannel(settings=s, broker=broker, heartbeats=False)
     await publisher.create_experiment("bench", {})
     events = subscriber.subscribe("bench", last_event_id=await subscriber.last_event_id())
     samples = []
     for step in range(1, N + 1):
         receive = asyncio.ensure_future(events.__anext__())
-        await asyncio.sleep(0)  # let the subscriber block in its read
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # let the subscriber wait for the next event
         start = time.perf_counter()
         await publisher.publish_progress("bench", step, N)
         await receive
         samples.append(time.perf_counter() - start)
     await events.aclose()
-    await pub_broker.close()
-    await sub_broker.close()
-    await _cleanup(namespace)
+    await broker.close()
     return percentiles(samples)
+
+
+def raw_latency() -> dict[str, float]:
+    """The anchor: raw redis-py XADD, read by XREAD BLOCK in another thread and loop."""
+    key = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    payload = _real_event()
+    ready = threading.Event()
+
+    async def read(received: dict[int, float], ready: threading.Event, n: int) -> None:
+        client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        last, count = "$", 0
+        ready.set()
+        while count < n:
+            reply = await client.xread({key: last}, block=1000, count=100)
+            now = time.perf_counter()
+            for _, entries in reply:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    received[int(fields["i"])] = now
+                    count += 1
+        await client.aclose()
+
+    clients: dict[str, aioredis.Redis] = {}
+
+    async def publish(i: int) -> None:
+        if "pub" not in clients:
+            clients["pub"] = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        await clients["pub"].xadd(key, {"data": payload, "i": i}, maxlen=10_000, approximate=True)
+
+    result = _latency(read, publish, ready)
+
+    async def cleanup() -> None:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        await client.delete(key)
+        await client.aclose()
+
+    asyncio.run(cleanup())
+    return result
 
 
 def _real_event() -> str:
@@ -110,7 +203,7 @@ async def raw_redis() -> dict[str, Any]:
     pub = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     sub = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     payload = _real_event()  # the same message the channel sends, so the anchor does the same work
-    publish, xadd, end_to_end = [], [], []
+    publish, xadd = [], []
     for _ in range(N):
         start = time.perf_counter()
         await pub.publish(key, payload)
@@ -118,22 +211,12 @@ async def raw_redis() -> dict[str, Any]:
         start = time.perf_counter()
         await pub.xadd(key, {"data": payload}, maxlen=10_000, approximate=True)
         xadd.append(time.perf_counter() - start)
-    last = (await pub.xrevrange(key, count=1))[0][0]
-    for _ in range(N):
-        receive = asyncio.ensure_future(sub.xread({key: last}, block=1000, count=10))
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        start = time.perf_counter()
-        last = await pub.xadd(key, {"data": payload}, maxlen=10_000, approximate=True)
-        await receive
-        end_to_end.append(time.perf_counter() - start)
     await pub.delete(key)
     await pub.aclose()
     await sub.aclose()
     return {
         "publish_round_trip": percentiles(publish),
         "xadd_round_trip": percentiles(xadd),
-        "xadd_to_xread_block": percentiles(end_to_end),
     }
 
 
@@ -194,11 +277,16 @@ def run(rounds: int = 5) -> dict[str, Any]:
     per_round: list[dict[str, Any]] = []
     for _ in range(rounds):
         one: dict[str, Any] = {"raw_redis": asyncio.run(raw_redis())}
+        one["raw_redis"]["xadd_to_xread_block"] = raw_latency()
         for kind in ("memory", "redis"):
             one[kind] = {
                 "sync_publish_progress_caller": sync_caller_cost(kind),
                 "async_publish_progress": asyncio.run(async_caller_cost(kind)),
-                "publish_to_subscriber": asyncio.run(channel_latency(kind)),
+                "publish_to_subscriber": (
+                    asyncio.run(same_loop_latency(kind))
+                    if kind == "memory"
+                    else channel_latency(kind)
+                ),
             }
         per_round.append(one)
     out = _median_round(per_round)

@@ -24,7 +24,7 @@ def main() -> int:
     rows = [
         ("raw redis-py PUBLISH round trip", raw["publish_round_trip"], ""),
         ("raw redis-py XADD round trip", raw["xadd_round_trip"], ""),
-        ("raw XADD -> XREAD BLOCK", raw["xadd_to_xread_block"], "anchor"),
+        ("raw XADD -> XREAD BLOCK (reader thread)", raw["xadd_to_xread_block"], "anchor"),
     ]
     for kind in ("memory", "redis"):
         r = result[kind]
@@ -36,7 +36,8 @@ def main() -> int:
             ),
             (f"{kind}: async publish_progress", r["async_publish_progress"], ""),
             (
-                f"{kind}: publish -> subscriber",
+                f"{kind}: publish -> subscriber"
+                + (" (same loop)" if kind == "memory" else " (reader thread)"),
                 r["publish_to_subscriber"],
                 "p50 <= 60" if kind == "memory" else "<= 1.5x anchor",
             ),
