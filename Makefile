@@ -35,8 +35,8 @@ pytest: setup
 bench: setup  ## Benchmarks against raw redis-py in the same run; JSON under benchmarks/results/
 	$(BIN)/python -m benchmarks.run
 
-stress: setup  ## Long fault and load runs
-	$(BIN)/pytest -q -m stress --run-stress
+stress: setup  ## Long fault runs: the fault and concurrency suites, five times over
+	for round in 1 2 3 4 5; do $(BIN)/pytest -q tests/test_redis_faults.py tests/test_sync_channel.py || exit 1; done
 
 clean:  ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
