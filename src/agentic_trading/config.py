@@ -62,6 +62,35 @@ class Settings(BaseSettings):
     ml_storage_path: str = "./aim_logs"
     ml_experiment_name: str = "AgenticTrading"
     ml_artifacts_uri: str | None = None
+    ml_queue_size: int = Field(10_000, ge=1)
+    ml_heartbeat_interval: float = Field(5.0, gt=0)
+    ml_heartbeat_timeout: float = Field(30.0, gt=0)
+
+    @field_validator("ml_experiment_name")
+    @classmethod
+    def _experiment_is_a_name(cls, value: str) -> str:
+        return validate_name(value, "experiment name")
+
+    @field_validator("ml_storage_path")
+    @classmethod
+    def _storage_path(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a folder path or aim://host:port")
+        if "://" in value and not value.startswith("aim://"):
+            raise ValueError("a folder path or aim://host:port (no other scheme)")
+        return value
+
+    @field_validator("ml_artifacts_uri")
+    @classmethod
+    def _artifacts_uri_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if "://" not in value:
+            raise ValueError(
+                "a URI with a scheme, such as file:///data/artifacts or s3://bucket/path"
+            )
+        return value
 
     @field_validator("message_namespace")
     @classmethod
@@ -79,7 +108,11 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "message_ttl_seconds", "message_heartbeat_interval", "message_heartbeat_timeout"
+        "message_ttl_seconds",
+        "message_heartbeat_interval",
+        "message_heartbeat_timeout",
+        "ml_heartbeat_interval",
+        "ml_heartbeat_timeout",
     )
     @classmethod
     def _finite(cls, value: float) -> float:
@@ -89,11 +122,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _timeout_exceeds_interval(self) -> Settings:
-        if self.message_heartbeat_timeout <= self.message_heartbeat_interval:
-            raise ValueError(
-                "MESSAGE_HEARTBEAT_TIMEOUT must be larger than MESSAGE_HEARTBEAT_INTERVAL "
-                f"(got {self.message_heartbeat_timeout:g} <= {self.message_heartbeat_interval:g})"
-            )
+        for prefix in ("message", "ml"):
+            timeout = getattr(self, f"{prefix}_heartbeat_timeout")
+            interval = getattr(self, f"{prefix}_heartbeat_interval")
+            if timeout <= interval:
+                name = prefix.upper()
+                raise ValueError(
+                    f"{name}_HEARTBEAT_TIMEOUT must be larger than {name}_HEARTBEAT_INTERVAL "
+                    f"(got {timeout:g} <= {interval:g})"
+                )
         return self
 
     def redis_location(self) -> str:
@@ -102,6 +139,10 @@ class Settings(BaseSettings):
             return _mask_url(self.redis_url)
         scheme = "rediss" if self.redis_ssl else "redis"
         return f"{scheme}://{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    def is_remote_tracking(self) -> bool:
+        """Whether ``ML_STORAGE_PATH`` names Aim's remote tracking server (``aim://``)."""
+        return self.ml_storage_path.startswith("aim://")
 
     def public_dict(self) -> dict[str, Any]:
         """Every setting by its environment name, with secrets masked."""

@@ -9,13 +9,13 @@ to know where an experiment stands.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentic_trading.common.values import check_json_mapping, check_number
 from agentic_trading.status import ExperimentStatus
 
 __all__ = [
@@ -188,26 +188,7 @@ def encode_event_around(
 
 def check_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return ``config`` as plain JSON data, or raise ``ValueError`` naming what cannot be."""
-    if config is None:
-        return {}
-    if not isinstance(config, Mapping):
-        raise ValueError(
-            f"config must be a mapping of names to values, got {type(config).__name__}"
-        )
-    try:
-        text = json.dumps(dict(config), allow_nan=False, default=_reject)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"config is not JSON-serializable: {exc}") from None
-    if len(text) > MAX_MESSAGE_BYTES // 2:
-        raise ValueError(f"config is {len(text)} bytes as JSON; at most {MAX_MESSAGE_BYTES // 2}")
-    result: dict[str, Any] = json.loads(text)
-    return result
-
-
-def _reject(value: object) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    raise TypeError(f"{type(value).__name__} value {value!r} cannot be stored as JSON")
+    return check_json_mapping(config, "config", MAX_MESSAGE_BYTES // 2)
 
 
 def check_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -228,20 +209,3 @@ def check_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
             raise ValueError(f"metric name {name!r} is not allowed: use 1-128 printable characters")
         out[name] = check_number(value, f"metric {name!r}")
     return out
-
-
-def check_number(value: object, what: str) -> float:
-    """``value`` as a finite float, or ``ValueError`` naming ``what``."""
-    if isinstance(value, bool | str | bytes):
-        raise ValueError(f"{what} must be a number, got {type(value).__name__} {value!r}")
-    if not isinstance(value, int | float):
-        try:
-            value = float(value)  # type: ignore[arg-type]  # numpy scalars, Decimal, ...
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{what} must be a number, got {type(value).__name__} {value!r}"
-            ) from None
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{what} must be finite, got {number!r}")
-    return number

@@ -7,7 +7,8 @@ import os
 import socket
 from collections import deque
 
-from agentic_trading.messaging.messages import ExperimentState, check_number
+from agentic_trading.common.values import check_number
+from agentic_trading.messaging.messages import ExperimentState
 from agentic_trading.status import ExperimentStatus, check_transition
 
 __all__ = [

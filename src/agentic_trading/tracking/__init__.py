@@ -1,0 +1,111 @@
+"""Tracking: permanent experiment records (config, metric curves, final results, models) in Aim.
+
+::
+
+    from agentic_trading.tracking import TrainingMetrics, get_ml_tracker
+
+    tracker = await get_ml_tracker()
+    run = await tracker.create_run("PPO_EUR_USD", {"agent_type": "PPO", "learning_rate": 3e-4})
+    await tracker.log_metrics(run, TrainingMetrics(step=1000, loss=0.045, reward=1250.5))
+    await tracker.finish_run(run, ExperimentStatus.COMPLETED, final_metrics={"win_rate": 0.68})
+
+    repo = await get_experiment_repository()
+    best = await repo.best_run("PPO_EUR_USD", "sharpe_ratio")
+"""
+
+from __future__ import annotations
+
+import threading
+
+from agentic_trading.config import Settings, get_settings
+from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking.backends import create_run_reader, create_run_store
+from agentic_trading.tracking.errors import (
+    RunFinishedError,
+    RunNotFoundError,
+    TrackingError,
+    TrackingUnavailableError,
+)
+from agentic_trading.tracking.models import (
+    ExperimentSummary,
+    MetricSeries,
+    RunComparison,
+    RunDetail,
+    RunHandle,
+    RunSummary,
+    TrainingMetrics,
+)
+from agentic_trading.tracking.repository import ExperimentRepository, SyncExperimentRepository
+from agentic_trading.tracking.tracker import SyncTracker, Tracker
+from agentic_trading.tracking.writer import BackgroundWriter
+
+__all__ = [
+    "ExperimentRepository",
+    "ExperimentStatus",
+    "ExperimentSummary",
+    "MetricSeries",
+    "RunComparison",
+    "RunDetail",
+    "RunFinishedError",
+    "RunHandle",
+    "RunNotFoundError",
+    "RunSummary",
+    "SyncExperimentRepository",
+    "SyncTracker",
+    "Tracker",
+    "TrackingError",
+    "TrackingUnavailableError",
+    "TrainingMetrics",
+    "get_experiment_repository",
+    "get_ml_tracker",
+    "get_sync_experiment_repository",
+    "get_sync_tracker",
+]
+
+_writers: dict[str, BackgroundWriter] = {}
+_writers_lock = threading.Lock()
+
+
+def _writer(settings: Settings | None) -> tuple[BackgroundWriter, Settings]:
+    # One writer per storage location and process: every tracker made from the same settings
+    # shares its queue, thread and open runs. Explicit settings get a writer of their own.
+    if settings is not None:
+        return _new_writer(settings), settings
+    settings = get_settings()
+    with _writers_lock:
+        writer = _writers.get(settings.ml_storage_path)
+        if writer is None or writer.closed:
+            writer = _writers[settings.ml_storage_path] = _new_writer(settings)
+    return writer, settings
+
+
+def _new_writer(settings: Settings) -> BackgroundWriter:
+    return BackgroundWriter(
+        create_run_store(settings),
+        queue_size=settings.ml_queue_size,
+        heartbeat_interval=settings.ml_heartbeat_interval,
+    )
+
+
+async def get_ml_tracker(settings: Settings | None = None) -> Tracker:
+    """The tracker for ``ML_TRACKING_BACKEND`` and ``ML_STORAGE_PATH`` (or ``settings``)."""
+    writer, settings = _writer(settings)
+    return Tracker(writer, settings)
+
+
+def get_sync_tracker(settings: Settings | None = None) -> SyncTracker:
+    """The same tracker for synchronous code; shares the process's writer with
+    :func:`get_ml_tracker` when both use the default settings."""
+    writer, settings = _writer(settings)
+    return SyncTracker(writer, settings)
+
+
+async def get_experiment_repository(settings: Settings | None = None) -> ExperimentRepository:
+    """The repository of tracked runs at ``ML_STORAGE_PATH`` (or ``settings``)."""
+    return ExperimentRepository(get_sync_experiment_repository(settings))
+
+
+def get_sync_experiment_repository(settings: Settings | None = None) -> SyncExperimentRepository:
+    """The repository for synchronous code (CLI, dashboard callbacks)."""
+    settings = settings or get_settings()
+    return SyncExperimentRepository(create_run_reader(settings), settings)

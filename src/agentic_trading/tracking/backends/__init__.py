@@ -1,0 +1,26 @@
+"""Tracking backends, chosen from the settings (``ML_TRACKING_BACKEND``)."""
+
+from __future__ import annotations
+
+from agentic_trading.config import Settings
+from agentic_trading.tracking.base import RunReader, RunStore
+
+__all__ = ["create_run_reader", "create_run_store"]
+
+
+def create_run_store(settings: Settings) -> RunStore:
+    """The run store that ``ML_TRACKING_BACKEND`` names."""
+    if settings.ml_tracking_backend == "aim":
+        from agentic_trading.tracking.backends.aim import AimRunStore
+
+        return AimRunStore(settings)
+    raise ValueError(f"ML_TRACKING_BACKEND={settings.ml_tracking_backend!r} is not supported")
+
+
+def create_run_reader(settings: Settings) -> RunReader:
+    """The run reader that ``ML_TRACKING_BACKEND`` names."""
+    if settings.ml_tracking_backend == "aim":
+        from agentic_trading.tracking.backends.aim import AimRunReader
+
+        return AimRunReader(settings)
+    raise ValueError(f"ML_TRACKING_BACKEND={settings.ml_tracking_backend!r} is not supported")

@@ -1,0 +1,133 @@
+"""Where an Aim repository is, how our records map onto Aim run attributes, and indexing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from agentic_trading.config import Settings
+from agentic_trading.tracking.errors import TrackingUnavailableError
+
+__all__ = [
+    "ATTR_CONFIG",
+    "ATTR_ERROR",
+    "ATTR_FINAL",
+    "ATTR_HEARTBEAT",
+    "ATTR_HOST",
+    "ATTR_PID",
+    "ATTR_SKIPPED",
+    "ATTR_STATUS",
+    "AimIndexer",
+    "artifacts_uri",
+    "ensure_writable",
+    "import_aim",
+    "repo_location",
+]
+
+logger = logging.getLogger("agentic_trading.tracking")
+
+# Our record of a run, as Aim run attributes (readable with Aim's SDK, UI and AimQL, e.g.
+# ``run.status == "completed" and run.final_metrics.sharpe_ratio > 1``).
+ATTR_CONFIG = "hparams"
+ATTR_STATUS = "status"
+ATTR_FINAL = "final_metrics"
+ATTR_ERROR = "error"
+ATTR_HEARTBEAT = "heartbeat_at"
+ATTR_HOST = "host"
+ATTR_PID = "pid"
+ATTR_SKIPPED = "skipped_non_finite"
+
+
+def import_aim() -> Any:
+    """The ``aim`` package, or an error that names the extra to install."""
+    try:
+        import aim
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise TrackingUnavailableError(
+            "the Aim tracker is not installed: pip install 'agentic-trading[tracking]'"
+        ) from exc
+    return aim
+
+
+def repo_location(settings: Settings) -> str:
+    """``ML_STORAGE_PATH`` as Aim takes it: an absolute folder, or the ``aim://`` URL as is."""
+    if settings.is_remote_tracking():
+        return settings.ml_storage_path
+    return str(Path(settings.ml_storage_path).expanduser().resolve())
+
+
+def ensure_writable(location: str) -> None:
+    """Create the repository's folder if needed, or raise a clear error saying why it cannot be."""
+    if location.startswith("aim://"):
+        return
+    path = Path(location)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrackingUnavailableError(
+            f"ML_STORAGE_PATH={location!r} cannot be created: {exc.strerror or exc}"
+        ) from None
+    target = path / ".aim" if (path / ".aim").exists() else path
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise TrackingUnavailableError(
+            f"ML_STORAGE_PATH={location!r} is not writable by this user; "
+            "choose a folder you can write to"
+        )
+
+
+def artifacts_uri(settings: Settings) -> str | None:
+    """Where artifacts go: ``ML_ARTIFACTS_URI``, else ``artifacts/`` under a local repository."""
+    if settings.ml_artifacts_uri:
+        return settings.ml_artifacts_uri
+    if settings.is_remote_tracking():
+        return None
+    return Path(repo_location(settings), "artifacts").as_uri()
+
+
+class AimIndexer:
+    """Merges runs into a local repository's index, so that Aim's readers see them.
+
+    Aim 3.29 readers (``Repo.query_runs``, ``Run(hash, read_only=True)``) see a run's attributes
+    and metrics only after its index manager merged the run's chunk into the index; ``aim up``
+    runs that manager, nothing else does. The indexer has a ``Repo`` of its own, so it never
+    shares open trees with runs being written in the same process.
+    """
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self._manager: Any = None
+
+    def index(self, run_hashes: list[str], attempts: int = 3) -> list[str]:
+        """Index ``run_hashes``; return those indexed. Best effort: failures are logged."""
+        if not run_hashes or self.location.startswith("aim://"):
+            return []
+        manager = self._get_manager()
+        done: list[str] = []
+        try:
+            for run_hash in run_hashes:
+                for attempt in range(attempts):
+                    try:
+                        manager.index(run_hash)
+                        done.append(run_hash)
+                        break
+                    except Exception as exc:  # rocksdb lock or I/O error: retry, then leave
+                        if attempt == attempts - 1:
+                            logger.warning("could not index run %s yet: %s", run_hash, exc)
+                        time.sleep(0.05 * (attempt + 1))
+        finally:
+            manager.repo.container_pool.clear()  # close the index until the next call
+        return done
+
+    def is_outdated(self, run_hash: str, index: Any) -> bool:
+        """Whether the run's files changed since it was last indexed (Aim's own check)."""
+        return bool(self._get_manager()._is_run_index_outdated(run_hash, index))
+
+    def _get_manager(self) -> Any:
+        if self._manager is None:
+            from aim.sdk.index_manager import RepoIndexManager
+
+            self._manager = RepoIndexManager(import_aim().Repo(self.location))
+        return self._manager

@@ -1,0 +1,211 @@
+"""Reads runs back from an Aim repository: summaries in bulk, one run in full, metric series."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agentic_trading.config import Settings
+from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking.backends.aim._storage import (
+    ATTR_CONFIG,
+    ATTR_ERROR,
+    ATTR_FINAL,
+    ATTR_HEARTBEAT,
+    ATTR_HOST,
+    ATTR_PID,
+    ATTR_SKIPPED,
+    ATTR_STATUS,
+    AimIndexer,
+    import_aim,
+    repo_location,
+)
+from agentic_trading.tracking.errors import TrackingUnavailableError
+from agentic_trading.tracking.models import MetricSeries, RunDetail, RunSummary
+
+__all__ = ["AimRunReader", "check_query"]
+
+logger = logging.getLogger("agentic_trading.tracking")
+
+MAX_QUERY_CHARS = 2_000
+# AimQL is a Python expression that Aim evaluates in a restricted sandbox. We pass the user's
+# text alone (never spliced into ours) and refuse what no run query needs: dunder names,
+# lambdas, imports, statements and more than one line.
+_FORBIDDEN = re.compile(r"__|\blambda\b|\bimport\b|[;\n\r]|:=|\bexec\b|\beval\b|\bopen\b")
+
+
+def check_query(query: str) -> str:
+    """``query`` if it may be passed to AimQL, else ``ValueError`` saying why not."""
+    if not isinstance(query, str):
+        raise ValueError(f"query must be a string of AimQL, got {type(query).__name__}")
+    if len(query) > MAX_QUERY_CHARS:
+        raise ValueError(f"query is {len(query)} characters; at most {MAX_QUERY_CHARS}")
+    found = _FORBIDDEN.search(query)
+    if found:
+        raise ValueError(
+            f"query {query!r} is not allowed: {found.group()!r} has no place in a run query "
+            "(AimQL such as: run.hparams.learning_rate < 0.001 and run.status == 'completed')"
+        )
+    return query.strip()
+
+
+class AimRunReader:
+    """A :class:`~agentic_trading.tracking.base.RunReader` over an Aim repository."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.location = repo_location(settings)
+        self._indexer = AimIndexer(self.location)
+        self._repo: Any = None
+        self._settled: set[str] = set()  # finished and indexed: they never change again
+
+    @property
+    def is_remote(self) -> bool:
+        return self.location.startswith("aim://")
+
+    def _open(self) -> Any:
+        """The repository, or ``None`` if no run was ever written to a local path."""
+        if self._repo is None:
+            aim = import_aim()
+            if not self.is_remote and not Path(self.location, ".aim").is_dir():
+                return None
+            try:
+                self._repo = aim.Repo(self.location)
+            except Exception as exc:
+                raise TrackingUnavailableError(
+                    f"cannot open the Aim repository {self.location!r}: {type(exc).__name__}: {exc}"
+                ) from None
+        return self._repo
+
+    def refresh(self) -> None:
+        repo = self._open()
+        if repo is None or self.is_remote:
+            return
+        chunks = Path(repo.path, "meta", "chunks")
+        progress = Path(repo.path, "meta", "progress")
+        hashes = {p.name for p in chunks.iterdir() if p.is_dir()} if chunks.is_dir() else set()
+        active = {p.name for p in progress.iterdir()} if progress.is_dir() else set()
+        self._settled &= hashes
+        candidates = sorted(hashes - self._settled)
+        if candidates:
+            index = repo.request_tree("meta", read_only=True)
+            outdated = [h for h in candidates if self._indexer.is_outdated(h, index)]
+            self._indexer.index(outdated)
+            self._settled |= {h for h in candidates if h not in active}
+        repo.container_pool.clear()  # see the index as it is now
+
+    def _records(self, hashes: set[str] | None) -> list[RunSummary]:
+        repo = self._open()
+        if repo is None:
+            return []
+        out = []
+        for props in repo.structured_db.runs():
+            if hashes is not None and props.hash not in hashes:
+                continue
+            tree = _collect(repo, props.hash)
+            if tree is None:
+                continue
+            out.append(_summary(RunSummary, props, tree))
+        return out
+
+    def list_runs(self, query: str | None = None) -> list[RunSummary]:
+        repo = self._open()
+        if repo is None:
+            return []
+        hashes = None
+        if query:
+            try:
+                hashes = {
+                    item.run.hash
+                    for item in repo.query_runs(check_query(query), report_mode=0).iter_runs()
+                }
+            except Exception as exc:
+                raise ValueError(f"query {query!r} failed: {type(exc).__name__}: {exc}") from None
+        return self._records(hashes)
+
+    def get_run(self, run_id: str) -> RunDetail | None:
+        repo = self._open()
+        if repo is None:
+            return None
+        props = repo.structured_db.find_run(run_id)
+        tree = _collect(repo, run_id) if props is not None else None
+        if tree is None:
+            return None
+        detail: RunDetail = _summary(RunDetail, props, tree)
+        detail.metrics = sorted(
+            {name for per_context in tree.get("traces", {}).values() for name in per_context}
+        )
+        detail.skipped_non_finite = dict(tree.get("attrs", {}).get(ATTR_SKIPPED) or {})
+        return detail
+
+    def get_series(self, run_id: str, name: str) -> MetricSeries | None:
+        repo = self._open()
+        if repo is None or run_id not in repo.list_all_runs():
+            return None
+        from aim.storage.context import Context
+
+        run = import_aim().Run(run_id, repo=repo, read_only=True)
+        metric = run.get_metric(name, Context({}))
+        if metric is None:
+            return None
+        steps: list[int] = []
+        values: list[float] = []
+        times: list[float] = []
+        for step, (value, _epoch, timestamp) in metric.data.items():
+            steps.append(int(step))
+            values.append(float(value))
+            times.append(float(timestamp))
+        return MetricSeries(run_id=run_id, name=name, steps=steps, values=values, timestamps=times)
+
+    def delete_run(self, run_id: str) -> bool:
+        repo = self._open()
+        if repo is None or run_id not in repo.list_all_runs():
+            return False
+        deleted = bool(repo.delete_run(run_id))
+        self._settled.discard(run_id)
+        repo.container_pool.clear()
+        return deleted
+
+
+def _collect(repo: Any, run_hash: str) -> dict[str, Any] | None:
+    try:
+        tree = repo.meta_tree.subtree(("chunks", run_hash)).collect()
+    except KeyError:
+        return None  # created but not indexed yet
+    return tree if isinstance(tree, dict) else None
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, int | float):
+        return None
+    return datetime.fromtimestamp(float(value), tz=UTC)
+
+
+def _summary(cls: type[Any], props: Any, tree: dict[str, Any]) -> Any:
+    attrs = tree.get("attrs") or {}
+    try:
+        status = ExperimentStatus.parse(attrs.get(ATTR_STATUS) or "running")
+    except ValueError:
+        status = ExperimentStatus.RUNNING
+    artifacts = {}
+    for name, artifact in (tree.get("artifacts") or {}).items():
+        uri = artifact.get("uri") if isinstance(artifact, dict) else getattr(artifact, "uri", None)
+        artifacts[str(name)] = str(uri)
+    final = attrs.get(ATTR_FINAL) or {}
+    return cls(
+        run_id=props.hash,
+        experiment=props.experiment or "",
+        status=status,
+        config=attrs.get(ATTR_CONFIG) or {},
+        final_metrics={k: float(v) for k, v in final.items() if isinstance(v, int | float)},
+        error=attrs.get(ATTR_ERROR),
+        tags=[str(tag) for tag in (props.tags or [])],
+        artifacts=artifacts,
+        created_at=_time(props.creation_time) or datetime.now(UTC),
+        ended_at=_time(tree.get("end_time")),
+        heartbeat_at=_time(attrs.get(ATTR_HEARTBEAT)),
+        host=attrs.get(ATTR_HOST),
+        pid=attrs.get(ATTR_PID),
+    )

@@ -1,0 +1,77 @@
+"""The two small interfaces a tracking backend implements: a run store and a run reader.
+
+A :class:`RunStore` is written by the tracker's writer thread only (never by the training loop),
+so it may block; a :class:`RunReader` serves the repository. Callers never import a backend:
+``get_ml_tracker()`` and ``get_experiment_repository()`` choose one from the settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking.models import MetricSeries, RunDetail, RunSummary
+
+__all__ = ["RunReader", "RunStore"]
+
+
+class RunStore(Protocol):
+    """Permanent storage of runs, written from one thread."""
+
+    location: str
+
+    def check_writable(self) -> None:
+        """Raise ``TrackingUnavailableError`` if no run could be created (called by callers)."""
+
+    def open_run(
+        self, experiment: str, config: Mapping[str, Any], tags: Sequence[str]
+    ) -> tuple[str, datetime]:
+        """Create a run marked ``running``; return its id and creation time."""
+
+    def track(self, run_id: str, step: int, values: Mapping[str, float]) -> None:
+        """Append one point of metrics at ``step``."""
+
+    def set_attributes(self, run_id: str, attributes: Mapping[str, Any]) -> None:
+        """Set or replace named attributes of the run (params, heartbeats, counts)."""
+
+    def add_tags(self, run_id: str, tags: Sequence[str]) -> None:
+        """Tag the run."""
+
+    def log_artifact(self, run_id: str, path: Path, name: str) -> str:
+        """Store a copy of the file at ``path`` as artifact ``name``; return where it is."""
+
+    def heartbeat(self, run_id: str, at: float) -> None:
+        """Record that the writing process is alive at ``at`` (seconds since the epoch)."""
+
+    def close_run(
+        self,
+        run_id: str,
+        status: ExperimentStatus,
+        final_metrics: Mapping[str, float],
+        error: str | None,
+    ) -> None:
+        """Record the final status, metrics and error, and close the run for good."""
+
+
+class RunReader(Protocol):
+    """Reads runs back. Status is as stored; the repository decides what is ``crashed``."""
+
+    location: str
+
+    def refresh(self) -> None:
+        """Make runs written by other processes since the last call visible."""
+
+    def list_runs(self, query: str | None = None) -> list[RunSummary]:
+        """Every run (matching the backend's ``query`` language, when given)."""
+
+    def get_run(self, run_id: str) -> RunDetail | None:
+        """One run in full, or ``None``."""
+
+    def get_series(self, run_id: str, name: str) -> MetricSeries | None:
+        """One metric series of one run, or ``None`` if the run has no such metric."""
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete a run and its data; ``False`` if there was none."""

@@ -1,0 +1,26 @@
+"""Errors of the tracking system. Each message names the run, value or path at fault."""
+
+from __future__ import annotations
+
+__all__ = [
+    "RunFinishedError",
+    "RunNotFoundError",
+    "TrackingError",
+    "TrackingUnavailableError",
+]
+
+
+class TrackingError(Exception):
+    """Base class of the tracking system's errors."""
+
+
+class TrackingUnavailableError(TrackingError):
+    """The tracking storage (an Aim repository or server) cannot be opened or written."""
+
+
+class RunNotFoundError(TrackingError, LookupError):
+    """No run has the given id."""
+
+
+class RunFinishedError(TrackingError):
+    """The run was already finished (or never opened by this tracker): it takes no more writes."""
