@@ -80,6 +80,9 @@ class AimRunReader:
         return self._repo
 
     def refresh(self) -> None:
+        # A fresh Repo per refresh: Aim's Repo keeps read-only rocksdb views whose contents
+        # are fixed when opened, so a long-lived one misses what other writers added since.
+        self._repo = None
         repo = self._open()
         if repo is None or self.is_remote:
             return
@@ -94,7 +97,7 @@ class AimRunReader:
             outdated = [h for h in candidates if self._indexer.is_outdated(h, index)]
             self._indexer.index(outdated)
             self._settled |= {h for h in candidates if h not in active}
-        repo.container_pool.clear()  # see the index as it is now
+            repo.container_pool.clear()  # see the index as it is now
 
     def _records(self, hashes: set[str] | None) -> list[RunSummary]:
         repo = self._open()
@@ -116,10 +119,10 @@ class AimRunReader:
             return []
         hashes = None
         if query:
+            text = check_query(query)
             try:
                 hashes = {
-                    item.run.hash
-                    for item in repo.query_runs(check_query(query), report_mode=0).iter_runs()
+                    item.run.hash for item in repo.query_runs(text, report_mode=0).iter_runs()
                 }
             except Exception as exc:
                 raise ValueError(f"query {query!r} failed: {type(exc).__name__}: {exc}") from None
@@ -142,12 +145,39 @@ class AimRunReader:
 
     def get_series(self, run_id: str, name: str) -> MetricSeries | None:
         repo = self._open()
-        if repo is None or run_id not in repo.list_all_runs():
+        if repo is None or not _exists(repo, run_id):
             return None
-        from aim.storage.context import Context
+        tree = _collect(repo, run_id) or {}
+        if not any(name in per_context for per_context in tree.get("traces", {}).values()):
+            return None
+        points = _read_series(repo, run_id, name)
+        if points is None:
+            return None
+        steps, values, times = points
+        return MetricSeries(run_id=run_id, name=name, steps=steps, values=values, timestamps=times)
 
-        run = import_aim().Run(run_id, repo=repo, read_only=True)
-        metric = run.get_metric(name, Context({}))
+    def delete_run(self, run_id: str) -> bool:
+        repo = self._open()
+        if repo is None or not _exists(repo, run_id):
+            return False
+        deleted = bool(repo.delete_run(run_id))
+        self._settled.discard(run_id)
+        repo.container_pool.clear()
+        return deleted
+
+
+def _exists(repo: Any, run_id: str) -> bool:
+    # Not Repo.list_all_runs(): it is cached per Repo and misses runs created since.
+    return Path(repo.path, "meta", "chunks", run_id).is_dir()
+
+
+def _read_series(
+    repo: Any, run_id: str, name: str
+) -> tuple[list[int], list[float], list[float]] | None:
+    from aim.storage.context import Context
+
+    try:
+        metric = import_aim().Run(run_id, repo=repo, read_only=True).get_metric(name, Context({}))
         if metric is None:
             return None
         steps: list[int] = []
@@ -157,16 +187,9 @@ class AimRunReader:
             steps.append(int(step))
             values.append(float(value))
             times.append(float(timestamp))
-        return MetricSeries(run_id=run_id, name=name, steps=steps, values=values, timestamps=times)
-
-    def delete_run(self, run_id: str) -> bool:
-        repo = self._open()
-        if repo is None or run_id not in repo.list_all_runs():
-            return False
-        deleted = bool(repo.delete_run(run_id))
-        self._settled.discard(run_id)
-        repo.container_pool.clear()
-        return deleted
+    except KeyError:
+        return None
+    return steps, values, times
 
 
 def _collect(repo: Any, run_hash: str) -> dict[str, Any] | None:

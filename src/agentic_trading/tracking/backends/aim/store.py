@@ -131,6 +131,14 @@ class AimRunStore:
         run[ATTR_ERROR] = error
         run[ATTR_HEARTBEAT] = time.time()
         run[ATTR_STATUS] = status.value
+        repo = run.repo
         run.close()
+        # Close the run's rocksdb containers now: the repository's pool keeps them open until
+        # garbage collection, and a reader opening them meanwhile sees the metrics half-written.
+        for pool in (repo.container_pool, repo.persistent_pool):
+            for config, container in list(pool.items()):
+                if config.sub == run_id:
+                    container.close()
+                    pool.pop(config, None)
         # Aim's own readers (SDK, `aim runs`, AimQL) see a run's data only once it is indexed.
         self._indexer.index([run_id])

@@ -1,0 +1,541 @@
+"""The tracker and the experiment repository against real Aim repositories in temporary folders."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agentic_trading import ExperimentStatus
+from agentic_trading.config import Settings
+from agentic_trading.tracking import (
+    RunFinishedError,
+    RunNotFoundError,
+    SyncExperimentRepository,
+    Tracker,
+    TrackingError,
+    TrackingUnavailableError,
+    TrainingMetrics,
+    get_experiment_repository,
+    get_ml_tracker,
+    get_sync_experiment_repository,
+    get_sync_tracker,
+)
+from agentic_trading.tracking.writer import EXIT_ERROR
+from tests.conftest import make_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def aim_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Aim repository for the module: a new repository costs over a second to create."""
+    return tmp_path_factory.mktemp("aim")
+
+
+@pytest.fixture
+def settings(aim_path: Path) -> Settings:
+    return make_settings(
+        ml_storage_path=str(aim_path), ml_heartbeat_interval=0.2, ml_heartbeat_timeout=3
+    )
+
+
+@pytest.fixture
+async def tracker(settings: Settings) -> AsyncIterator[Tracker]:
+    tracker = await get_ml_tracker(settings)
+    yield tracker
+    await tracker.close()
+
+
+@pytest.fixture
+def repo(settings: Settings) -> SyncExperimentRepository:
+    return get_sync_experiment_repository(settings)
+
+
+@pytest.fixture
+def experiment() -> str:
+    return f"exp-{uuid.uuid4().hex[:10]}"
+
+
+def worker(mode: str, experiment: str, points: int, settings: Settings) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "ML_STORAGE_PATH": settings.ml_storage_path,
+        "ML_HEARTBEAT_INTERVAL": str(settings.ml_heartbeat_interval),
+        "ML_HEARTBEAT_TIMEOUT": str(settings.ml_heartbeat_timeout),
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.tracking_worker", mode, experiment, str(points)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+# --- the seed's API ----------------------------------------------------------------------------
+
+
+async def test_seed_data_flow_is_stored_and_read_back(tracker: Tracker, settings: Settings) -> None:
+    run = await tracker.create_run(
+        experiment_name="PPO_EUR_USD_Training",
+        config={"agent_type": "PPO", "learning_rate": 0.0003},
+    )
+    assert len(run.run_id) == 24 and run.id == run.run_id
+    for step in range(0, 5000, 1000):
+        await tracker.log_metrics(
+            run, TrainingMetrics(step=step, loss=0.045, reward=1250.5 + step, episode_length=100)
+        )
+    await tracker.finish_run(
+        run,
+        status=ExperimentStatus.COMPLETED,
+        final_metrics={"total_reward": 5250.75, "win_rate": 0.684},
+    )
+
+    repo = await get_experiment_repository(settings)
+    detail = await repo.get_run(run.run_id)
+    assert detail.experiment == "PPO_EUR_USD_Training"
+    assert detail.status is ExperimentStatus.COMPLETED
+    assert detail.config == {"agent_type": "PPO", "learning_rate": 0.0003}
+    assert detail.final_metrics == {"total_reward": 5250.75, "win_rate": 0.684}
+    assert detail.metrics == ["episode_length", "loss", "reward"]
+    assert detail.ended_at is not None and detail.duration is not None and detail.duration >= 0
+    series = await repo.get_metric_series(run.run_id, "reward")
+    assert series.steps == [0, 1000, 2000, 3000, 4000]
+    assert series.values == [1250.5, 2250.5, 3250.5, 4250.5, 5250.5]
+
+
+async def test_pattern_one_status_positional_and_default_experiment(
+    tracker: Tracker, settings: Settings
+) -> None:
+    run = await tracker.create_run(config={"agent_type": "PPO"})
+    assert run.experiment == settings.ml_experiment_name == "AgenticTrading"
+    await tracker.log_metrics(run, TrainingMetrics(step=0, loss=0.5, reward=1.0))
+    await tracker.finish_run(run, ExperimentStatus.COMPLETED)
+    detail = get_sync_experiment_repository(settings).get_run(run.run_id)
+    assert detail.status is ExperimentStatus.COMPLETED and detail.final_metrics == {}
+
+
+async def test_all_training_signals_and_extras_become_metrics(
+    tracker: Tracker, repo: SyncExperimentRepository, experiment: str
+) -> None:
+    run = await tracker.create_run(experiment, {})
+    point = TrainingMetrics(
+        step=7,
+        loss=np.float32(0.25),
+        reward=1.0,
+        episode_length=200,
+        value_loss=0.1,
+        policy_loss=-0.02,
+        entropy=0.69,
+        learning_rate=3e-4,
+        explained_variance=0.8,
+        portfolio_value=10_250.0,
+        sortino=np.float64(1.7),
+    )
+    await tracker.log_metrics(run, point)
+    await tracker.log_metrics(run, {"custom": 3}, step=8)
+    await tracker.finish_run(run)
+    detail = repo.get_run(run.run_id)
+    assert set(detail.metrics) == set(point.values()) | {"custom"}
+    assert repo.get_metric_series(run.run_id, "sortino").values == [1.7]
+    assert repo.get_metric_series(run.run_id, "custom").steps == [8]
+
+
+async def test_failed_run_keeps_its_error_and_params_and_tags(
+    tracker: Tracker, repo: SyncExperimentRepository, experiment: str
+) -> None:
+    run = await tracker.create_run(experiment, {"seed": 1}, tags=["baseline"])
+    await tracker.log_params(run, {"dataset": "EURUSD_1H", "window": {"train": 0.8}})
+    await tracker.add_tags(run, "eurusd", "ppo")
+    await tracker.finish_run(run, "failed", error="RuntimeError: the loss diverged")
+    detail = repo.get_run(run.run_id)
+    assert detail.status is ExperimentStatus.FAILED
+    assert detail.error == "RuntimeError: the loss diverged"
+    assert set(detail.tags) == {"baseline", "eurusd", "ppo"}
+    runs = repo.list_runs(query="run.dataset == 'EURUSD_1H'")
+    assert [r.run_id for r in runs] == [run.run_id]
+
+
+async def test_finished_run_takes_no_more_writes(tracker: Tracker, experiment: str) -> None:
+    run = await tracker.create_run(experiment, {})
+    await tracker.finish_run(run)
+    with pytest.raises(RunFinishedError, match=run.run_id):
+        await tracker.finish_run(run)
+    with pytest.raises(RunFinishedError, match="finished"):
+        await tracker.log_metrics(run, TrainingMetrics(step=1, loss=1.0))
+
+
+async def test_artifact_is_copied_with_the_run(
+    tracker: Tracker, repo: SyncExperimentRepository, experiment: str, tmp_path: Path
+) -> None:
+    model = tmp_path / "model.zip"
+    model.write_bytes(b"PK\x03\x04 trained weights")
+    run = await tracker.create_run(experiment, {})
+    where = await tracker.log_artifact(run, model, "model.zip")
+    await tracker.finish_run(run)
+    model.unlink()  # the copy must not depend on the original
+    detail = repo.get_run(run.run_id)
+    assert detail.artifacts == {"model.zip": where}
+    copy = Path(where.removeprefix("file://"))
+    assert copy.read_bytes() == b"PK\x03\x04 trained weights"  # noqa: ASYNC240
+    assert copy.is_relative_to(Path(repo.location) / "artifacts")
+
+
+# --- bad input: one clear error, nothing lost --------------------------------------------------
+
+
+async def test_non_finite_values_are_skipped_counted_and_warned(
+    tracker: Tracker,
+    repo: SyncExperimentRepository,
+    experiment: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run = await tracker.create_run(experiment, {})
+    with caplog.at_level(logging.WARNING, logger="agentic_trading.tracking"):
+        for step in range(4):
+            loss = math.nan if step in (1, 2) else 0.5
+            await tracker.log_metrics(run, TrainingMetrics(step=step, loss=loss, reward=step))
+        await tracker.log_metrics(run, TrainingMetrics(step=4, loss=math.inf, reward=4))
+        await tracker.finish_run(run, final_metrics={"sharpe_ratio": math.nan, "ok": 1.0})
+    assert sum("'loss' is not finite" in r.getMessage() for r in caplog.records) == 1
+    assert any("sharpe_ratio" in r.getMessage() for r in caplog.records)
+    detail = repo.get_run(run.run_id)
+    assert detail.skipped_non_finite == {"loss": 3}
+    assert detail.final_metrics == {"ok": 1.0}
+    assert repo.get_metric_series(run.run_id, "loss").steps == [0, 3]
+    assert repo.get_metric_series(run.run_id, "reward").steps == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ({"loss": "0.5"}, "metric 'loss' must be a number, got str"),
+        ({"loss": None}, "metric 'loss' must be a number, got NoneType"),
+        ({"done": True}, "metric 'done' must be a number, got bool"),
+        ({"curve": [1.0, 2.0]}, "metric 'curve' must be a number, got list"),
+        ({"": 1.0}, "metric name '' is not allowed"),
+    ],
+)
+async def test_unknown_metric_types_raise_naming_the_metric(
+    tracker: Tracker, experiment: str, metrics: dict[str, object], message: str
+) -> None:
+    run = await tracker.create_run(experiment, {})
+    with pytest.raises(ValueError, match=message):
+        await tracker.log_metrics(run, metrics, step=1)
+    await tracker.finish_run(run)
+
+
+async def test_bad_arguments_are_refused_at_the_call(
+    tracker: Tracker, experiment: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="experiment name 'a b' is not allowed"):
+        await tracker.create_run("a b", {})
+    with pytest.raises(ValueError, match="config is not JSON-serializable"):
+        await tracker.create_run(experiment, {"env": object()})
+    with pytest.raises(ValueError, match="step"):
+        TrainingMetrics(step=-1, loss=1.0)
+    run = await tracker.create_run(experiment, {})
+    with pytest.raises(ValueError, match="'running' does not finish a run"):
+        await tracker.finish_run(run, "running")
+    with pytest.raises(ValueError, match="'exploded' is not"):
+        await tracker.finish_run(run, "exploded")
+    with pytest.raises(FileNotFoundError, match=r"missing\.zip"):
+        await tracker.log_artifact(run, tmp_path / "missing.zip")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match=r"artifact name '\.\./x' is not allowed"):
+        await tracker.log_artifact(run, tmp_path / "f", "../x")
+    with pytest.raises(ValueError, match="reserved"):
+        await tracker.log_params(run, {"status": "completed"})
+    await tracker.finish_run(run)
+
+
+async def test_unwritable_storage_fails_at_create_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    tracker = await get_ml_tracker(make_settings(ml_storage_path=str(blocker / "aim")))
+    with pytest.raises(TrackingUnavailableError, match=r"ML_STORAGE_PATH=.*cannot be created"):
+        await tracker.create_run("x", {})
+    await tracker.close()
+
+
+def test_repository_refuses_bad_queries_and_ids(repo: SyncExperimentRepository) -> None:
+    with pytest.raises(ValueError, match="'__' has no place in a run query"):
+        repo.list_runs(query="run.__class__.__bases__")
+    with pytest.raises(ValueError, match="'import' has no place"):
+        repo.list_runs(query="import os")
+    with pytest.raises(ValueError, match="order_by 'sharpe' is not allowed"):
+        repo.list_runs(order_by="sharpe")
+    with pytest.raises(ValueError, match="'bogus' is not"):
+        repo.list_runs(status="bogus")
+    with pytest.raises(ValueError, match=r"run id '\.\./etc' is not allowed"):
+        repo.get_run("../etc")
+    with pytest.raises(RunNotFoundError, match="no run 'abc123'"):
+        repo.get_run("abc123")
+
+
+# --- throughput and back-pressure ----------------------------------------------------------------
+
+
+def test_full_queue_applies_back_pressure_and_loses_nothing(
+    settings: Settings, experiment: str
+) -> None:
+    tracker = get_sync_tracker(settings.model_copy(update={"ml_queue_size": 8}))
+    run = tracker.create_run(experiment, {})
+    most_pending = 0
+    for step in range(400):
+        tracker.log_metrics(run, TrainingMetrics(step=step, reward=float(step)))
+        most_pending = max(most_pending, tracker.pending)
+    tracker.finish_run(run)
+    tracker.close()
+    assert most_pending <= 8
+    series = get_sync_experiment_repository(settings).get_metric_series(run.run_id, "reward")
+    assert series.steps == list(range(400))
+
+
+async def test_async_log_metrics_waits_off_the_loop_when_full(
+    settings: Settings, experiment: str
+) -> None:
+    tracker = await get_ml_tracker(settings.model_copy(update={"ml_queue_size": 4}))
+    run = await tracker.create_run(experiment, {})
+    for step in range(200):
+        await tracker.log_metrics(run, {"reward": step}, step=step)
+    await tracker.finish_run(run)
+    await tracker.close()
+    series = get_sync_experiment_repository(settings).get_metric_series(run.run_id, "reward")
+    assert series.values == [float(s) for s in range(200)]
+
+
+def test_log_metrics_returns_before_the_point_is_written(
+    settings: Settings, experiment: str
+) -> None:
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run(experiment, {})
+    started = time.perf_counter()
+    for step in range(2000):
+        tracker.log_metrics(run, {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}, step=step)
+    elapsed = time.perf_counter() - started
+    assert tracker.pending > 0, f"2000 points were written inline in {elapsed:.3f} s"
+    tracker.finish_run(run)
+    assert tracker.pending == 0
+    tracker.close()
+
+
+# --- across processes ----------------------------------------------------------------------------
+
+
+def test_run_is_visible_while_written_and_crashed_after_kill(
+    settings: Settings, experiment: str
+) -> None:
+    proc = worker("hang", experiment, 300, settings)
+    try:
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().strip()
+        assert proc.stdout.readline().strip() == "flushed"
+        repo = get_sync_experiment_repository(settings)
+        live = repo.get_run(run_id)
+        assert live.status is ExperimentStatus.RUNNING and live.pid == proc.pid
+        assert live.config == {"mode": "hang", "points": 300}
+        assert [r.run_id for r in repo.list_runs(experiment=experiment)] == [run_id]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        dead = repo.get_run(run_id)
+        assert dead.status is ExperimentStatus.CRASHED
+        assert "is gone" in (dead.error or "")
+        assert repo.list_runs(experiment=experiment, status="crashed")[0].run_id == run_id
+        assert repo.get_metric_series(run_id, "reward").steps == list(range(300))
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_silent_heartbeat_on_another_host_reads_crashed(
+    repo: SyncExperimentRepository, settings: Settings, experiment: str
+) -> None:
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run(experiment, {})
+    tracker.flush()
+    summary = repo.get_run(run.run_id)
+    assert summary.status is ExperimentStatus.RUNNING
+    elsewhere = summary.model_copy(
+        update={"host": "other-host", "heartbeat_at": summary.created_at}
+    )
+    assert repo._live(elsewhere).status is ExperimentStatus.RUNNING  # created under 3 s ago
+    time.sleep(settings.ml_heartbeat_timeout + 0.2)
+    assert repo._live(elsewhere).status is ExperimentStatus.CRASHED
+    assert "no heartbeat for over 3 s" in (repo._live(elsewhere).error or "")
+    fresh = repo.get_run(run.run_id)  # our own writer kept beating meanwhile
+    assert fresh.status is ExperimentStatus.RUNNING
+    assert fresh.heartbeat_at is not None and fresh.heartbeat_at > summary.heartbeat_at  # type: ignore[operator]
+    tracker.finish_run(run)
+    tracker.close()
+
+
+def test_interpreter_exit_flushes_and_marks_the_unfinished_run(
+    settings: Settings, experiment: str
+) -> None:
+    proc = worker("exit", experiment, 3000, settings)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    run_id = out.split()[0]
+    repo = get_sync_experiment_repository(settings)
+    detail = repo.get_run(run_id)
+    assert detail.status is ExperimentStatus.CRASHED and detail.error == EXIT_ERROR
+    assert repo.get_metric_series(run_id, "reward").steps == list(range(3000))
+
+
+def test_several_processes_log_into_one_repository(settings: Settings, experiment: str) -> None:
+    procs = [worker("finish", experiment, 800, settings) for _ in range(4)]
+    run_ids = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        run_ids.append(out.split()[0])
+    repo = get_sync_experiment_repository(settings)
+    runs = repo.list_runs(experiment=experiment)
+    assert sorted(r.run_id for r in runs) == sorted(run_ids)
+    for run_id in run_ids:
+        assert repo.get_run(run_id).status is ExperimentStatus.COMPLETED
+        for name in ("reward", "loss"):
+            assert repo.get_metric_series(run_id, name).steps == list(range(800))
+
+
+def test_aim_sdk_and_cli_alone_read_what_the_tracker_wrote(
+    settings: Settings, experiment: str
+) -> None:
+    proc = worker("finish", experiment, 50, settings)
+    out, _ = proc.communicate(timeout=120)
+    run_id = out.split()[0]
+    aim_cli = Path(sys.executable).with_name("aim")
+    listed = subprocess.run(
+        [str(aim_cli), "runs", "--repo", settings.ml_storage_path, "ls"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert run_id in listed.stdout
+    reader = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, json; from aim import Repo\n"
+            "repo = Repo(sys.argv[1])\n"
+            "q = f\"run.experiment == '{sys.argv[2]}' and run.status == 'completed'\"\n"
+            "runs = [r.run for r in repo.query_runs(q, report_mode=0).iter_runs()]\n"
+            "run = runs[0]\n"
+            "m = {x.name: x.values.values_list() for x in run.metrics()}\n"
+            "print(json.dumps({'hash': run.hash, 'hparams': run['hparams'],\n"
+            "  'final': run['final_metrics'], 'reward': m['reward']}))",
+            settings.ml_storage_path,
+            experiment,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    import json
+
+    seen = json.loads(reader.stdout.strip().splitlines()[-1])
+    assert seen["hash"] == run_id
+    assert seen["hparams"] == {"mode": "finish", "points": 50}
+    assert seen["final"] == {"total_reward": 50.0}
+    assert sorted(seen["reward"]) == [float(i) for i in range(50)]
+
+
+# --- the repository's queries --------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_runs(settings: Settings, experiment: str) -> list[str]:
+    tracker = get_sync_tracker(settings)
+    ids = []
+    for lr, reward, status in (
+        (1e-3, 10.0, "completed"),
+        (3e-4, 30.0, "completed"),
+        (1e-4, 50.0, "failed"),
+    ):
+        run = tracker.create_run(experiment, {"lr": lr, "gamma": 0.99, "net": {"layers": 2}})
+        for step in range(3):
+            tracker.log_metrics(run, TrainingMetrics(step=step, reward=reward + step, loss=lr))
+        tracker.finish_run(run, status, {"total_reward": reward, "max_drawdown": reward / 100})
+        ids.append(run.run_id)
+    tracker.close()
+    return ids
+
+
+def test_list_runs_filters_orders_and_pages(
+    repo: SyncExperimentRepository, experiment: str, three_runs: list[str]
+) -> None:
+    a, b, c = three_runs
+    assert [r.run_id for r in repo.list_runs(experiment=experiment)] == [c, b, a]
+    assert [r.run_id for r in repo.list_runs(experiment=experiment, status="failed")] == [c]
+    assert [
+        r.run_id for r in repo.list_runs(experiment=experiment, status=["completed", "failed"])
+    ] == [c, b, a]
+    by_reward = repo.list_runs(experiment=experiment, order_by="-final_metrics.total_reward")
+    assert [r.run_id for r in by_reward] == [c, b, a]
+    assert [r.run_id for r in repo.list_runs(experiment=experiment, order_by="config.lr")] == [
+        c,
+        b,
+        a,
+    ]
+    page = repo.list_runs(experiment=experiment, order_by="created_at", limit=2, offset=1)
+    assert [r.run_id for r in page] == [b, c]
+    query = f"run.experiment == '{experiment}' and run.hparams.lr < 0.0005"
+    assert {r.run_id for r in repo.list_runs(query=query)} == {b, c}
+
+
+def test_best_compare_experiments_and_delete(
+    repo: SyncExperimentRepository, experiment: str, three_runs: list[str]
+) -> None:
+    a, b, c = three_runs
+    best = repo.best_run(experiment, "total_reward")
+    assert best is not None and best.run_id == b  # c scored more but failed
+    worst = repo.best_run(experiment, "total_reward", mode="min")
+    assert worst is not None and worst.run_id == a
+    assert repo.best_run(experiment, "no_such_metric") is None
+
+    comparison = repo.compare_runs([a, b], ["total_reward", "max_drawdown", "reward"])
+    assert comparison.table[a] == {"total_reward": 10.0, "max_drawdown": 0.1, "reward": 12.0}
+    assert comparison.best == {"total_reward": b, "max_drawdown": a, "reward": b}
+    assert comparison.config_diff == {"lr": {a: 1e-3, b: 3e-4}}
+
+    summary = next(e for e in repo.list_experiments() if e.name == experiment)
+    assert summary.run_count == 3
+    assert summary.status_counts == {"completed": 2, "failed": 1}
+    assert summary.best_run_id == b and summary.best_value == 30.0
+
+    repo.delete_run(a)
+    with pytest.raises(RunNotFoundError):
+        repo.get_run(a)
+    assert {r.run_id for r in repo.list_runs(experiment=experiment)} == {b, c}
+
+
+def test_deleting_a_live_run_needs_force(
+    repo: SyncExperimentRepository, settings: Settings, experiment: str
+) -> None:
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run(experiment, {})
+    tracker.flush()
+    with pytest.raises(TrackingError, match="still running"):
+        repo.delete_run(run.run_id)
+    tracker.finish_run(run)
+    tracker.close()
+
+
+def test_empty_storage_path_reads_as_no_runs(tmp_path: Path) -> None:
+    repo = get_sync_experiment_repository(make_settings(ml_storage_path=str(tmp_path / "none")))
+    assert repo.list_runs() == [] and repo.list_experiments() == []
+    with pytest.raises(RunNotFoundError):
+        repo.get_run("abc")
