@@ -13,6 +13,7 @@ from rich.console import Console
 
 from agentic_trading.config import Settings, SettingsError, load_settings
 from agentic_trading.messaging.brokers import BrokerError
+from agentic_trading.tracking.errors import TrackingError
 
 console = Console()
 errors = Console(stderr=True)
@@ -34,7 +35,7 @@ def expected_errors() -> Iterator[None]:
         yield
     except SettingsError as exc:
         fail(f"bad setting: {exc}", EXIT_USAGE)
-    except BrokerError as exc:
+    except (BrokerError, TrackingError) as exc:
         fail(str(exc))
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)

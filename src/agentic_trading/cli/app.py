@@ -102,13 +102,32 @@ def monitor(
 def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Show the settings in force (secrets masked) and whether Redis answers."""
+    """Show the settings in force (secrets masked), whether Redis answers, and where the Aim
+    repository is and how many runs it holds."""
     from agentic_trading.cli import doctor as doctor_command
 
     with expected_errors():
         healthy = doctor_command.report(settings_with(), json_output)
     if not healthy:
         raise typer.Exit(1)
+
+
+@app.command("tracking-ui")
+def tracking_ui(
+    host: Annotated[
+        str, typer.Option(help="Address to bind; anything but loopback exposes the UI.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the UI.")] = 43800,
+) -> None:
+    """Open Aim's own UI on the tracking repository (ML_STORAGE_PATH).
+
+    Every run the tracker wrote is there: configs as hparams, metric curves, status and final
+    metrics as run attributes (AimQL: run.status == "completed"). Ctrl-C stops it.
+    """
+    from agentic_trading.cli import tracking_ui as tracking_ui_command
+
+    with expected_errors():
+        tracking_ui_command.run(settings_with(), host, port)
 
 
 def main() -> None:

@@ -25,18 +25,42 @@ async def _check_redis(settings: Settings) -> dict[str, Any]:
         await broker.close()
 
 
+def _check_tracking(settings: Settings) -> dict[str, Any]:
+    from agentic_trading.tracking import TrackingError, get_sync_experiment_repository
+    from agentic_trading.tracking.backends.aim._storage import ensure_writable
+
+    repo = get_sync_experiment_repository(settings)
+    out: dict[str, Any] = {"backend": settings.ml_tracking_backend, "location": repo.location}
+    try:
+        if not settings.is_remote_tracking():
+            ensure_writable(repo.location)
+        runs = repo.list_runs()
+    except (TrackingError, OSError, ValueError) as exc:
+        return {**out, "ok": False, "runs": None, "detail": str(exc)}
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.status.value] = counts.get(run.status.value, 0) + 1
+    detail = f"{len(runs)} runs" + (f" ({counts})" if counts else "")
+    return {**out, "ok": True, "runs": len(runs), "status_counts": counts, "detail": detail}
+
+
 def checks(settings: Settings) -> dict[str, Any]:
     """Everything ``doctor`` reports, as data."""
     redis = asyncio.run(_check_redis(settings))
     redis["used"] = settings.message_broker_type == "redis"
-    return {"settings": settings.public_dict(), "redis": redis}
+    return {
+        "settings": settings.public_dict(),
+        "redis": redis,
+        "tracking": _check_tracking(settings),
+    }
 
 
 def report(settings: Settings, as_json: bool) -> bool:
     """Print the report; True when everything that is used works."""
     result = checks(settings)
     redis = result["redis"]
-    healthy = redis["ok"] or not redis["used"]
+    tracking = result["tracking"]
+    healthy = (redis["ok"] or not redis["used"]) and tracking["ok"]
     if as_json:
         print_json({**result, "healthy": healthy})
         return healthy
@@ -51,4 +75,8 @@ def report(settings: Settings, as_json: bool) -> bool:
     )
     use = "in use" if redis["used"] else "not in use: MESSAGE_BROKER_TYPE=memory"
     console.print(f"Redis ({use}) at {redis['location']}: {mark} - {redis['detail']}")
+    mark = "[green]ok[/]" if tracking["ok"] else "[red]FAILED[/]"
+    console.print(
+        f"Tracking ({tracking['backend']}) at {tracking['location']}: {mark} - {tracking['detail']}"
+    )
     return healthy

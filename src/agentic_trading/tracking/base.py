@@ -55,6 +55,9 @@ class RunStore(Protocol):
     ) -> None:
         """Record the final status, metrics and error, and close the run for good."""
 
+    def close(self) -> None:
+        """Release the store's connections (runs left open stay as they are)."""
+
 
 class RunReader(Protocol):
     """Reads runs back. Status is as stored; the repository decides what is ``crashed``."""

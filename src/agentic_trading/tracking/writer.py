@@ -205,6 +205,7 @@ class BackgroundWriter:
         self._closed = True
         self._queue.put(None)
         self._thread.join(timeout)
+        self.store.close()
 
     def _at_exit(self) -> None:
         if self._closed or self._pid != os.getpid() or not self._thread.is_alive():

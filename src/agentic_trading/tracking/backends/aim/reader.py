@@ -67,6 +67,11 @@ class AimRunReader:
 
     def _open(self) -> Any:
         """The repository, or ``None`` if no run was ever written to a local path."""
+        if self.is_remote:
+            raise TrackingUnavailableError(
+                f"reading runs through {self.location} is not supported yet: point "
+                "ML_STORAGE_PATH at the Aim server's repository folder to read them"
+            )
         if self._repo is None:
             aim = import_aim()
             if not self.is_remote and not Path(self.location, ".aim").is_dir():

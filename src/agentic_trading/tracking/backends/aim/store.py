@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import time
@@ -142,3 +143,9 @@ class AimRunStore:
                     pool.pop(config, None)
         # Aim's own readers (SDK, `aim runs`, AimQL) see a run's data only once it is indexed.
         self._indexer.index([run_id])
+
+    def close(self) -> None:
+        if self.location.startswith("aim://"):
+            # Aim's remote objects release their server-side resources from finalizers; run
+            # them now, while the server is surely reachable, not at interpreter exit.
+            gc.collect()
