@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from agentic_trading.config import Settings
 from agentic_trading.messaging import SyncTrainingChannel, TrainingChannel, create_broker
-from benchmarks.common import percentiles
+from benchmarks.common import percentiles, ppo_steps_per_second
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 N = 2000
@@ -222,9 +222,6 @@ async def raw_redis() -> dict[str, Any]:
 
 def training_overhead(rounds: int = 3, timesteps: int = 4096) -> dict[str, Any]:
     """SB3 PPO on gym-anytrading forex-v0, plain vs publishing progress on every step."""
-    import gym_anytrading  # noqa: F401  (registers forex-v0)
-    import gymnasium as gym
-    from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
 
     class EveryStep(BaseCallback):
@@ -237,11 +234,7 @@ def training_overhead(rounds: int = 3, timesteps: int = 4096) -> dict[str, Any]:
             return not self.channel.stop_requested("bench")
 
     def train(callback: BaseCallback | None) -> float:
-        env = gym.make("forex-v0", frame_bound=(10, 2000), window_size=10)
-        model = PPO("MlpPolicy", env, n_steps=512, seed=1, verbose=0, device="cpu")
-        start = time.perf_counter()
-        model.learn(timesteps, callback=callback)
-        return timesteps / (time.perf_counter() - start)
+        return ppo_steps_per_second(callback, timesteps)
 
     results: dict[str, list[float]] = {"plain": [], "redis": [], "memory": []}
     channels = {}

@@ -34,3 +34,16 @@ def save(name: str, data: dict[str, Any]) -> Path:
     }
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+def ppo_steps_per_second(callback: Any, timesteps: int) -> float:
+    """Steps/s of SB3 PPO learning ``timesteps`` on gym-anytrading forex-v0 with ``callback``."""
+    import gym_anytrading  # noqa: F401  (registers forex-v0)
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    env = gym.make("forex-v0", frame_bound=(10, 2000), window_size=10)
+    model = PPO("MlpPolicy", env, n_steps=512, seed=1, verbose=0, device="cpu")
+    start = time.perf_counter()
+    model.learn(timesteps, callback=callback)
+    return timesteps / (time.perf_counter() - start)

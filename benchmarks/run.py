@@ -8,12 +8,53 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import bench_messaging
+from benchmarks import bench_messaging, bench_tracking
 from benchmarks.common import save
 
 
 def main() -> int:
+    """``python -m benchmarks.run [messaging] [tracking]``: the named suites, default all."""
+    wanted = set(sys.argv[1:]) or {"messaging", "tracking"}
     console = Console()
+    if "messaging" in wanted:
+        messaging(console)
+    if "tracking" in wanted:
+        tracking(console)
+    return 0
+
+
+def tracking(console: Console) -> None:
+    console.rule("tracking")
+    result = bench_tracking.run()
+    path = save("tracking", result)
+    caller = result["caller"]
+    table = Table(title="tracking: cost to the training loop (microseconds)")
+    for column in ("measure", "p50", "p99", "target"):
+        table.add_column(column)
+    table.add_row(
+        "raw Aim run.track, 4 metrics",
+        f"{caller['raw_run_track']['p50_us']:.1f}",
+        f"{caller['raw_run_track']['p99_us']:.1f}",
+        "anchor",
+    )
+    table.add_row(
+        "SyncTracker.log_metrics(TrainingMetrics), 4 metrics",
+        f"{caller['log_metrics_caller']['p50_us']:.1f}",
+        f"{caller['log_metrics_caller']['p99_us']:.1f}",
+        ">= 20x cheaper at p50",
+    )
+    console.print(table)
+    console.print(
+        f"log_metrics is {caller['cheaper_at_p50']}x cheaper at p50; points reach disk at "
+        f"{caller['points_per_second_to_disk']}/s ({caller['values_per_second_to_disk']} values/s)"
+        f", raw run.track inline: {caller['raw_points_per_second']}/s"
+    )
+    console.print("training (SB3 PPO, 4 metrics every step):", json.dumps(result["training"]))
+    console.print("repository:", json.dumps(result["repository"]))
+    console.print(f"written to {path}")
+
+
+def messaging(console: Console) -> None:
     console.rule("messaging")
     result = bench_messaging.run()
     path = save("messaging", result)
@@ -48,7 +89,6 @@ def main() -> int:
     console.print(f"redis publish->subscriber p50 vs raw: {result['redis_latency_vs_raw_p50']}x")
     console.print("training (SB3 PPO, progress every step):", json.dumps(result["training"]))
     console.print(f"written to {path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -62,6 +62,11 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("REDIS_URL", "http://x", "must start with redis://"),
         ("REDIS_SSL", "maybe", "REDIS_SSL='maybe'"),
         ("ML_TRACKING_BACKEND", "mlflow", "ML_TRACKING_BACKEND='mlflow'"),
+        ("ML_STORAGE_PATH", "http://aim:53800", "a folder path or aim://host:port"),
+        ("ML_STORAGE_PATH", " ", "ML_STORAGE_PATH=' '"),
+        ("ML_ARTIFACTS_URI", "/data/artifacts", "a URI with a scheme"),
+        ("ML_EXPERIMENT_NAME", "my experiment", "ML_EXPERIMENT_NAME='my experiment'"),
+        ("ML_QUEUE_SIZE", "0", "ML_QUEUE_SIZE='0'"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -75,11 +80,21 @@ def test_a_bad_value_is_one_line_naming_the_variable(
     assert "\n" not in message
 
 
-def test_heartbeat_timeout_must_exceed_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MESSAGE_HEARTBEAT_INTERVAL", "10")
-    monkeypatch.setenv("MESSAGE_HEARTBEAT_TIMEOUT", "5")
-    with pytest.raises(SettingsError, match="MESSAGE_HEARTBEAT_TIMEOUT must be larger"):
+@pytest.mark.parametrize("prefix", ["MESSAGE", "ML"])
+def test_heartbeat_timeout_must_exceed_the_interval(
+    monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    monkeypatch.setenv(f"{prefix}_HEARTBEAT_INTERVAL", "10")
+    monkeypatch.setenv(f"{prefix}_HEARTBEAT_TIMEOUT", "5")
+    with pytest.raises(SettingsError, match=f"{prefix}_HEARTBEAT_TIMEOUT must be larger"):
         load_settings()
+
+
+def test_remote_tracking_is_an_aim_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ML_STORAGE_PATH", "aim://tracking.internal:53800")
+    assert load_settings().is_remote_tracking()
+    monkeypatch.setenv("ML_STORAGE_PATH", "./aim_logs")
+    assert not load_settings().is_remote_tracking()
 
 
 def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:

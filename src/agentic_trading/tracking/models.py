@@ -87,7 +87,7 @@ def split_metric_values(values: dict[str, object]) -> tuple[dict[str, float], li
             raise ValueError(
                 f"metric name {name!r} is not allowed: use 1-{MAX_METRIC_NAME} characters"
             )
-        number = to_float(value, f"metric {name!r}")
+        number = value if type(value) is float else to_float(value, f"metric {name!r}")
         if math.isfinite(number):
             finite[name] = number
         else:

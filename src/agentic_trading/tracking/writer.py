@@ -236,6 +236,7 @@ class BackgroundWriter:
                 if op is None:
                     return
                 self._apply(op, runs)
+                time.sleep(0)  # hand the GIL back now: a training loop may be waiting for it
             if time.monotonic() >= next_beat:
                 self._heartbeats(runs)
                 next_beat = time.monotonic() + self._heartbeat_interval

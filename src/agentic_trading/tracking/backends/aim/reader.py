@@ -109,10 +109,11 @@ class AimRunReader:
         if repo is None:
             return []
         out = []
+        chunks = _chunks(repo)  # held for the loop: Aim reopens the index per meta_tree access
         for props in repo.structured_db.runs():
             if hashes is not None and props.hash not in hashes:
                 continue
-            tree = _collect(repo, props.hash)
+            tree = _collect(chunks, props.hash)
             if tree is None:
                 continue
             out.append(_summary(RunSummary, props, tree))
@@ -138,7 +139,7 @@ class AimRunReader:
         if repo is None:
             return None
         props = repo.structured_db.find_run(run_id)
-        tree = _collect(repo, run_id) if props is not None else None
+        tree = _collect(_chunks(repo), run_id) if props is not None else None
         if tree is None:
             return None
         detail: RunDetail = _summary(RunDetail, props, tree)
@@ -152,7 +153,7 @@ class AimRunReader:
         repo = self._open()
         if repo is None or not _exists(repo, run_id):
             return None
-        tree = _collect(repo, run_id) or {}
+        tree = _collect(_chunks(repo), run_id) or {}
         if not any(name in per_context for per_context in tree.get("traces", {}).values()):
             return None
         points = _read_series(repo, run_id, name)
@@ -197,9 +198,13 @@ def _read_series(
     return steps, values, times
 
 
-def _collect(repo: Any, run_hash: str) -> dict[str, Any] | None:
+def _chunks(repo: Any) -> Any:
+    return repo.meta_tree.subtree("chunks")
+
+
+def _collect(chunks: Any, run_hash: str) -> dict[str, Any] | None:
     try:
-        tree = repo.meta_tree.subtree(("chunks", run_hash)).collect()
+        tree = chunks.subtree(run_hash).collect()
     except KeyError:
         return None  # created but not indexed yet
     return tree if isinstance(tree, dict) else None
