@@ -31,7 +31,7 @@ from agentic_trading.tracking import (
     get_sync_experiment_repository,
     get_sync_tracker,
 )
-from agentic_trading.tracking.writer import EXIT_ERROR
+from agentic_trading.tracking.executor import EXIT_ERROR
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +48,12 @@ def settings(aim_path: Path) -> Settings:
     return make_settings(
         ml_storage_path=str(aim_path), ml_heartbeat_interval=0.2, ml_heartbeat_timeout=3
     )
+
+
+@pytest.fixture(params=["process", "thread"])
+def any_writer(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The settings with each writer mode (ML_WRITER) in turn."""
+    return settings.model_copy(update={"ml_writer": request.param})
 
 
 @pytest.fixture
@@ -71,6 +77,7 @@ def worker(mode: str, experiment: str, points: int, settings: Settings) -> subpr
     env = {
         **os.environ,
         "ML_STORAGE_PATH": settings.ml_storage_path,
+        "ML_WRITER": settings.ml_writer,
         "ML_HEARTBEAT_INTERVAL": str(settings.ml_heartbeat_interval),
         "ML_HEARTBEAT_TIMEOUT": str(settings.ml_heartbeat_timeout),
         "PYTHONPATH": str(ROOT),
@@ -81,13 +88,16 @@ def worker(mode: str, experiment: str, points: int, settings: Settings) -> subpr
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        start_new_session=True,
     )
 
 
 # --- the seed's API ----------------------------------------------------------------------------
 
 
-async def test_seed_data_flow_is_stored_and_read_back(tracker: Tracker, settings: Settings) -> None:
+async def test_seed_data_flow_is_stored_and_read_back(any_writer: Settings) -> None:
+    settings = any_writer
+    tracker = await get_ml_tracker(settings)
     run = await tracker.create_run(
         experiment_name="PPO_EUR_USD_Training",
         config={"agent_type": "PPO", "learning_rate": 0.0003},
@@ -102,6 +112,7 @@ async def test_seed_data_flow_is_stored_and_read_back(tracker: Tracker, settings
         status=ExperimentStatus.COMPLETED,
         final_metrics={"total_reward": 5250.75, "win_rate": 0.684},
     )
+    await tracker.close()
 
     repo = await get_experiment_repository(settings)
     detail = await repo.get_run(run.run_id)
@@ -289,8 +300,9 @@ def test_repository_refuses_bad_queries_and_ids(repo: SyncExperimentRepository) 
 
 
 def test_full_queue_applies_back_pressure_and_loses_nothing(
-    settings: Settings, experiment: str
+    any_writer: Settings, experiment: str
 ) -> None:
+    settings = any_writer
     tracker = get_sync_tracker(settings.model_copy(update={"ml_queue_size": 8}))
     run = tracker.create_run(experiment, {})
     most_pending = 0
@@ -299,7 +311,7 @@ def test_full_queue_applies_back_pressure_and_loses_nothing(
         most_pending = max(most_pending, tracker.pending)
     tracker.finish_run(run)
     tracker.close()
-    assert most_pending <= 8
+    assert most_pending <= 2 * 8  # queued + (writer process) in flight
     series = get_sync_experiment_repository(settings).get_metric_series(run.run_id, "reward")
     assert series.steps == list(range(400))
 
@@ -335,8 +347,9 @@ def test_log_metrics_returns_before_the_point_is_written(
 # --- across processes ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kill", ["trainer", "trainer and writer"])
 def test_run_is_visible_while_written_and_crashed_after_kill(
-    settings: Settings, experiment: str
+    settings: Settings, experiment: str, kill: str
 ) -> None:
     proc = worker("hang", experiment, 300, settings)
     try:
@@ -348,16 +361,44 @@ def test_run_is_visible_while_written_and_crashed_after_kill(
         assert live.status is ExperimentStatus.RUNNING and live.pid == proc.pid
         assert live.config == {"mode": "hang", "points": 300}
         assert [r.run_id for r in repo.list_runs(experiment=experiment)] == [run_id]
-        proc.send_signal(signal.SIGKILL)
+        if kill == "trainer":  # its writer process sees the pipe close and records the crash
+            proc.send_signal(signal.SIGKILL)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         dead = repo.get_run(run_id)
         assert dead.status is ExperimentStatus.CRASHED
-        assert "is gone" in (dead.error or "")
+        assert dead.error == EXIT_ERROR or "is gone" in (dead.error or "")
         assert repo.list_runs(experiment=experiment, status="crashed")[0].run_id == run_id
         assert repo.get_metric_series(run_id, "reward").steps == list(range(300))
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_dead_writer_process_never_breaks_the_training(
+    settings: Settings, experiment: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run(experiment, {})
+    tracker.log_metrics(run, {"reward": 1.0}, step=0)
+    tracker.flush()
+    child = tracker._writer._child
+    assert child is not None
+    child.kill()
+    child.wait()
+    deadline = time.monotonic() + 10
+    with caplog.at_level(logging.ERROR, logger="agentic_trading.tracking"):
+        while "exited unexpectedly" not in caplog.text and time.monotonic() < deadline:
+            tracker.log_metrics(run, {"reward": 2.0}, step=1)  # never raises
+            time.sleep(0.05)
+    assert "exited unexpectedly" in caplog.text
+    with pytest.raises(TrackingError, match="writer process exited unexpectedly"):
+        tracker.finish_run(run)
+    tracker.close()
+    # What reached storage before the writer died is intact and reads crashed.
+    repo = get_sync_experiment_repository(settings)
+    assert repo.get_metric_series(run.run_id, "reward").steps == [0]
 
 
 def test_silent_heartbeat_on_another_host_reads_crashed(
@@ -383,8 +424,9 @@ def test_silent_heartbeat_on_another_host_reads_crashed(
 
 
 def test_interpreter_exit_flushes_and_marks_the_unfinished_run(
-    settings: Settings, experiment: str
+    any_writer: Settings, experiment: str
 ) -> None:
+    settings = any_writer
     proc = worker("exit", experiment, 3000, settings)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     ml_experiment_name: str = "AgenticTrading"
     ml_artifacts_uri: str | None = None
     ml_queue_size: int = Field(10_000, ge=1)
+    ml_writer: Literal["process", "thread"] = "process"
     ml_heartbeat_interval: float = Field(5.0, gt=0)
     ml_heartbeat_timeout: float = Field(30.0, gt=0)
 

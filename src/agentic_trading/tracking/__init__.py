@@ -80,11 +80,7 @@ def _writer(settings: Settings | None) -> tuple[BackgroundWriter, Settings]:
 
 
 def _new_writer(settings: Settings) -> BackgroundWriter:
-    return BackgroundWriter(
-        create_run_store(settings),
-        queue_size=settings.ml_queue_size,
-        heartbeat_interval=settings.ml_heartbeat_interval,
-    )
+    return BackgroundWriter(create_run_store(settings), settings)
 
 
 async def get_ml_tracker(settings: Settings | None = None) -> Tracker:

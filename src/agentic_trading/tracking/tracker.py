@@ -17,7 +17,7 @@ from agentic_trading.common.values import check_json_mapping
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.models import RunHandle, TrainingMetrics, split_metric_values
-from agentic_trading.tracking.writer import BackgroundWriter, _Call, _Close, _Open, _Track
+from agentic_trading.tracking.writer import BackgroundWriter
 
 __all__ = ["SyncTracker", "Tracker"]
 
@@ -46,7 +46,7 @@ class _TrackerCore:
 
     def _open(
         self, experiment_name: str | None, config: Mapping[str, Any] | None, tags: Iterable[str]
-    ) -> _Open:
+    ) -> dict[str, Any]:
         name = validate_name(
             experiment_name or self._settings.ml_experiment_name, "experiment name"
         )
@@ -60,7 +60,7 @@ class _TrackerCore:
         run: RunHandle,
         metrics: TrainingMetrics | Mapping[str, object],
         step: int | None,
-    ) -> _Track:
+    ) -> dict[str, Any]:
         if isinstance(metrics, TrainingMetrics):
             if step is not None and step != metrics.step:
                 raise ValueError(f"step={step} disagrees with TrainingMetrics.step={metrics.step}")
@@ -78,7 +78,7 @@ class _TrackerCore:
         finite, skipped = split_metric_values(values)
         return self._writer.track_op(run, at, finite, skipped)
 
-    def _params(self, run: RunHandle, params: Mapping[str, Any]) -> _Call:
+    def _params(self, run: RunHandle, params: Mapping[str, Any]) -> dict[str, Any]:
         clean = check_json_mapping(params, "params", MAX_CONFIG_BYTES)
         reserved = _RESERVED & clean.keys()
         if reserved:
@@ -86,18 +86,18 @@ class _TrackerCore:
                 f"param names {sorted(reserved)} are reserved for the run's own record; "
                 "choose other names"
             )
-        return self._writer.call_op(run, lambda store: store.set_attributes(run.run_id, clean))
+        return self._writer.call_op(run, "set_attributes", clean)
 
-    def _tags(self, run: RunHandle, tags: Iterable[str]) -> _Call:
+    def _tags(self, run: RunHandle, tags: Iterable[str]) -> dict[str, Any]:
         tag_list = [validate_name(tag, "tag") for tag in _strings(tags, "tags")]
-        return self._writer.call_op(run, lambda store: store.add_tags(run.run_id, tag_list))
+        return self._writer.call_op(run, "add_tags", tag_list)
 
-    def _artifact(self, run: RunHandle, path: str | Path, name: str | None) -> _Call:
+    def _artifact(self, run: RunHandle, path: str | Path, name: str | None) -> dict[str, Any]:
         file = Path(path)
         if not file.is_file():
             raise FileNotFoundError(f"artifact {str(file)!r} is not a file")
         label = validate_name(name or file.name, "artifact name")
-        return self._writer.call_op(run, lambda store: store.log_artifact(run.run_id, file, label))
+        return self._writer.call_op(run, "log_artifact", str(file.resolve()), label)
 
     def _close(
         self,
@@ -105,7 +105,7 @@ class _TrackerCore:
         status: ExperimentStatus | str,
         final_metrics: Mapping[str, object] | None,
         error: str | None,
-    ) -> _Close:
+    ) -> dict[str, Any]:
         final_status = ExperimentStatus.parse(status)
         if not final_status.is_finished:
             raise ValueError(
@@ -135,9 +135,14 @@ class Tracker(_TrackerCore):
     naming it) and leaves the storage work to a background writer.
     """
 
-    async def _put(self, op: _Open | _Track | _Call | _Close | Any) -> None:
-        if not self._writer.put(op, block=False):  # full: wait for room, off the event loop
-            await asyncio.to_thread(self._writer.put, op)
+    async def _do(self, op: dict[str, Any]) -> Any:
+        pending = self._writer.submit(op, block=False)
+        if pending is None:  # the queue is full: wait for room, off the event loop
+            pending = await asyncio.to_thread(self._writer.submit, op)
+        assert pending is not None
+        if pending.future is None:
+            return None
+        return await asyncio.wrap_future(pending.future)
 
     async def create_run(
         self,
@@ -153,8 +158,7 @@ class Tracker(_TrackerCore):
         cannot be written.
         """
         op = self._open(experiment_name, config, tags)
-        await self._put(op)
-        return await asyncio.wrap_future(op.future)
+        return self._writer.opened(await self._do(op), op["experiment"])
 
     async def log_metrics(
         self,
@@ -168,19 +172,15 @@ class Tracker(_TrackerCore):
         NaN and infinite values are not stored: they are counted on the run and reported in a
         warning. Waits only when the writer's queue (``ML_QUEUE_SIZE``) is full.
         """
-        await self._put(self._track(run, metrics, step))
+        await self._do(self._track(run, metrics, step))
 
     async def log_params(self, run: RunHandle, params: Mapping[str, Any]) -> None:
         """Set more run attributes (JSON data), visible in Aim next to the config."""
-        op = self._params(run, params)
-        await self._put(op)
-        await asyncio.wrap_future(op.future)
+        await self._do(self._params(run, params))
 
     async def add_tags(self, run: RunHandle, *tags: str) -> None:
         """Tag the run (names of letters, digits, ``_``, ``.`` and ``-``)."""
-        op = self._tags(run, tags)
-        await self._put(op)
-        await asyncio.wrap_future(op.future)
+        await self._do(self._tags(run, tags))
 
     async def log_artifact(self, run: RunHandle, path: str | Path, name: str | None = None) -> str:
         """Store a copy of the file at ``path`` (a trained model, a report) with the run.
@@ -188,9 +188,7 @@ class Tracker(_TrackerCore):
         Returns where the copy is. Artifacts go to ``ML_ARTIFACTS_URI``, by default
         ``artifacts/`` under the local Aim repository.
         """
-        op = self._artifact(run, path, name)
-        await self._put(op)
-        result: str = await asyncio.wrap_future(op.future)
+        result: str = await self._do(self._artifact(run, path, name))
         return result
 
     async def finish_run(
@@ -206,15 +204,11 @@ class Tracker(_TrackerCore):
         Raises :class:`~agentic_trading.tracking.errors.RunFinishedError` if the run was
         already finished.
         """
-        op = self._close(run, status, final_metrics, error)
-        await self._put(op)
-        await asyncio.wrap_future(op.future)
+        await self._do(self._close(run, status, final_metrics, error))
 
     async def flush(self) -> None:
         """Wait until everything accepted so far is written."""
-        op = self._writer.flush_op()
-        await self._put(op)
-        await asyncio.wrap_future(op.future)
+        await self._do(self._writer.flush_op())
 
     async def close(self) -> None:
         """Write everything accepted and stop the writer. Open runs stay ``running``."""
@@ -227,6 +221,11 @@ class SyncTracker(_TrackerCore):
     ``log_metrics`` returns in microseconds; the other calls wait for the writer.
     """
 
+    def _do(self, op: dict[str, Any], timeout: float | None = None) -> Any:
+        pending = self._writer.submit(op)
+        assert pending is not None
+        return None if pending.future is None else pending.future.result(timeout)
+
     def create_run(
         self,
         experiment_name: str | None = None,
@@ -236,8 +235,7 @@ class SyncTracker(_TrackerCore):
     ) -> RunHandle:
         """See :meth:`Tracker.create_run`."""
         op = self._open(experiment_name, config, tags)
-        self._writer.put(op)
-        return op.future.result()
+        return self._writer.opened(self._do(op), op["experiment"])
 
     def log_metrics(
         self,
@@ -247,25 +245,19 @@ class SyncTracker(_TrackerCore):
         step: int | None = None,
     ) -> None:
         """See :meth:`Tracker.log_metrics`."""
-        self._writer.put(self._track(run, metrics, step))
+        self._do(self._track(run, metrics, step))
 
     def log_params(self, run: RunHandle, params: Mapping[str, Any]) -> None:
         """See :meth:`Tracker.log_params`."""
-        op = self._params(run, params)
-        self._writer.put(op)
-        op.future.result()
+        self._do(self._params(run, params))
 
     def add_tags(self, run: RunHandle, *tags: str) -> None:
         """See :meth:`Tracker.add_tags`."""
-        op = self._tags(run, tags)
-        self._writer.put(op)
-        op.future.result()
+        self._do(self._tags(run, tags))
 
     def log_artifact(self, run: RunHandle, path: str | Path, name: str | None = None) -> str:
         """See :meth:`Tracker.log_artifact`."""
-        op = self._artifact(run, path, name)
-        self._writer.put(op)
-        result: str = op.future.result()
+        result: str = self._do(self._artifact(run, path, name))
         return result
 
     def finish_run(
@@ -277,15 +269,11 @@ class SyncTracker(_TrackerCore):
         error: str | None = None,
     ) -> None:
         """See :meth:`Tracker.finish_run`."""
-        op = self._close(run, status, final_metrics, error)
-        self._writer.put(op)
-        op.future.result()
+        self._do(self._close(run, status, final_metrics, error))
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything accepted so far is written."""
-        op = self._writer.flush_op()
-        self._writer.put(op)
-        op.future.result(timeout)
+        self._do(self._writer.flush_op(), timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """See :meth:`Tracker.close`."""

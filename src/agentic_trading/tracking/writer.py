@@ -1,114 +1,118 @@
-"""The tracker's writer: a thread that owns the run store, fed by a bounded queue.
+"""The caller side of the tracker's writer: a bounded queue drained by a writer thread or process.
 
-The training loop only validates a point and puts it on the queue (a few microseconds); the
-writer thread pays the store's cost (Aim: about 100 µs per value). When the queue is full the
-caller waits for room (back-pressure), so nothing accepted is ever dropped. Closing a run,
-``flush()``, ``close()`` and interpreter exit drain the queue first. While a run is open the
-writer records a heartbeat every ``ML_HEARTBEAT_INTERVAL`` seconds, which is how readers tell a
-run whose process died (kill -9) from a live one.
+The training loop only validates a point and puts it on the queue (microseconds). By default a
+writer *process* (``ML_WRITER=process``, as W&B does) applies the operations to Aim: on two
+cores a writer thread would compete with the training loop for the GIL, and Aim costs about
+100 µs per value. ``ML_WRITER=thread`` keeps everything in one process. When the queue is full
+the caller waits for room (back-pressure), so nothing accepted is dropped. Closing a run,
+``flush()``, ``close()`` and interpreter exit drain the queue first. The writer records a
+heartbeat of every open run each ``ML_HEARTBEAT_INTERVAL`` seconds; a writer process that loses
+its training process (kill -9) records the open runs as ``crashed`` and exits.
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import queue
+import struct
+import subprocess
+import sys
 import threading
-import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import IO, Any
 
+from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.base import RunStore
 from agentic_trading.tracking.errors import RunFinishedError, TrackingError
+from agentic_trading.tracking.executor import (
+    EXIT_ERROR,
+    RunExecutor,
+    error_from_wire,
+    error_to_wire,
+)
 from agentic_trading.tracking.models import RunHandle
 
-__all__ = ["EXIT_ERROR", "BackgroundWriter"]
+__all__ = ["EXIT_ERROR", "BackgroundWriter", "read_frame", "write_frame"]
 
 logger = logging.getLogger("agentic_trading.tracking")
-T = TypeVar("T")
 
-#: The error recorded on a run its process left open at interpreter exit.
-EXIT_ERROR = "the process exited before finish_run was called"
-
-
-@dataclass
-class _Open:
-    experiment: str
-    config: dict[str, Any]
-    tags: list[str]
-    future: Future[RunHandle] = field(default_factory=Future)
+_BATCH = 512  # operations per frame to the writer process
+_HEADER = struct.Struct(">I")
 
 
-@dataclass
-class _Track:
-    run_id: str
-    step: int
-    values: dict[str, float]
-    skipped: list[str]
+def write_frame(stream: IO[bytes], data: Any) -> None:
+    """One JSON document, length-prefixed (never pickle: the peer only decodes JSON)."""
+    import json
+
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    stream.write(_HEADER.pack(len(body)) + body)
+    stream.flush()
 
 
-@dataclass
-class _Call:
-    """Any other store call on one run, with a future for its result."""
+def read_frame(stream: IO[bytes]) -> Any:
+    """The next JSON document, or ``None`` at end of stream."""
+    import json
 
-    run_id: str
-    call: Callable[[RunStore], Any]
-    future: Future[Any] = field(default_factory=Future)
-
-
-@dataclass
-class _Close:
-    run_id: str
-    status: ExperimentStatus
-    final_metrics: dict[str, float]
-    error: str | None
-    future: Future[None] = field(default_factory=Future)
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    body = stream.read(size)
+    if len(body) < size:
+        return None
+    return json.loads(body)
 
 
-@dataclass
-class _Flush:
-    future: Future[None] = field(default_factory=Future)
+class _Pending:
+    """An accepted operation and, when it expects a reply, its future."""
 
+    __slots__ = ("future", "op")
 
-@dataclass
-class _RunState:
-    """What the writer thread knows about one open run."""
-
-    skipped: Counter[str] = field(default_factory=Counter)
-    skipped_written: int = 0
-    failures: int = 0
-    first_failure: str | None = None
-
-
-_Op = _Open | _Track | _Call | _Close | _Flush
+    def __init__(self, op: dict[str, Any], future: Future[Any] | None) -> None:
+        self.op = op
+        self.future = future
 
 
 class BackgroundWriter:
-    """Feeds a :class:`RunStore` from a bounded queue on a daemon thread."""
+    """Feeds a run store from a bounded queue, on a writer thread or in a writer process.
 
-    def __init__(
-        self, store: RunStore, *, queue_size: int = 10_000, heartbeat_interval: float = 5.0
-    ) -> None:
+    ``store`` is used by callers only for ``location`` and ``check_writable``; in process mode
+    the writer process builds its own from ``settings``.
+    """
+
+    def __init__(self, store: RunStore, settings: Settings) -> None:
         self.store = store
-        self._queue_size = queue_size
-        self._heartbeat_interval = heartbeat_interval
+        self._settings = settings
+        self._mode = settings.ml_writer
         self._lock = threading.Lock()
         self._open_runs: dict[str, RunHandle] = {}
         self._warned: set[tuple[str, str]] = set()
+        self._ids = itertools.count(1)
         self._closed = False
         self._start()
         _register_exit(self._at_exit)
 
     def _start(self) -> None:
         self._pid = os.getpid()
-        self._queue: queue.Queue[_Op | None] = queue.Queue(maxsize=self._queue_size)
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(
+            maxsize=self._settings.ml_queue_size
+        )
+        self._accepted = 0
+        self._sent = 0
+        self._done = 0
+        self._progress = threading.Condition()
+        self._broken: str | None = None
+        self._lost = 0
+        self._child: subprocess.Popen[bytes] | None = None
+        target = self._run_process if self._mode == "process" else self._run_thread
         self._thread = threading.Thread(
-            target=self._work, name="agentic-trading-tracking-writer", daemon=True
+            target=target, name="agentic-trading-tracking-writer", daemon=True
         )
         self._thread.start()
 
@@ -122,28 +126,39 @@ class BackgroundWriter:
     @property
     def pending(self) -> int:
         """Operations accepted but not yet written."""
-        return self._queue.qsize()
+        return self._accepted - self._done
 
-    def put(self, op: _Op, *, block: bool = True) -> bool:
-        """Queue ``op``; with ``block=False`` return ``False`` instead of waiting for room."""
+    def submit(self, op: dict[str, Any], *, block: bool = True) -> _Pending | None:
+        """Queue ``op``; return ``None`` (with ``block=False``) when the queue is full."""
         if self._closed:
             raise TrackingError("the tracker is closed; create a new one with get_ml_tracker()")
-        if self._pid != os.getpid():  # forked: the parent's thread does not exist here
+        if self._pid != os.getpid():  # forked: the parent's writer does not exist here
             with self._lock:
                 self._open_runs.clear()
                 self._start()
+        if self._broken is not None:
+            if op["kind"] == "track":
+                self._lost += 1
+                return _Pending(op, None)
+            raise TrackingError(self._broken)
+        future: Future[Any] | None = None
+        if op["kind"] != "track":
+            op["id"] = next(self._ids)
+            future = Future()
+        item = _Pending(op, future)
         try:
-            self._queue.put(op, block=block)
+            self._queue.put(item, block=block)
         except queue.Full:
-            return False
-        return True
+            return None
+        self._accepted += 1
+        return item
 
-    def open_op(self, experiment: str, config: dict[str, Any], tags: list[str]) -> _Open:
-        return _Open(experiment, config, tags)
+    def open_op(self, experiment: str, config: dict[str, Any], tags: list[str]) -> dict[str, Any]:
+        return {"kind": "open", "experiment": experiment, "config": config, "tags": tags}
 
     def track_op(
         self, run: RunHandle, step: int, values: dict[str, float], skipped: list[str]
-    ) -> _Track:
+    ) -> dict[str, Any]:
         self.check_open(run)
         for name in skipped:
             if (run.run_id, name) not in self._warned:
@@ -155,11 +170,17 @@ class BackgroundWriter:
                     name,
                     step,
                 )
-        return _Track(run.run_id, step, values, skipped)
+        return {
+            "kind": "track",
+            "run": run.run_id,
+            "step": step,
+            "values": values,
+            "skipped": skipped,
+        }
 
-    def call_op(self, run: RunHandle, call: Callable[[RunStore], T]) -> _Call:
+    def call_op(self, run: RunHandle, method: str, *args: Any) -> dict[str, Any]:
         self.check_open(run)
-        return _Call(run.run_id, call)
+        return {"kind": "call", "run": run.run_id, "method": method, "args": list(args)}
 
     def close_op(
         self,
@@ -167,14 +188,20 @@ class BackgroundWriter:
         status: ExperimentStatus,
         final_metrics: dict[str, float],
         error: str | None,
-    ) -> _Close:
+    ) -> dict[str, Any]:
         with self._lock:
             self.check_open(run)
             del self._open_runs[run.run_id]
-        return _Close(run.run_id, status, final_metrics, error)
+        return {
+            "kind": "close",
+            "run": run.run_id,
+            "status": status.value,
+            "final": final_metrics,
+            "error": error,
+        }
 
-    def flush_op(self) -> _Flush:
-        return _Flush()
+    def flush_op(self) -> dict[str, Any]:
+        return {"kind": "flush"}
 
     def check_open(self, run: RunHandle) -> None:
         """Raise :class:`RunFinishedError` unless ``run`` is open in this writer."""
@@ -186,7 +213,10 @@ class BackgroundWriter:
                 "tracker; it takes no more writes"
             )
 
-    def opened(self, handle: RunHandle) -> RunHandle:
+    def opened(self, result: dict[str, Any], experiment: str) -> RunHandle:
+        """The handle of a run the writer just created (from the ``open`` reply)."""
+        created = datetime.fromtimestamp(result["created_at"], tz=UTC)
+        handle = RunHandle(result["run_id"], experiment, created)
         with self._lock:
             self._open_runs[handle.run_id] = handle
         return handle
@@ -196,116 +226,194 @@ class BackgroundWriter:
             return list(self._open_runs.values())
 
     def close(self, timeout: float | None = None) -> None:
-        """Write everything accepted, then stop the thread. Open runs stay open."""
+        """Write everything accepted, then stop the writer. Open runs are left to the reader's
+        crash detection (a writer process records them as ``crashed``)."""
         if self._closed:
             return
-        flush = _Flush()
-        self.put(flush)
-        flush.future.result(timeout)
+        if self._broken is None:
+            flush = self.submit(self.flush_op())
+            assert flush is not None and flush.future is not None
+            flush.future.result(timeout)
         self._closed = True
         self._queue.put(None)
         self._thread.join(timeout)
         self.store.close()
+        if self._lost:
+            logger.error("%d tracking points were lost: %s", self._lost, self._broken)
 
     def _at_exit(self) -> None:
         if self._closed or self._pid != os.getpid() or not self._thread.is_alive():
             return
-        for run in self.open_runs():
-            self.put(self.close_op(run, ExperimentStatus.CRASHED, {}, EXIT_ERROR))
-        backlog = self.pending
-        if backlog > 1000:
-            logger.warning("writing %d queued tracking points before exit...", backlog)
         try:
+            for run in self.open_runs():
+                self.submit(self.close_op(run, ExperimentStatus.CRASHED, {}, EXIT_ERROR))
+            if self.pending > 1000:
+                logger.warning("writing %d queued tracking operations before exit...", self.pending)
             self.close()
         except Exception as exc:  # never turn interpreter exit into a traceback
             logger.error("tracking could not flush at exit: %s", exc)
 
-    # --- writer thread --------------------------------------------------------------------------
+    # --- writer thread (ML_WRITER=thread) -------------------------------------------------------
 
-    def _work(self) -> None:
-        runs: dict[str, _RunState] = {}
-        next_beat = time.monotonic() + self._heartbeat_interval
+    def _run_thread(self) -> None:
+        executor = RunExecutor(self.store, self._settings.ml_heartbeat_interval)
         while True:
             try:
-                op = self._queue.get(timeout=max(0.0, next_beat - time.monotonic()))
+                item = self._queue.get(timeout=executor.seconds_to_beat())
             except queue.Empty:
-                op = None
-                if self._closed:
-                    return
+                executor.beat_if_due()
+                continue
+            if item is None:
+                return
+            try:
+                result = executor.apply(item.op)
+            except BaseException as exc:
+                if item.future is not None:
+                    item.future.set_exception(exc)
             else:
-                if op is None:
-                    return
-                self._apply(op, runs)
-                time.sleep(0)  # hand the GIL back now: a training loop may be waiting for it
-            if time.monotonic() >= next_beat:
-                self._heartbeats(runs)
-                next_beat = time.monotonic() + self._heartbeat_interval
+                if item.future is not None:
+                    item.future.set_result(result)
+            self._done += 1
+            executor.beat_if_due()
 
-    def _apply(self, op: _Op, runs: dict[str, _RunState]) -> None:
-        store = self.store
-        if isinstance(op, _Track):
-            state = runs.get(op.run_id)
-            if state is None:
-                return
-            state.skipped.update(op.skipped)
-            if not op.values:
-                return
-            try:
-                store.track(op.run_id, op.step, op.values)
-            except Exception as exc:
-                _record_failure(op.run_id, state, exc)
-        elif isinstance(op, _Open):
-            try:
-                run_id, created_at = store.open_run(op.experiment, op.config, op.tags)
-            except BaseException as exc:
-                op.future.set_exception(exc)
-            else:
-                runs[run_id] = _RunState()
-                op.future.set_result(self.opened(RunHandle(run_id, op.experiment, created_at)))
-        elif isinstance(op, _Call):
-            try:
-                op.future.set_result(op.call(store))
-            except BaseException as exc:
-                op.future.set_exception(exc)
-        elif isinstance(op, _Close):
-            state = runs.pop(op.run_id, _RunState())
-            try:
-                if state.skipped:
-                    store.set_attributes(op.run_id, {"skipped_non_finite": dict(state.skipped)})
-                store.close_run(op.run_id, op.status, op.final_metrics, op.error)
-            except BaseException as exc:
-                op.future.set_exception(exc)
-                return
-            if state.failures:
-                op.future.set_exception(
-                    TrackingError(
-                        f"run {op.run_id}: {state.failures} points could not be written: "
-                        f"{state.first_failure}"
+    # --- writer process (ML_WRITER=process) -----------------------------------------------------
+
+    def _run_process(self) -> None:
+        waiting: dict[int, _Pending] = {}
+        try:
+            child = self._child = subprocess.Popen(
+                [sys.executable, "-m", "agentic_trading.tracking.writer_process"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            assert child.stdin is not None and child.stdout is not None
+            fields = {n for n in Settings.model_fields if n.startswith("ml_")}
+            write_frame(
+                child.stdin,
+                {"settings": self._settings.model_dump(include=fields), "owner_pid": self._pid},
+            )
+        except OSError as exc:
+            self._fail(f"the tracking writer process could not start: {exc}", waiting)
+            return
+        replies = threading.Thread(
+            target=self._read_replies, args=(child.stdout, waiting), daemon=True
+        )
+        replies.start()
+        # At most ML_QUEUE_SIZE operations in flight to the process as well: memory stays
+        # bounded and back-pressure reaches the caller when the process falls behind.
+        limit = self._settings.ml_queue_size
+        try:
+            while True:
+                with self._progress:
+                    self._progress.wait_for(
+                        lambda: self._sent - self._done < limit or self._broken is not None
                     )
-                )
-            else:
-                op.future.set_result(None)
-        else:  # _Flush: everything queued before it is written
-            op.future.set_result(None)
+                room = min(_BATCH, max(1, limit - (self._sent - self._done)))
+                item = self._queue.get()
+                stop = item is None
+                batch = [] if item is None else [item]
+                while not stop and len(batch) < room:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                    else:
+                        batch.append(more)
+                for pending in batch:
+                    if pending.future is not None:
+                        waiting[pending.op["id"]] = pending
+                if batch:
+                    self._sent += len(batch)
+                    write_frame(child.stdin, [pending.op for pending in batch])
+                if stop:
+                    child.stdin.close()
+                    child.wait()
+                    replies.join(5)
+                    return
+        except (OSError, ValueError) as exc:
+            self._fail(f"the tracking writer process stopped taking data: {exc}", waiting)
 
-    def _heartbeats(self, runs: dict[str, _RunState]) -> None:
-        now = time.time()
-        for run_id, state in runs.items():
+    def _read_replies(self, stream: IO[bytes], waiting: dict[int, _Pending]) -> None:
+        while True:
+            frame = read_frame(stream)
+            if frame is None:
+                break
+            for reply in frame:
+                if "done" in reply:
+                    with self._progress:
+                        self._done += reply["done"]
+                        self._progress.notify_all()
+                    continue
+                pending = waiting.pop(reply["id"], None)
+                if pending is None or pending.future is None:
+                    continue
+                if reply.get("ok"):
+                    pending.future.set_result(reply.get("result"))
+                else:
+                    pending.future.set_exception(error_from_wire(reply))
+        if not self._closed:
+            code = self._child.poll() if self._child else None
+            self._fail(f"the tracking writer process exited unexpectedly (code {code})", waiting)
+
+    def _fail(self, message: str, waiting: dict[int, _Pending]) -> None:
+        self._broken = message
+        with self._progress:
+            self._progress.notify_all()
+        logger.error("%s; tracking points from now on are lost", message)
+        for pending in list(waiting.values()):
+            if pending.future is not None and not pending.future.done():
+                pending.future.set_exception(TrackingError(message))
+        waiting.clear()
+        while True:  # free callers waiting for room, fail their futures
             try:
-                self.store.heartbeat(run_id, now)
-                total = sum(state.skipped.values())
-                if total != state.skipped_written:
-                    self.store.set_attributes(run_id, {"skipped_non_finite": dict(state.skipped)})
-                    state.skipped_written = total
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item.future is not None:
+                item.future.set_exception(TrackingError(message))
+
+
+def serve(
+    stdin: IO[bytes], stdout: IO[bytes], executor_for: Callable[[dict[str, Any]], RunExecutor]
+) -> None:
+    """The writer process's loop: apply each frame's operations, reply, beat; at end of input
+    (the training process closed the pipe or died) record open runs as ``crashed``."""
+    hello = read_frame(stdin)
+    if hello is None:
+        return
+    executor = executor_for(hello)
+    frames: queue.Queue[Any] = queue.Queue()
+
+    def read_all() -> None:
+        while (frame := read_frame(stdin)) is not None:
+            frames.put(frame)
+        frames.put(None)
+
+    threading.Thread(target=read_all, daemon=True).start()
+    while True:
+        try:
+            batch = frames.get(timeout=executor.seconds_to_beat())
+        except queue.Empty:
+            executor.beat_if_due()
+            continue
+        if batch is None:
+            break
+        replies: list[dict[str, Any]] = []
+        for op in batch:
+            try:
+                result = executor.apply(op)
             except Exception as exc:
-                logger.warning("run %s: heartbeat not recorded: %s", run_id, exc)
-
-
-def _record_failure(run_id: str, state: _RunState, exc: Exception) -> None:
-    state.failures += 1
-    if state.first_failure is None:
-        state.first_failure = f"{type(exc).__name__}: {exc}"
-        logger.error("run %s: tracking could not write a point: %s", run_id, state.first_failure)
+                if "id" in op:
+                    replies.append({"id": op["id"], "ok": False, **error_to_wire(exc)})
+            else:
+                if "id" in op:
+                    replies.append({"id": op["id"], "ok": True, "result": result})
+        replies.append({"done": len(batch)})
+        write_frame(stdout, replies)
+        executor.beat_if_due()
+    executor.abandon(EXIT_ERROR)
 
 
 def _register_exit(callback: Callable[[], None]) -> None:

@@ -8,12 +8,13 @@ from agentic_trading.tracking.base import RunReader, RunStore
 __all__ = ["create_run_reader", "create_run_store"]
 
 
-def create_run_store(settings: Settings) -> RunStore:
-    """The run store that ``ML_TRACKING_BACKEND`` names."""
+def create_run_store(settings: Settings, owner_pid: int | None = None) -> RunStore:
+    """The run store that ``ML_TRACKING_BACKEND`` names; runs record ``owner_pid`` (default:
+    this process) as the process whose death means they crashed."""
     if settings.ml_tracking_backend == "aim":
         from agentic_trading.tracking.backends.aim import AimRunStore
 
-        return AimRunStore(settings)
+        return AimRunStore(settings, owner_pid=owner_pid)
     raise ValueError(f"ML_TRACKING_BACKEND={settings.ml_tracking_backend!r} is not supported")
 
 

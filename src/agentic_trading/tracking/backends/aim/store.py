@@ -43,7 +43,8 @@ class AimRunStore:
     are run attributes; metrics are Aim metric sequences; artifacts go to Aim's artifact storage.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, owner_pid: int | None = None) -> None:
+        self._owner_pid = owner_pid or os.getpid()
         self.location = repo_location(settings)
         self._artifacts_uri = artifacts_uri(settings)
         self._runs: dict[str, Any] = {}
@@ -76,7 +77,7 @@ class AimRunStore:
         run[ATTR_FINAL] = {}
         run[ATTR_ERROR] = None
         run[ATTR_HOST] = self._host
-        run[ATTR_PID] = os.getpid()
+        run[ATTR_PID] = self._owner_pid
         run[ATTR_HEARTBEAT] = time.time()
         for tag in tags:
             run.add_tag(tag)

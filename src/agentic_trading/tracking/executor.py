@@ -1,0 +1,160 @@
+"""The store side of the tracker's writer: applies queued operations to a run store.
+
+Operations are plain JSON-able dicts, so the same :class:`RunExecutor` serves a writer thread
+and a writer process. ``kind`` is one of ``open``, ``track``, ``call``, ``close``, ``flush``;
+operations with an ``id`` expect a reply (the return value or the exception).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking.base import RunStore
+from agentic_trading.tracking.errors import (
+    RunFinishedError,
+    RunNotFoundError,
+    TrackingError,
+    TrackingUnavailableError,
+)
+
+__all__ = ["EXIT_ERROR", "RunExecutor", "error_from_wire", "error_to_wire"]
+
+logger = logging.getLogger("agentic_trading.tracking")
+
+#: The error recorded on a run whose process ended without finishing it.
+EXIT_ERROR = "the process exited before finish_run was called"
+
+#: Store methods a ``call`` operation may name.
+CALLS = frozenset({"set_attributes", "add_tags", "log_artifact"})
+
+_ERRORS: dict[str, type[Exception]] = {
+    cls.__name__: cls
+    for cls in (
+        TrackingError,
+        TrackingUnavailableError,
+        RunNotFoundError,
+        RunFinishedError,
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        PermissionError,
+    )
+}
+
+
+def error_to_wire(exc: BaseException) -> dict[str, str]:
+    """An exception as data, for a reply across processes."""
+    return {"error": type(exc).__name__, "message": str(exc)}
+
+
+def error_from_wire(reply: dict[str, Any]) -> Exception:
+    """The exception a reply describes (our own errors keep their class)."""
+    cls = _ERRORS.get(str(reply.get("error")), TrackingError)
+    return cls(str(reply.get("message", "the tracking writer failed")))
+
+
+@dataclass
+class _RunState:
+    skipped: Counter[str] = field(default_factory=Counter)
+    skipped_written: int = 0
+    failures: int = 0
+    first_failure: str | None = None
+
+
+class RunExecutor:
+    """Applies operations to ``store`` in order and records heartbeats of the open runs."""
+
+    def __init__(self, store: RunStore, heartbeat_interval: float) -> None:
+        self.store = store
+        self._interval = heartbeat_interval
+        self._runs: dict[str, _RunState] = {}
+        self._next_beat = time.monotonic() + heartbeat_interval
+
+    def apply(self, op: dict[str, Any]) -> Any:
+        """Apply one operation; return its result or raise its failure."""
+        kind = op["kind"]
+        if kind == "track":
+            self._track(op)
+            return None
+        if kind == "open":
+            run_id, created = self.store.open_run(op["experiment"], op["config"], op["tags"])
+            self._runs[run_id] = _RunState()
+            return {"run_id": run_id, "created_at": created.timestamp()}
+        if kind == "call":
+            if op["run"] not in self._runs:
+                raise RunNotFoundError(f"run {op['run']} is not open in the tracking writer")
+            if op["method"] not in CALLS:
+                raise ValueError(f"unknown tracking operation {op['method']!r}")
+            args = list(op["args"])
+            if op["method"] == "log_artifact":
+                args[0] = Path(args[0])
+            return getattr(self.store, op["method"])(op["run"], *args)
+        if kind == "close":
+            self._close(op["run"], ExperimentStatus(op["status"]), op["final"], op["error"])
+            return None
+        if kind == "flush":
+            return None
+        raise ValueError(f"unknown tracking operation kind {kind!r}")
+
+    def _track(self, op: dict[str, Any]) -> None:
+        state = self._runs.get(op["run"])
+        if state is None:
+            return
+        state.skipped.update(op["skipped"])
+        if not op["values"]:
+            return
+        try:
+            self.store.track(op["run"], op["step"], op["values"])
+        except Exception as exc:  # recorded and reported by finish_run, never raised here
+            state.failures += 1
+            if state.first_failure is None:
+                state.first_failure = f"{type(exc).__name__}: {exc}"
+                logger.error("run %s: a point could not be written: %s", op["run"], exc)
+
+    def _close(
+        self, run_id: str, status: ExperimentStatus, final: dict[str, float], error: str | None
+    ) -> None:
+        state = self._runs.pop(run_id, None)
+        if state is None:
+            raise RunNotFoundError(f"run {run_id} is not open in the tracking writer")
+        if state.skipped:
+            self.store.set_attributes(run_id, {"skipped_non_finite": dict(state.skipped)})
+        self.store.close_run(run_id, status, final, error)
+        if state.failures:
+            raise TrackingError(
+                f"run {run_id}: {state.failures} points could not be written: {state.first_failure}"
+            )
+
+    def seconds_to_beat(self) -> float:
+        """Seconds until the next heartbeat is due."""
+        return max(0.0, self._next_beat - time.monotonic())
+
+    def beat_if_due(self) -> None:
+        """Record a heartbeat (and the skipped-value counts) of every open run, when due."""
+        if time.monotonic() < self._next_beat:
+            return
+        self._next_beat = time.monotonic() + self._interval
+        now = time.time()
+        for run_id, state in self._runs.items():
+            try:
+                self.store.heartbeat(run_id, now)
+                total = sum(state.skipped.values())
+                if total != state.skipped_written:
+                    self.store.set_attributes(run_id, {"skipped_non_finite": dict(state.skipped)})
+                    state.skipped_written = total
+            except Exception as exc:
+                logger.warning("run %s: heartbeat not recorded: %s", run_id, exc)
+
+    def abandon(self, error: str = EXIT_ERROR) -> None:
+        """Record every run still open as ``crashed`` with ``error`` (its process is ending)."""
+        for run_id in list(self._runs):
+            try:
+                self._close(run_id, ExperimentStatus.CRASHED, {}, error)
+            except Exception as exc:
+                logger.error("run %s: could not be closed: %s", run_id, exc)

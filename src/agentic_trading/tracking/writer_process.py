@@ -1,0 +1,36 @@
+"""The tracker's writer process: ``python -m agentic_trading.tracking.writer_process``.
+
+Started by :class:`~agentic_trading.tracking.writer.BackgroundWriter` with ``ML_WRITER=process``.
+It reads length-prefixed JSON frames of operations on stdin and answers on stdout; anything else
+printed (by Aim, say) goes to stderr so it cannot corrupt the replies.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from agentic_trading.config import Settings
+from agentic_trading.tracking.backends import create_run_store
+from agentic_trading.tracking.executor import RunExecutor
+from agentic_trading.tracking.writer import serve
+
+
+def _executor(hello: dict[str, Any]) -> RunExecutor:
+    settings = Settings(_env_file=None, **hello["settings"])
+    store = create_run_store(settings, owner_pid=int(hello["owner_pid"]))
+    return RunExecutor(store, settings.ml_heartbeat_interval)
+
+
+def main() -> None:
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        serve(sys.stdin.buffer, replies, _executor)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the trainer decides
+        pass
+
+
+if __name__ == "__main__":
+    main()
