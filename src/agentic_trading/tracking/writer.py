@@ -414,6 +414,7 @@ def serve(
         write_frame(stdout, replies)
         executor.beat_if_due()
     executor.abandon(EXIT_ERROR)
+    executor.store.close()
 
 
 def _register_exit(callback: Callable[[], None]) -> None:
