@@ -92,6 +92,27 @@ def test_doctor_masks_secrets(redis_url: str) -> None:
     assert report["settings"]["MESSAGE_BROKER_TYPE"] == "memory"
 
 
+def test_doctor_reports_the_aim_repository_and_its_runs(tmp_path: Path) -> None:
+    from agentic_trading.tracking import get_sync_tracker
+    from tests.conftest import make_settings
+
+    storage = tmp_path / "aim_logs"
+    tracker = get_sync_tracker(make_settings(ml_storage_path=str(storage)))
+    for status in ("completed", "failed"):
+        tracker.finish_run(tracker.create_run("doctor", {}), status)
+    tracker.close()
+    report = json.loads(run_cli("doctor", "--json", env={"ML_STORAGE_PATH": str(storage)}).stdout)
+    assert report["tracking"]["location"] == str(storage)
+    assert report["tracking"]["runs"] == 2
+    assert report["tracking"]["status_counts"] == {"completed": 1, "failed": 1}
+
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    result = run_cli("doctor", env={"ML_STORAGE_PATH": str(blocked / "aim")})
+    assert result.returncode == 1
+    assert "cannot be created" in result.stdout and "Traceback" not in result.stderr
+
+
 def test_monitor_json_needs_once() -> None:
     result = run_cli("monitor", "--json")
     assert result.returncode == 2
