@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from agentic_trading.config import Settings, SettingsError, load_settings
@@ -37,8 +38,16 @@ def expected_errors() -> Iterator[None]:
         fail(f"bad setting: {exc}", EXIT_USAGE)
     except (BrokerError, TrackingError) as exc:
         fail(str(exc))
+    except ValidationError as exc:
+        fail("; ".join(_describe(e) for e in exc.errors()), EXIT_USAGE)
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
+
+
+def _describe(error: Any) -> str:
+    field = ".".join(str(part) for part in error.get("loc", ())) or "value"
+    reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{field}={error.get('input')!r} is not allowed: {reason}"
 
 
 def settings_with(**overrides: Any) -> Settings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,18 +40,204 @@ def _status(value: str | None) -> ExperimentStatus | None:
 
 @app.command()
 def demo(
-    steps: Annotated[int, typer.Option(min=10, help="Simulated training steps.")] = 20_000,
-    seconds: Annotated[float, typer.Option(min=1, help="How long the simulation runs.")] = 8.0,
+    timesteps: Annotated[
+        int, typer.Option(min=100, help="Training steps (about a minute on 2 cores).")
+    ] = 50_000,
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            "--simulate", help="Instead: a simulated training followed through messaging."
+        ),
+    ] = False,
     broker: BrokerOption = None,
 ) -> None:
-    """Walk through live messaging: a simulated training, followed through a subscription.
+    """The main job on the embedded defaults: train PPO on EUR/USD live, compare with buy-and-hold.
 
-    Uses the embedded defaults (in-memory broker), so it needs no server.
+    Uses the in-memory broker and the local Aim repository (ML_STORAGE_PATH), so it needs no
+    server. Afterwards it prints the commands that open the results.
     """
-    from agentic_trading.cli import demo as demo_command
+    with expected_errors():
+        settings = settings_with(message_broker_type=broker)
+        if simulate:
+            from agentic_trading.cli import demo as demo_command
+
+            demo_command.run(settings, 20_000, 8.0)
+            return
+        from agentic_trading.cli import train as train_command
+        from agentic_trading.training.config import TrainingConfig
+
+        try:
+            outcome = train_command.run(settings, TrainingConfig(timesteps=timesteps), None, False)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        from agentic_trading.cli._common import console
+
+        console.print(
+            "\nNext:\n"
+            f"  agentic-trading experiments show {outcome.run_id}   # this run in full\n"
+            "  agentic-trading experiments list               # every run\n"
+            "  agentic-trading tracking-ui                    # Aim's UI at http://127.0.0.1:43800\n"
+            "  agentic-trading train --agent a2c --timesteps 20000   # another agent to compare"
+        )
+
+
+@app.command()
+def train(
+    agent: Annotated[str, typer.Option(help="ppo, a2c or dqn.")] = "ppo",
+    pair: Annotated[str, typer.Option(help="Currency pair of the bundled data.")] = "EUR_USD",
+    timesteps: Annotated[int, typer.Option(help="Environment steps to train for.")] = 50_000,
+    experiment: Annotated[
+        str | None, typer.Option(help="Tracking experiment name [default: AGENT_PAIR].")
+    ] = None,
+    learning_rate: Annotated[float, typer.Option(help="Optimizer learning rate.")] = 3e-4,
+    n_steps: Annotated[int, typer.Option(help="PPO/A2C steps per update.")] = 512,
+    batch_size: Annotated[int, typer.Option(help="PPO/DQN minibatch size.")] = 64,
+    gamma: Annotated[float, typer.Option(help="Discount factor.")] = 0.99,
+    ent_coef: Annotated[float, typer.Option(help="PPO/A2C entropy bonus.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed repeats the run.")] = 1,
+    window_size: Annotated[int, typer.Option(help="Bars the agent sees per decision.")] = 10,
+    train_fraction: Annotated[
+        float, typer.Option(help="Leading share of bars to train on; the rest is held out.")
+    ] = 0.8,
+    data: Annotated[
+        str | None, typer.Option(help="CSV of your own bars: datetime, open, high, low, close.")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="No bar; print the outcome as JSON.")
+    ] = False,
+    namespace: NamespaceOption = None,
+    broker: BrokerOption = None,
+) -> None:
+    """Train an agent on FX bars, live and tracked, then compare it with buy-and-hold.
+
+    The bar is fed by the messaging channel, as the dashboard is: `agentic-trading monitor`
+    elsewhere shows the same training (with MESSAGE_BROKER_TYPE=redis). The run, its metric
+    curves, the held-out results and the model go to tracking. Examples:
+
+        agentic-trading train                                 # PPO, EUR/USD, 50,000 steps
+
+        agentic-trading train --agent dqn --timesteps 20000 --learning-rate 1e-4
+
+        agentic-trading train --data my_bars.csv --experiment MyData
+    """
+    from agentic_trading.cli import train as train_command
+    from agentic_trading.training.config import TrainingConfig
 
     with expected_errors():
-        demo_command.run(settings_with(message_broker_type=broker), steps, seconds)
+        settings = settings_with(message_broker_type=broker, message_namespace=namespace)
+        config = TrainingConfig(
+            agent_type=agent,
+            pair=pair,
+            data=data,
+            timesteps=timesteps,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            gamma=gamma,
+            ent_coef=ent_coef,
+            seed=seed,
+            window_size=window_size,
+            train_fraction=train_fraction,
+        )
+        try:
+            outcome = train_command.run(settings, config, experiment, json_output)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+    if outcome.status is not ExperimentStatus.COMPLETED:
+        raise typer.Exit(1)
+
+
+experiments_app = typer.Typer(
+    help="Tracked runs: list, show, compare, best, delete (ML_STORAGE_PATH).",
+    no_args_is_help=True,
+)
+app.add_typer(experiments_app, name="experiments")
+
+
+def _repository() -> Any:
+    from agentic_trading.tracking import get_sync_experiment_repository
+
+    return get_sync_experiment_repository(settings_with())
+
+
+@experiments_app.command("list")
+def experiments_list(
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status (crashed included).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 50,
+    order_by: Annotated[
+        str | None,
+        typer.Option(help="created_at, final_metrics.NAME, config.NAME; '-' for descending."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="A JSON list for scripts.")] = False,
+) -> None:
+    """Runs, newest first."""
+    from agentic_trading.cli import experiments as command
+
+    with expected_errors():
+        command.list_runs(_repository(), experiment, status, limit, order_by, json_output)
+
+
+@experiments_app.command("show")
+def experiments_show(
+    run_id: Annotated[str, typer.Argument(help="The run id (Aim run hash).")],
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """One run: config, status, error, final metrics, metric names, artifacts (the model)."""
+    from agentic_trading.cli import experiments as command
+
+    with expected_errors():
+        command.show(_repository(), run_id, json_output)
+
+
+@experiments_app.command("compare")
+def experiments_compare(
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")],
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", help="Metrics to compare [default: all final]."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """Runs side by side: final metrics with the best marked, and the config that differs."""
+    from agentic_trading.cli import experiments as command
+
+    with expected_errors():
+        command.compare(_repository(), run_ids, metric, json_output)
+
+
+@experiments_app.command("best")
+def experiments_best(
+    experiment: Annotated[str, typer.Argument(help="Experiment name.")],
+    metric: Annotated[str, typer.Option(help="Final metric to rank by.")] = "sharpe_ratio",
+    mode: Annotated[str, typer.Option(help="max or min.")] = "max",
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """The completed run of an experiment with the best final metric."""
+    from agentic_trading.cli import experiments as command
+
+    with expected_errors():
+        found = command.best(_repository(), experiment, metric, mode, json_output)
+    if not found:
+        raise typer.Exit(1)
+
+
+@experiments_app.command("delete")
+def experiments_delete(
+    run_id: Annotated[str, typer.Argument(help="The run id to delete for good.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    force: Annotated[bool, typer.Option(help="Also a run that is still running.")] = False,
+) -> None:
+    """Delete a run and its data (not reversible)."""
+    with expected_errors():
+        repo = _repository()
+        run = repo.get_run(run_id)
+        if not yes and not typer.confirm(f"Delete run {run_id} of {run.experiment} for good?"):
+            raise typer.Exit(1)
+        repo.delete_run(run_id, force=force)
+    from agentic_trading.cli._common import console
+
+    console.print(f"deleted run {run_id}")
 
 
 @app.command()

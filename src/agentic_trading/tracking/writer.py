@@ -12,7 +12,6 @@ its training process (kill -9) records the open runs as ``crashed`` and exits.
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import logging
 import os
@@ -26,6 +25,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from agentic_trading.common.exit_hooks import register_exit
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.base import RunStore
@@ -96,7 +96,7 @@ class BackgroundWriter:
         self._ids = itertools.count(1)
         self._closed = False
         self._start()
-        _register_exit(self._at_exit)
+        register_exit(self._at_exit)
 
     def _start(self) -> None:
         self._pid = os.getpid()
@@ -415,16 +415,3 @@ def serve(
         executor.beat_if_due()
     executor.abandon(EXIT_ERROR)
     executor.store.close()
-
-
-def _register_exit(callback: Callable[[], None]) -> None:
-    # threading's exit hooks run before atexit's, so the runs are still open when we flush
-    # (Aim closes its runs from an atexit handler registered when the first run is made).
-    register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is not None:
-            register(callback)
-            return
-    except RuntimeError:  # interpreter already shutting down
-        return
-    atexit.register(callback)

@@ -1,0 +1,124 @@
+"""``agentic-trading experiments``: list, show, compare, find the best, delete tracked runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from agentic_trading.cli._common import console, print_json
+from agentic_trading.tracking import RunDetail, RunSummary, SyncExperimentRepository
+
+
+def run_data(run: RunSummary) -> dict[str, Any]:
+    """A run as JSON data (``list --json`` and ``show --json``)."""
+    data = run.model_dump(mode="json")
+    data["duration_seconds"] = run.duration_seconds
+    return data
+
+
+def _short(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def list_runs(
+    repo: SyncExperimentRepository,
+    experiment: str | None,
+    status: str | None,
+    limit: int,
+    order_by: str | None,
+    as_json: bool,
+) -> None:
+    runs = repo.list_runs(experiment=experiment, status=status, order_by=order_by, limit=limit)
+    if as_json:
+        print_json([run_data(run) for run in runs])
+        return
+    if not runs:
+        console.print(f"no runs in {repo.location}" + (f" for {experiment}" if experiment else ""))
+        return
+    table = Table(title=f"runs in {repo.location}")
+    for column in ("run_id", "experiment", "status", "created", "total_profit", "sharpe", "agent"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            run.run_id,
+            run.experiment,
+            run.status.value,
+            run.created_at.strftime("%Y-%m-%d %H:%M"),
+            _short(run.final_metrics.get("total_profit")),
+            _short(run.final_metrics.get("sharpe_ratio")),
+            str(run.config.get("agent_type", "")),
+        )
+    console.print(table)
+
+
+def show(repo: SyncExperimentRepository, run_id: str, as_json: bool) -> None:
+    detail: RunDetail = repo.get_run(run_id)
+    if as_json:
+        print_json(run_data(detail))
+        return
+    console.print(f"[bold]{detail.run_id}[/] in {detail.experiment}: {detail.status.value}")
+    if detail.error:
+        console.print(f"[red]error:[/] {detail.error}")
+    ended = detail.ended_at.isoformat(timespec="seconds") if detail.ended_at else "-"
+    duration = f"{detail.duration:.1f} s" if detail.duration is not None else "-"
+    console.print(
+        f"created {detail.created_at.isoformat(timespec='seconds')}, ended {ended}, {duration}"
+    )
+    for title, values in (("config", detail.config), ("final metrics", detail.final_metrics)):
+        table = Table(title=title)
+        table.add_column("name")
+        table.add_column("value", justify="right")
+        for key, value in values.items():
+            table.add_row(key, _short(value) if isinstance(value, float) else str(value))
+        console.print(table)
+    console.print("metrics: " + (", ".join(detail.metrics) or "none"))
+    for name, uri in detail.artifacts.items():
+        console.print(f"artifact [bold]{name}[/]: {uri}")
+
+
+def compare(
+    repo: SyncExperimentRepository, run_ids: list[str], metrics: list[str] | None, as_json: bool
+) -> None:
+    result = repo.compare_runs(run_ids, metrics or None)
+    if as_json:
+        print_json({"table": result.table, "best": result.best, "config_diff": result.config_diff})
+        return
+    table = Table(title="final metrics (best in green)")
+    table.add_column("metric")
+    for run_id in result.run_ids:
+        table.add_column(run_id[:8], justify="right")
+    for name in result.metrics:
+        cells = []
+        for run_id in result.run_ids:
+            text = _short(result.table[run_id][name])
+            cells.append(f"[green]{text}[/]" if result.best.get(name) == run_id else text)
+        table.add_row(name, *cells)
+    console.print(table)
+    if result.config_diff:
+        diff = Table(title="config that differs")
+        diff.add_column("key")
+        for run_id in result.run_ids:
+            diff.add_column(run_id[:8])
+        for key, values in result.config_diff.items():
+            diff.add_row(key, *(str(values[r]) for r in result.run_ids))
+        console.print(diff)
+    else:
+        console.print("the runs have the same config")
+
+
+def best(
+    repo: SyncExperimentRepository, experiment: str, metric: str, mode: str, as_json: bool
+) -> bool:
+    run = repo.best_run(experiment, metric, mode=mode)  # type: ignore[arg-type]
+    if as_json:
+        print_json(None if run is None else run_data(run))
+        return run is not None
+    if run is None:
+        console.print(f"no completed run of {experiment} has the final metric {metric!r}")
+        return False
+    console.print(
+        f"best {metric} ({mode}) in {experiment}: [bold]{run.run_id}[/] = "
+        f"{run.final_metrics[metric]:.6g}"
+    )
+    return True

@@ -1,0 +1,30 @@
+"""Stable-Baselines3 agents by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentic_trading.training.config import TrainingConfig
+
+__all__ = ["AGENTS", "make_agent"]
+
+AGENTS = ("PPO", "A2C", "DQN")
+
+
+def make_agent(config: TrainingConfig, env: Any) -> Any:
+    """A new SB3 model of ``config.agent_type`` with an MLP policy on ``env``."""
+    try:
+        import stable_baselines3
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ImportError(
+            "training needs Stable-Baselines3: pip install 'agentic-trading[training]'"
+        ) from exc
+    cls = getattr(stable_baselines3, config.agent_type)
+    return cls("MlpPolicy", env, **config.agent_kwargs())
+
+
+def load_agent(agent_type: str, path: str) -> Any:
+    """A trained model saved by a training run (the ``model.zip`` artifact)."""
+    import stable_baselines3
+
+    return getattr(stable_baselines3, agent_type.upper()).load(path, device="cpu")

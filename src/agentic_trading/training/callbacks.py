@@ -1,0 +1,272 @@
+"""``ExperimentCallback``: live monitoring and permanent tracking for any SB3 ``model.learn``.
+
+::
+
+    model = PPO("MlpPolicy", env)
+    model.learn(50_000, callback=ExperimentCallback("PPO_EUR_USD", {"agent_type": "PPO"}))
+
+It does what the user guide's Pattern 1 does, for both systems at once: a live experiment and a
+tracking run, ``running``, progress every ``progress_every`` steps, metrics every ``log_every``
+steps, heartbeats, stop requests honoured (``cancelled``), and the final status: ``completed``,
+``cancelled`` (a stop request or Ctrl-C) or ``failed`` with the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from stable_baselines3.common.callbacks import BaseCallback
+
+from agentic_trading.common.exit_hooks import register_exit
+from agentic_trading.common.ids import validate_name
+from agentic_trading.config import Settings, get_settings
+from agentic_trading.messaging.channels.sync import SyncTrainingChannel
+from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking import SyncTracker, TrainingMetrics, get_sync_tracker
+from agentic_trading.tracking.models import RunHandle
+
+__all__ = ["SB3_METRICS", "ExperimentCallback"]
+
+logger = logging.getLogger("agentic_trading.training")
+
+#: Stable-Baselines3 logger keys and the tracked metric each becomes (as Aim's SB3 adapter maps
+#: them). ``train/entropy_loss`` is minus the entropy.
+SB3_METRICS = {
+    "train/loss": "loss",
+    "train/value_loss": "value_loss",
+    "train/policy_gradient_loss": "policy_loss",
+    "train/policy_loss": "policy_loss",
+    "train/entropy_loss": "entropy",
+    "train/learning_rate": "learning_rate",
+    "train/explained_variance": "explained_variance",
+    "train/approx_kl": "approx_kl",
+    "train/clip_fraction": "clip_fraction",
+}
+
+
+class ExperimentCallback(BaseCallback):
+    """Publishes a training live (messaging) and records it permanently (tracking).
+
+    :param experiment_name: the tracking experiment (runs of one name are compared together).
+    :param config: the training's settings, stored with the run and the live experiment.
+    :param experiment_id: the live experiment's id; default ``<experiment_name>-<8 hex>``.
+    :param progress_every: publish progress every this many steps.
+    :param log_every: track and publish metrics every this many steps.
+    :param finish_on_end: record ``completed`` when ``learn`` returns; ``False`` leaves it to
+        :meth:`complete` (to add final metrics from an evaluation first).
+    :param settings: settings to use instead of the environment's.
+    """
+
+    def __init__(
+        self,
+        experiment_name: str,
+        config: Mapping[str, Any] | None = None,
+        experiment_id: str | None = None,
+        progress_every: int = 100,
+        log_every: int = 1000,
+        *,
+        finish_on_end: bool = True,
+        settings: Settings | None = None,
+        channel: SyncTrainingChannel | None = None,
+        tracker: SyncTracker | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        self.experiment_name = validate_name(experiment_name, "experiment name")
+        self.config = dict(config or {})
+        self.experiment_id = validate_name(
+            experiment_id or f"{experiment_name}-{uuid.uuid4().hex[:8]}", "experiment_id"
+        )
+        for name, every in (("progress_every", progress_every), ("log_every", log_every)):
+            if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+                raise ValueError(f"{name} must be a positive number of steps, got {every!r}")
+        self.progress_every = progress_every
+        self.log_every = log_every
+        self.finish_on_end = finish_on_end
+        self.settings = settings or get_settings()
+        self._own_channel = channel is None
+        self.channel = channel
+        self.tracker = tracker
+        self.run: RunHandle | None = None
+        self.status: ExperimentStatus = ExperimentStatus.PENDING
+        self.stop_reason: str | None = None
+        self.latest_metrics: dict[str, float] = {}
+        self._total = 0
+        self._started = 0.0
+        self._episode_reward = 0.0
+        self._last_episode: tuple[float, float] | None = None
+        self._train_values: dict[str, float] = {}
+
+    # --- SB3 hooks -----------------------------------------------------------------------------
+
+    def _on_training_start(self) -> None:
+        self._total = int(self.model._total_timesteps)
+        self._started = time.monotonic()
+        if self.channel is None:
+            self.channel = SyncTrainingChannel(settings=self.settings)
+        if self.tracker is None:
+            self.tracker = get_sync_tracker(
+                None if self.settings is get_settings() else self.settings
+            )
+        agent = type(self.model).__name__
+        config = {"agent_type": agent, **self.config}
+        self.channel.create_experiment(self.experiment_id, config)
+        self.run = self.tracker.create_run(
+            self.experiment_name, {**config, "experiment_id": self.experiment_id}
+        )
+        self.channel.publish_status(
+            self.experiment_id, ExperimentStatus.RUNNING, f"{agent} training started"
+        )
+        self.status = ExperimentStatus.RUNNING
+        register_exit(self._at_exit)
+
+    def _on_rollout_start(self) -> None:
+        self._train_values.update(self._logged())
+
+    def _on_step(self) -> bool:
+        step = self.num_timesteps
+        rewards = self.locals.get("rewards")
+        if rewards is not None:
+            self._episode_reward += float(rewards[0])
+            dones = self.locals.get("dones")
+            if dones is not None and dones[0]:
+                info = self.locals.get("infos", [{}])[0].get("episode") or {}
+                self._last_episode = (
+                    float(info.get("r", self._episode_reward)),
+                    float(info.get("l", 0)),
+                )
+                self._episode_reward = 0.0
+        assert self.channel is not None
+        try:
+            if step % self.progress_every == 0 or step == self._total:
+                # SB3 finishes its last rollout past total_timesteps: report at most 100 %.
+                self.channel.publish_progress(
+                    self.experiment_id, min(step, self._total), self._total
+                )
+            if step % self.log_every == 0:
+                self._log(step)
+        except (ValueError, RuntimeError) as exc:  # never let reporting break the training
+            logger.warning(
+                "experiment %s: could not report step %d: %s", self.experiment_id, step, exc
+            )
+        if self.channel.stop_requested(self.experiment_id):
+            self.stop_reason = "stop requested"
+            return False
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.stop_reason is not None:
+            self.cancel(self.stop_reason)
+        elif self.finish_on_end:
+            self.complete()
+
+    # --- metrics ---------------------------------------------------------------------------------
+
+    def _logged(self) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for key, value in self.model.logger.name_to_value.items():
+            name = SB3_METRICS.get(key)
+            if name is None:
+                continue
+            number = float(value)
+            values[name] = -number if key == "train/entropy_loss" else number
+        return values
+
+    def _log(self, step: int) -> None:
+        values = {**self._train_values, **self._logged()}
+        if self._last_episode is not None:
+            values["reward"], values["episode_length"] = self._last_episode
+        else:
+            values["reward"] = self._episode_reward  # the episode so far: FX episodes are long
+        info = (self.locals.get("infos") or [{}])[0]
+        if "total_profit" in info:
+            values["portfolio_value"] = float(info["total_profit"])
+        assert self.tracker is not None and self.run is not None and self.channel is not None
+        self.tracker.log_metrics(self.run, TrainingMetrics(step=step, **values))
+        finite = {k: v for k, v in values.items() if math.isfinite(v)}
+        if finite:
+            self.channel.publish_metrics(self.experiment_id, step, finite)
+        self.latest_metrics = finite
+
+    # --- endings ---------------------------------------------------------------------------------
+
+    def complete(
+        self, final_metrics: Mapping[str, float] | None = None, message: str | None = None
+    ) -> None:
+        """Record ``completed`` in both systems, with ``final_metrics``."""
+        elapsed = time.monotonic() - self._started
+        final = {
+            "total_timesteps": float(self.num_timesteps),
+            "training_seconds": round(elapsed, 3),
+            **(final_metrics or {}),
+        }
+        self._finish(ExperimentStatus.COMPLETED, message or "Training finished successfully", final)
+
+    def cancel(self, reason: str = "stopped") -> None:
+        """Record ``cancelled`` in both systems."""
+        self._finish(ExperimentStatus.CANCELLED, f"Training cancelled: {reason}", {}, error=None)
+
+    def fail(self, error: BaseException | str) -> None:
+        """Record ``failed`` with ``error`` in both systems."""
+        if isinstance(error, BaseException):
+            text = "".join(traceback.format_exception_only(type(error), error)).strip()
+        else:
+            text = str(error)
+        self._finish(ExperimentStatus.FAILED, f"Training failed: {text}"[:1000], {}, error=text)
+
+    def _finish(
+        self,
+        status: ExperimentStatus,
+        message: str,
+        final: Mapping[str, float],
+        error: str | None = None,
+    ) -> None:
+        if self.status.is_finished or self.run is None:
+            return
+        self.status = status
+        assert self.channel is not None and self.tracker is not None
+        try:
+            self.channel.publish_status(self.experiment_id, status, message)
+            self.tracker.finish_run(self.run, status, dict(final), error=error)
+        finally:
+            self.channel.flush()
+            if self._own_channel:
+                self.channel.close()
+
+    def __enter__(self) -> ExperimentCallback:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if error is None:
+            return
+        if isinstance(error, KeyboardInterrupt):
+            self.cancel("interrupted (Ctrl-C)")
+        else:
+            self.fail(error)
+
+    def _at_exit(self) -> None:
+        if self.status.is_finished or self.run is None:
+            return
+        error = getattr(sys, "last_value", None) or getattr(sys, "last_exc", None)
+        try:
+            if isinstance(error, KeyboardInterrupt):
+                self.cancel("interrupted (Ctrl-C)")
+            elif error is not None:
+                self.fail(error)
+            else:
+                self.fail("the process exited before the training finished")
+        except Exception as exc:  # never turn interpreter exit into a traceback
+            logger.error("experiment %s: final status not recorded: %s", self.experiment_id, exc)
