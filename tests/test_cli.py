@@ -119,7 +119,7 @@ def test_monitor_json_needs_once() -> None:
     assert "--json goes with --once" in result.stderr
 
 
-def test_demo_walks_through_a_live_training() -> None:
-    result = run_cli("demo", "--steps", "300", "--seconds", "1")
+def test_simulated_demo_walks_through_a_live_training() -> None:
+    result = run_cli("demo", "--simulate", "--timesteps", "300", "--seconds", "1")
     assert result.returncode == 0, result.stderr
     assert "completed at step 300" in result.stdout

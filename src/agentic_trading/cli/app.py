@@ -49,6 +49,9 @@ def demo(
             "--simulate", help="Instead: a simulated training followed through messaging."
         ),
     ] = False,
+    seconds: Annotated[
+        float, typer.Option(min=1, help="With --simulate: how long the simulation runs.")
+    ] = 8.0,
     broker: BrokerOption = None,
 ) -> None:
     """The main job on the embedded defaults: train PPO on EUR/USD live, compare with buy-and-hold.
@@ -61,7 +64,7 @@ def demo(
         if simulate:
             from agentic_trading.cli import demo as demo_command
 
-            demo_command.run(settings, 20_000, 8.0)
+            demo_command.run(settings, timesteps, seconds)
             return
         from agentic_trading.cli import train as train_command
         from agentic_trading.training.config import TrainingConfig

@@ -1,0 +1,393 @@
+"""Training: real Stable-Baselines3 on the EUR/USD bars gym-anytrading ships, live and tracked."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agentic_trading import ExperimentStatus
+from agentic_trading.config import Settings
+from agentic_trading.messaging.channels.sync import SyncTrainingChannel
+from agentic_trading.tracking import get_sync_experiment_repository
+from agentic_trading.training import (
+    DataError,
+    ExperimentCallback,
+    TrainingConfig,
+    load_prices,
+    split_prices,
+    train,
+)
+from agentic_trading.training.env import make_env
+from agentic_trading.training.evaluation import HOURS_PER_YEAR, buy_and_hold, trading_result
+from tests.conftest import delete_namespace, make_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "agentic_trading.cli.app"]
+
+
+@pytest.fixture(scope="module")
+def aim_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("aim")
+
+
+@pytest.fixture
+def settings(aim_path: Path, namespace: str) -> Settings:
+    return make_settings(ml_storage_path=str(aim_path), message_namespace=namespace)
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "120", **env},
+        timeout=timeout,
+        check=False,
+    )
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def test_bundled_eurusd_is_split_in_time_order_without_look_ahead() -> None:
+    frame = load_prices("EUR_USD")
+    assert list(frame.columns) == ["Open", "High", "Low", "Close"]
+    assert len(frame) > 6000 and frame.index.is_monotonic_increasing
+    split = split_prices(frame, window_size=10, train_fraction=0.8)
+    held_out = split.evaluation.iloc[10:]
+    assert split.training.index[-1] < held_out.index[0]
+    assert split.evaluation.iloc[:10].equals(split.training.iloc[-10:])  # context only
+    assert len(split.training) + len(held_out) == len(frame)
+
+
+CSV_HEADER = "datetime,open,high,low,close\n"
+
+
+def bars(n: int, start: int = 0) -> str:
+    """``n`` hourly CSV rows from hour ``start`` of 2024-01-01."""
+    rows = []
+    for h in range(start, start + n):
+        rows.append(
+            f"2024-01-{1 + h // 24:02d} {h % 24:02d}:00:00,1.1,1.2,1.0,{1.1 + 0.001 * h:.4f}\n"
+        )
+    return "".join(rows)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("datetime,open,high,low\n2024-01-01,1,1,1\n", "missing column(s) Close"),
+        ("when,open,high,low,close\n2024-01-01,1,1,1,1\n", "no date/time column"),
+        (CSV_HEADER + bars(30, 5) + bars(5), "not in increasing order"),
+        (CSV_HEADER + bars(30) + bars(1, 29), "duplicate timestamp"),
+        (CSV_HEADER + "yesterday,1,1,1,1\n", "not dates"),
+        (CSV_HEADER + bars(20).replace(",1.1,", ",-1.1,", 1), "non-positive prices"),
+        (CSV_HEADER + bars(15), "too few for a window of 10"),
+    ],
+)
+def test_malformed_csv_is_one_clear_error(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=re.escape(message)):
+        split_prices(load_prices(path=path), window_size=10)
+    result = cli("train", "--data", str(path), "--timesteps", "100", env={})
+    assert result.returncode == 2
+    assert message.split("(")[0] in result.stderr and "Traceback" not in result.stderr
+
+
+def test_own_csv_trains(tmp_path: Path, settings: Settings) -> None:
+    rng = np.random.default_rng(0)
+    close = 1.1 * np.exp(np.cumsum(rng.normal(0, 0.001, 400)))
+    start = np.datetime64("2024-01-01T00")
+    lines = [f"{start + np.timedelta64(i, 'h')},{c},{c},{c},{c}" for i, c in enumerate(close)]
+    path = tmp_path / "mine.csv"
+    path.write_text("timestamp,Open,High,Low,Close\n" + "\n".join(lines) + "\n")
+    config = TrainingConfig(data=str(path), timesteps=256, n_steps=64, window_size=5)
+    outcome = train(config, "own-csv", settings=settings)
+    assert outcome.status is ExperimentStatus.COMPLETED
+    assert outcome.data["evaluation_bars"] == 80
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def test_trading_metrics_by_hand() -> None:
+    close = np.array([1.0, 1.1, 1.0, 1.2])
+    result, equity = trading_result(close, np.array([1.0, -1.0, 1.0]), fee=0.0)
+    returns = np.array([0.1, 1 - 1.0 / 1.1, 0.2])
+    assert np.allclose(equity, np.concatenate([[1.0], np.cumprod(1 + returns)]))
+    assert math.isclose(result["total_profit"], float(np.prod(1 + returns) - 1))
+    assert math.isclose(result["total_reward"], (0.1 + 0.1 + 0.2) * 10_000)
+    assert result["n_trades"] == 3 and result["win_rate"] == 1.0
+    assert math.isclose(
+        result["sharpe_ratio"], returns.mean() / returns.std() * math.sqrt(HOURS_PER_YEAR)
+    )
+    assert result["max_drawdown"] == 0.0
+
+    losing, _ = trading_result(np.array([1.0, 0.9, 0.8, 1.0]), np.array([1.0, 1.0, -1.0]), fee=0.0)
+    assert math.isclose(losing["max_drawdown"], 1 - (0.8 * (1 - 0.25)))
+    assert losing["win_rate"] == 0.0 and losing["n_trades"] == 2
+    hold, _ = buy_and_hold(np.array([1.0, 1.05, 1.1]), fee=0.0)
+    assert math.isclose(hold["total_profit"], 0.1) and hold["n_trades"] == 1
+
+
+# --- the callback in a plain SB3 script ----------------------------------------------------------
+
+
+def small_ppo(window: int = 10) -> Any:
+    from stable_baselines3 import PPO
+
+    split = split_prices(load_prices(), window)
+    return PPO("MlpPolicy", make_env(split.training, window), n_steps=128, batch_size=64, seed=3)
+
+
+def test_callback_reports_live_and_tracks_a_plain_sb3_training(settings: Settings) -> None:
+    model = small_ppo()
+    callback = ExperimentCallback(
+        "plain-sb3", {"note": "plain"}, progress_every=100, log_every=256, settings=settings
+    )
+    model.learn(1024, callback=callback)
+
+    state = SyncTrainingChannel(settings=settings).get_experiment(callback.experiment_id)
+    assert state is not None and state.status is ExperimentStatus.COMPLETED
+    assert state.progress == 100.0 and state.current_step == 1024
+    assert state.config["agent_type"] == "PPO" and state.config["note"] == "plain"
+    assert "reward" in state.latest_metrics
+
+    repo = get_sync_experiment_repository(settings)
+    assert callback.run is not None
+    run = repo.get_run(callback.run.run_id)
+    assert run.status is ExperimentStatus.COMPLETED
+    assert run.final_metrics["total_timesteps"] == 1024
+    assert run.config["experiment_id"] == callback.experiment_id
+    assert repo.get_metric_series(run.run_id, "reward").steps == [256, 512, 768, 1024]
+    for name in ("loss", "value_loss", "policy_loss", "entropy", "learning_rate"):
+        assert name in run.metrics, name
+    assert repo.get_metric_series(run.run_id, "learning_rate").values[-1] == pytest.approx(3e-4)
+
+
+class FailingFeed:
+    """A wrapper whose data feed breaks at a given step."""
+
+    def __new__(cls, env: Any, at: int) -> Any:
+        import gymnasium as gym
+
+        class Wrapper(gym.Wrapper):  # type: ignore[misc]
+            count = 0
+
+            def step(self, action: Any) -> Any:
+                self.count += 1
+                if self.count == at:
+                    raise RuntimeError("market data feed lost")
+                return self.env.step(action)
+
+        return Wrapper(env)
+
+
+def test_exception_inside_training_records_failed_in_both_systems(settings: Settings) -> None:
+    from stable_baselines3 import PPO
+
+    split = split_prices(load_prices(), 10)
+    model = PPO("MlpPolicy", FailingFeed(make_env(split.training, 10), 300), n_steps=128, seed=1)
+    callback = ExperimentCallback("failing", {}, settings=settings)
+    with pytest.raises(RuntimeError, match="market data feed lost"), callback:
+        model.learn(2000, callback=callback)
+    state = SyncTrainingChannel(settings=settings).get_experiment(callback.experiment_id)
+    assert state is not None and state.status is ExperimentStatus.FAILED
+    assert state.message is not None and "market data feed lost" in state.message
+    assert callback.run is not None
+    run = get_sync_experiment_repository(settings).get_run(callback.run.run_id)
+    assert run.status is ExperimentStatus.FAILED
+    assert run.error == "RuntimeError: market data feed lost"
+
+
+def test_uncaught_exception_in_a_script_records_failed(settings: Settings, tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from stable_baselines3 import PPO
+            from agentic_trading.training import ExperimentCallback, load_prices, split_prices
+            from agentic_trading.training.env import make_env
+
+            class Boom(ExperimentCallback):
+                def _on_step(self):
+                    if self.num_timesteps == 200:
+                        raise ValueError("bad tick at 200")
+                    return super()._on_step()
+
+            split = split_prices(load_prices(), 10)
+            model = PPO("MlpPolicy", make_env(split.training, 10), n_steps=128)
+            callback = Boom("script-crash", {})
+            print(callback.experiment_id, flush=True)
+            model.learn(2000, callback=callback)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ML_STORAGE_PATH": settings.ml_storage_path},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1 and "bad tick at 200" in done.stderr
+    runs = get_sync_experiment_repository(settings).list_runs(experiment="script-crash")
+    assert len(runs) == 1
+    assert runs[0].status is ExperimentStatus.FAILED
+    assert runs[0].error == "ValueError: bad tick at 200"
+
+
+def test_same_seed_repeats_the_run(settings: Settings) -> None:
+    config = TrainingConfig(timesteps=512, n_steps=128, seed=7)
+    first = train(config, "seeded", settings=settings)
+    second = train(config, "seeded", settings=settings)
+    assert first.agent == second.agent
+    assert first.run_id != second.run_id
+
+
+# --- the CLI -------------------------------------------------------------------------------------
+
+
+def test_cli_train_then_experiments_commands(settings: Settings, tmp_path: Path) -> None:
+    env = {"ML_STORAGE_PATH": settings.ml_storage_path}
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    ids = []
+    for lr in ("0.0003", "0.001"):
+        result = cli(
+            "train", "--timesteps", "1024", "--n-steps", "128", "--learning-rate", lr,
+            "--experiment", name, "--json", env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outcome = json.loads(result.stdout)
+        assert outcome["status"] == "completed"
+        assert set(outcome["agent"]) == set(outcome["buy_and_hold"]) >= {
+            "total_reward", "total_profit", "win_rate", "sharpe_ratio", "max_drawdown", "n_trades",
+        }  # fmt: skip
+        ids.append(outcome["run_id"])
+
+    listed = json.loads(cli("experiments", "list", "--experiment", name, "--json", env=env).stdout)
+    assert [run["run_id"] for run in listed] == ids[::-1]
+    for key in ("run_id", "experiment", "status", "config", "final_metrics", "created_at"):
+        assert key in listed[0]
+    assert "ended_at" in listed[0] and "artifacts" in listed[0]
+    assert listed[0]["final_metrics"]["buy_and_hold_total_profit"] == pytest.approx(
+        listed[1]["final_metrics"]["buy_and_hold_total_profit"]
+    )
+
+    shown = json.loads(cli("experiments", "show", ids[0], "--json", env=env).stdout)
+    model_uri = shown["artifacts"]["model.zip"]
+    from stable_baselines3 import PPO
+
+    model = PPO.load(model_uri.removeprefix("file://"), device="cpu")
+    action, _ = model.predict(np.zeros((10, 2), dtype=np.float32), deterministic=True)
+    assert int(action) in (0, 1)
+    assert "eval_equity" in shown["metrics"] and "eval_buy_and_hold_equity" in shown["metrics"]
+
+    compared = json.loads(cli("experiments", "compare", *ids, "--json", env=env).stdout)
+    assert compared["config_diff"]["learning_rate"] == {ids[0]: 0.0003, ids[1]: 0.001}
+    best = json.loads(
+        cli("experiments", "best", name, "--metric", "total_profit", "--json", env=env).stdout
+    )
+    assert best["run_id"] in ids
+    text = cli("experiments", "show", ids[0], env=env).stdout
+    assert "model.zip" in text and "learning_rate" in text
+
+    deleted = cli("experiments", "delete", ids[1], "--yes", env=env)
+    assert deleted.returncode == 0
+    missing = cli("experiments", "show", ids[1], env=env)
+    assert missing.returncode == 1 and "no run" in missing.stderr
+
+
+def test_cli_refuses_bad_training_options() -> None:
+    result = cli("train", "--agent", "sac", "--timesteps", "1000", env={})
+    assert result.returncode == 2
+    assert "agent_type='SAC' is not allowed" in result.stderr
+    result = cli("train", "--timesteps", "10", env={})
+    assert result.returncode == 2 and "timesteps=10" in result.stderr
+
+
+@pytest.mark.redis
+def test_stop_from_another_process_cancels_in_both_systems(
+    settings: Settings, redis_url: str, namespace: str
+) -> None:
+    env = {
+        **os.environ,
+        "ML_STORAGE_PATH": settings.ml_storage_path,
+        "MESSAGE_BROKER_TYPE": "redis",
+        "REDIS_URL": redis_url,
+        "MESSAGE_NAMESPACE": namespace,
+        "MESSAGE_PROGRESS_INTERVAL": "0.05",
+    }
+    proc = subprocess.Popen(
+        [*CLI, "train", "--timesteps", "500000", "--experiment", "to-stop", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watcher = SyncTrainingChannel(
+        namespace, settings=make_settings(message_broker_type="redis", redis_url=redis_url)
+    )
+    try:
+        deadline = time.monotonic() + 90
+        running = []
+        while time.monotonic() < deadline:
+            running = [s for s in watcher.list_experiments("running") if s.current_step > 500]
+            if running:
+                break
+            time.sleep(0.2)
+        assert running, "the training never showed up as running"
+        assert watcher.request_stop(running[0].experiment_id, "enough")
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, err
+        outcome = json.loads(out)
+        assert outcome["status"] == "cancelled"
+        state = watcher.get_experiment(running[0].experiment_id)
+        assert state is not None and state.status is ExperimentStatus.CANCELLED
+        run = get_sync_experiment_repository(settings).get_run(outcome["run_id"])
+        assert run.status is ExperimentStatus.CANCELLED
+    finally:
+        proc.kill()
+        proc.wait()
+        watcher.close()
+        delete_namespace(redis_url, namespace)
+
+
+def test_ctrl_c_records_cancelled(settings: Settings) -> None:
+    proc = subprocess.Popen(
+        [*CLI, "train", "--timesteps", "500000", "--experiment", "interrupted", "--json"],
+        env={**os.environ, "ML_STORAGE_PATH": settings.ml_storage_path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    repo = get_sync_experiment_repository(settings)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not repo.list_runs(experiment="interrupted"):
+            time.sleep(0.3)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        runs = repo.list_runs(experiment="interrupted")
+        assert [r.status for r in runs] == [ExperimentStatus.CANCELLED]
+    finally:
+        proc.kill()
+        proc.wait()
