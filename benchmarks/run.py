@@ -8,18 +8,29 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import bench_messaging, bench_tracking
+from benchmarks import bench_messaging, bench_tracking, bench_training
 from benchmarks.common import save
 
 
 def main() -> int:
-    """``python -m benchmarks.run [messaging] [tracking]``: the named suites, default all."""
-    wanted = set(sys.argv[1:]) or {"messaging", "tracking"}
+    """``python -m benchmarks.run [messaging] [tracking] [training]``: those suites, default all."""
+    wanted = set(sys.argv[1:]) or {"messaging", "tracking", "training"}
     console = Console()
     if "messaging" in wanted:
         messaging(console)
     if "tracking" in wanted:
         tracking(console)
+    if "training" in wanted:
+        console.rule("training")
+        result = bench_training.run()
+        path = save("training", result)
+        console.print("SB3 PPO with ExperimentCallback vs plain:", json.dumps(result))
+        console.print(
+            f"kept {result['kept_fraction_seed_cadence']:.1%} of plain steps/s at the seed's "
+            f"cadence (target 98%), {result['kept_fraction_every_step']:.1%} reporting every "
+            "step (target 85%)"
+        )
+        console.print(f"written to {path}")
     return 0
 
 

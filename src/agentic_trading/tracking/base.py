@@ -27,9 +27,10 @@ class RunStore(Protocol):
         """Raise ``TrackingUnavailableError`` if no run could be created (called by callers)."""
 
     def open_run(
-        self, experiment: str, config: Mapping[str, Any], tags: Sequence[str]
-    ) -> tuple[str, datetime]:
-        """Create a run marked ``running``; return its id and creation time."""
+        self, run_id: str, experiment: str, config: Mapping[str, Any], tags: Sequence[str]
+    ) -> datetime:
+        """Create run ``run_id`` (24 hex digits, chosen by the caller) marked ``running``;
+        return its creation time."""
 
     def track(self, run_id: str, step: int, values: Mapping[str, float]) -> None:
         """Append one point of metrics at ``step``."""

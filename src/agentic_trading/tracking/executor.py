@@ -74,6 +74,7 @@ class RunExecutor:
         self.store = store
         self._interval = heartbeat_interval
         self._runs: dict[str, _RunState] = {}
+        self._failed: dict[str, str] = {}
         self._next_beat = time.monotonic() + heartbeat_interval
 
     def apply(self, op: dict[str, Any]) -> Any:
@@ -83,10 +84,19 @@ class RunExecutor:
             self._track(op)
             return None
         if kind == "open":
-            run_id, created = self.store.open_run(op["experiment"], op["config"], op["tags"])
+            run_id = op["run"]
+            try:
+                self.store.open_run(run_id, op["experiment"], op["config"], op["tags"])
+            except Exception as exc:
+                # create_run returned long ago: keep the reason for the run's next sync call.
+                self._failed[run_id] = f"run {run_id} could not be created: {exc}"
+                logger.error("%s", self._failed[run_id])
+                raise
             self._runs[run_id] = _RunState()
-            return {"run_id": run_id, "created_at": created.timestamp()}
+            return None
         if kind == "call":
+            if op["run"] in self._failed:
+                raise TrackingUnavailableError(self._failed[op["run"]])
             if op["run"] not in self._runs:
                 raise RunNotFoundError(f"run {op['run']} is not open in the tracking writer")
             if op["method"] not in CALLS:
@@ -121,6 +131,8 @@ class RunExecutor:
         self, run_id: str, status: ExperimentStatus, final: dict[str, float], error: str | None
     ) -> None:
         state = self._runs.pop(run_id, None)
+        if run_id in self._failed:
+            raise TrackingUnavailableError(self._failed.pop(run_id))
         if state is None:
             raise RunNotFoundError(f"run {run_id} is not open in the tracking writer")
         if state.skipped:

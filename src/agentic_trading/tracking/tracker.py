@@ -135,12 +135,15 @@ class Tracker(_TrackerCore):
     naming it) and leaves the storage work to a background writer.
     """
 
-    async def _do(self, op: dict[str, Any]) -> Any:
+    async def _submit(self, op: dict[str, Any]) -> Any:
         pending = self._writer.submit(op, block=False)
         if pending is None:  # the queue is full: wait for room, off the event loop
             pending = await asyncio.to_thread(self._writer.submit, op)
-        assert pending is not None
-        if pending.future is None:
+        return pending
+
+    async def _do(self, op: dict[str, Any]) -> Any:
+        pending = await self._submit(op)
+        if pending is None or pending.future is None:
             return None
         return await asyncio.wrap_future(pending.future)
 
@@ -158,7 +161,10 @@ class Tracker(_TrackerCore):
         cannot be written.
         """
         op = self._open(experiment_name, config, tags)
-        return self._writer.opened(await self._do(op), op["experiment"])
+        pending = await self._submit(op)
+        if self._writer.waits_for_open and pending is not None and pending.future is not None:
+            await asyncio.wrap_future(pending.future)
+        return self._writer.handle(op)
 
     async def log_metrics(
         self,
@@ -235,7 +241,10 @@ class SyncTracker(_TrackerCore):
     ) -> RunHandle:
         """See :meth:`Tracker.create_run`."""
         op = self._open(experiment_name, config, tags)
-        return self._writer.opened(self._do(op), op["experiment"])
+        pending = self._writer.submit(op)
+        if self._writer.waits_for_open and pending is not None and pending.future is not None:
+            pending.future.result()
+        return self._writer.handle(op)
 
     def log_metrics(
         self,

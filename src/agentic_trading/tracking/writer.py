@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -154,7 +155,19 @@ class BackgroundWriter:
         return item
 
     def open_op(self, experiment: str, config: dict[str, Any], tags: list[str]) -> dict[str, Any]:
-        return {"kind": "open", "experiment": experiment, "config": config, "tags": tags}
+        """Open a run under a new id; the run is open for writes at once (the writer creates
+        it in order, before any of its points)."""
+        run_id = uuid.uuid4().hex[:24]  # Aim's own format of run hashes
+        handle = RunHandle(run_id, experiment, datetime.now(UTC))
+        with self._lock:
+            self._open_runs[run_id] = handle
+        return {
+            "kind": "open",
+            "run": run_id,
+            "experiment": experiment,
+            "config": config,
+            "tags": tags,
+        }
 
     def track_op(
         self, run: RunHandle, step: int, values: dict[str, float], skipped: list[str]
@@ -213,13 +226,15 @@ class BackgroundWriter:
                 "tracker; it takes no more writes"
             )
 
-    def opened(self, result: dict[str, Any], experiment: str) -> RunHandle:
-        """The handle of a run the writer just created (from the ``open`` reply)."""
-        created = datetime.fromtimestamp(result["created_at"], tz=UTC)
-        handle = RunHandle(result["run_id"], experiment, created)
-        with self._lock:
-            self._open_runs[handle.run_id] = handle
-        return handle
+    def handle(self, op: dict[str, Any]) -> RunHandle:
+        """The handle of the run an ``open`` operation opened."""
+        return self._open_runs[op["run"]]
+
+    @property
+    def waits_for_open(self) -> bool:
+        """Whether ``create_run`` must wait for the run to exist: a writer thread cannot create
+        one during interpreter shutdown, when a short script's queue may still hold it."""
+        return self._mode == "thread"
 
     def open_runs(self) -> list[RunHandle]:
         with self._lock:

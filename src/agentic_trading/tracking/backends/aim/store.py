@@ -55,10 +55,16 @@ class AimRunStore:
         ensure_writable(self.location)
 
     def open_run(
-        self, experiment: str, config: Mapping[str, Any], tags: Sequence[str]
-    ) -> tuple[str, datetime]:
+        self, run_id: str, experiment: str, config: Mapping[str, Any], tags: Sequence[str]
+    ) -> datetime:
         aim = import_aim()
+        import aim.sdk.base_run as base_run
+
         self.check_writable()
+        # Aim creates a run only under a hash it generates; the caller chose ours (so that
+        # create_run need not wait for the writer), so Aim's generator hands out that one.
+        generate = getattr(base_run, "generate_run_hash")  # noqa: B009
+        setattr(base_run, "generate_run_hash", lambda *_: run_id)  # noqa: B010
         try:
             run = aim.Run(
                 repo=self.location,
@@ -72,6 +78,10 @@ class AimRunStore:
                 f"cannot create a run in the Aim repository {self.location!r}: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
+        finally:
+            setattr(base_run, "generate_run_hash", generate)  # noqa: B010
+        if run.hash != run_id:
+            raise TrackingError(f"Aim created run {run.hash} instead of {run_id}")
         run[ATTR_CONFIG] = dict(config)
         run[ATTR_STATUS] = ExperimentStatus.RUNNING.value
         run[ATTR_FINAL] = {}
@@ -84,8 +94,7 @@ class AimRunStore:
         if self._artifacts_uri:
             run.set_artifacts_uri(self._artifacts_uri)
         self._runs[run.hash] = run
-        created = datetime.fromtimestamp(run.creation_time, tz=UTC)
-        return run.hash, created
+        return datetime.fromtimestamp(run.creation_time, tz=UTC)
 
     def _run(self, run_id: str) -> Any:
         try:
