@@ -67,16 +67,18 @@ _writers_lock = threading.Lock()
 
 
 def _writer(settings: Settings | None) -> tuple[BackgroundWriter, Settings]:
-    # One writer per storage location and process: every tracker made from the same settings
-    # shares its queue, thread and open runs. Explicit settings get a writer of their own.
-    if settings is not None:
-        return _new_writer(settings), settings
-    settings = get_settings()
+    # One writer per process and tracking settings: trackers made from equal settings share
+    # its queue, writer process and open runs.
+    settings = settings or get_settings()
+    key = repr(sorted(settings.model_dump(include=_TRACKING_FIELDS).items()))
     with _writers_lock:
-        writer = _writers.get(settings.ml_storage_path)
+        writer = _writers.get(key)
         if writer is None or writer.closed:
-            writer = _writers[settings.ml_storage_path] = _new_writer(settings)
+            writer = _writers[key] = _new_writer(settings)
     return writer, settings
+
+
+_TRACKING_FIELDS = {name for name in Settings.model_fields if name.startswith("ml_")}
 
 
 def _new_writer(settings: Settings) -> BackgroundWriter:

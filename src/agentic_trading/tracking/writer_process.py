@@ -24,6 +24,12 @@ def _executor(hello: dict[str, Any]) -> RunExecutor:
 
 
 def main() -> None:
+    # The training comes first: the writer takes the CPU the training leaves, and back-pressure
+    # slows the training only when the writer falls a whole queue behind.
+    try:
+        os.nice(10)
+    except OSError:  # pragma: no cover - not permitted here
+        pass
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
