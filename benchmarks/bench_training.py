@@ -12,7 +12,7 @@ from benchmarks.bench_messaging import kept_fraction
 from benchmarks.common import ppo_steps_per_second
 
 
-def run(rounds: int = 3, timesteps: int = 8192) -> dict[str, Any]:
+def run(rounds: int = 5, timesteps: int = 8192) -> dict[str, Any]:
     """Interleaved rounds of plain, seed cadence (progress every 100 steps, metrics every 1000)
     and every step (both every step), on the embedded defaults (memory broker, local Aim)."""
     with tempfile.TemporaryDirectory() as tmp:

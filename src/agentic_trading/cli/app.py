@@ -25,12 +25,14 @@ app = typer.Typer(
 NamespaceOption = Annotated[
     str | None,
     typer.Option(
-        "--namespace", "-n", help="Messaging namespace [default: MESSAGE_NAMESPACE or 'default']."
+        "--namespace",
+        "-n",
+        help="Messaging namespace (default: MESSAGE_NAMESPACE, else 'default').",
     ),
 ]
 BrokerOption = Annotated[
     str | None,
-    typer.Option("--broker", help="'memory' or 'redis' [default: MESSAGE_BROKER_TYPE]."),
+    typer.Option("--broker", help="'memory' or 'redis' (default: MESSAGE_BROKER_TYPE)."),
 ]
 
 
@@ -90,7 +92,8 @@ def train(
     pair: Annotated[str, typer.Option(help="Currency pair of the bundled data.")] = "EUR_USD",
     timesteps: Annotated[int, typer.Option(help="Environment steps to train for.")] = 50_000,
     experiment: Annotated[
-        str | None, typer.Option(help="Tracking experiment name [default: AGENT_PAIR].")
+        str | None,
+        typer.Option(help="Tracking experiment name (default: AGENT_PAIR, e.g. PPO_EUR_USD)."),
     ] = None,
     learning_rate: Annotated[float, typer.Option(help="Optimizer learning rate.")] = 3e-4,
     n_steps: Annotated[int, typer.Option(help="PPO/A2C steps per update.")] = 512,
@@ -198,7 +201,7 @@ def experiments_compare(
     run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")],
     metric: Annotated[
         list[str] | None,
-        typer.Option("--metric", "-m", help="Metrics to compare [default: all final]."),
+        typer.Option("--metric", "-m", help="Metrics to compare (default: every final metric)."),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
 ) -> None:
