@@ -183,17 +183,21 @@ class ExperimentCallback(BaseCallback):
 
     def _log(self, step: int) -> None:
         values = {**self._train_values, **self._logged()}
+        if self._last_episode is not None:
+            values["reward"], values["episode_length"] = self._last_episode
+        else:
+            values["reward"] = (
+                self._episode_reward
+            )  # the first episode so far: FX episodes are long
         info = (self.locals.get("infos") or [{}])[0]
         if "total_profit" in info:
             values["portfolio_value"] = float(info["total_profit"])
-        # SB3's training values change once per update, not per step: track a value again only
-        # when it changed, so reporting every step does not write the same loss 512 times.
+        # Most values change once per update or episode, not per step: track a value again
+        # only when it changed, so reporting every step does not write the same loss 512 times.
         changed = {k: v for k, v in values.items() if self._tracked.get(k) != v}
+        if not changed:
+            return
         self._tracked.update(changed)
-        if self._last_episode is not None:
-            changed["reward"], changed["episode_length"] = self._last_episode
-        else:
-            changed["reward"] = self._episode_reward  # the episode so far: FX episodes are long
         assert self.tracker is not None and self.run is not None and self.channel is not None
         self.tracker.log_metrics(self.run, TrainingMetrics(step=step, **changed))
         self.latest_metrics.update({k: v for k, v in changed.items() if math.isfinite(v)})
