@@ -81,6 +81,7 @@ def demo(
             "\nNext:\n"
             f"  agentic-trading experiments show {outcome.run_id}   # this run in full\n"
             "  agentic-trading experiments list               # every run\n"
+            "  agentic-trading dashboard                      # http://127.0.0.1:8050\n"
             "  agentic-trading tracking-ui                    # Aim's UI at http://127.0.0.1:43800\n"
             "  agentic-trading train --agent a2c --timesteps 20000   # another agent to compare"
         )
@@ -302,6 +303,30 @@ def doctor(
         healthy = doctor_command.report(settings_with(), json_output)
     if not healthy:
         raise typer.Exit(1)
+
+
+@app.command()
+def dashboard(
+    host: Annotated[
+        str, typer.Option(help="Address to bind; anything but loopback exposes the dashboard.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8050,
+) -> None:
+    """The web dashboard: live experiments (messaging) and recent runs (tracking).
+
+    With MESSAGE_BROKER_TYPE=memory it sees the experiments of its own process only; with
+    redis, every process's. Open http://127.0.0.1:8050.
+    """
+    from agentic_trading.cli._common import errors
+    from agentic_trading.dashboard.app import create_app
+
+    with expected_errors():
+        settings = settings_with()
+        server = create_app(settings)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            errors.print(f"[yellow]warning:[/] the dashboard has no login; {host} exposes it")
+        errors.print(f"dashboard on http://{host}:{port} (Ctrl-C stops it)")
+        server.run(host=host, port=port, debug=False)
 
 
 @app.command("tracking-ui")
