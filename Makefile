@@ -6,12 +6,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS := tracking,training,dashboard,dev
 
-.PHONY: help setup demo test lint typecheck pytest bench stress clean
+.PHONY: help setup browser demo test lint typecheck pytest bench stress clean
 
 help:  ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
-setup: $(VENV)/.installed  ## Create .venv and install everything (fast when nothing changed)
+setup: $(VENV)/.installed browser  ## Create .venv and install everything (fast when nothing changed)
+
+# The dashboard's browser tests drive Debian's chromium through chromium-driver.
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then APT="apt-get"; else APT="sudo -n apt-get"; fi; \
+	  $$APT install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+	    || { $$APT update -qq >/dev/null 2>&1 && $$APT install -y -qq chromium chromium-driver >/dev/null 2>&1; } \
+	    || echo "warning: could not install chromium and chromium-driver; browser tests will be skipped"; }
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +32,7 @@ demo: setup  ## The main job, on the embedded defaults (memory broker, local Aim
 test: setup lint typecheck pytest  ## Lint (ruff), types (mypy) and the whole pytest suite
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 typecheck: setup
 	$(BIN)/mypy
