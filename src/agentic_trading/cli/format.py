@@ -6,6 +6,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from agentic_trading.common.formatting import duration, rate
 from agentic_trading.messaging.messages import ExperimentState
 from agentic_trading.status import ExperimentStatus
 
@@ -17,24 +18,6 @@ STATUS_STYLE = {
     ExperimentStatus.CANCELLED: "yellow",
     ExperimentStatus.CRASHED: "bold magenta",
 }
-
-
-def duration(seconds: float | None) -> str:
-    """``1h02m``, ``3m05s``, ``42s``; ``-`` for unknown."""
-    if seconds is None:
-        return "-"
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
-
-
-def rate(steps_per_second: float | None) -> str:
-    return "-" if steps_per_second is None else f"{steps_per_second:,.0f}/s"
 
 
 def status_text(status: ExperimentStatus) -> Text:

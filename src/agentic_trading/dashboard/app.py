@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from agentic_trading.common.formatting import duration, rate
 from agentic_trading.common.loop_thread import BackgroundLoop
 from agentic_trading.config import Settings, get_settings
 from agentic_trading.dashboard.data import get_live_experiments
@@ -19,13 +20,6 @@ from agentic_trading.tracking import RunSummary, get_sync_experiment_repository
 __all__ = ["create_app", "live_rows", "run_rows"]
 
 REFRESH_MS = 1000
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(max(0, round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def live_rows(states: list[ExperimentState]) -> list[Any]:
@@ -45,12 +39,8 @@ def live_rows(states: list[ExperimentState]) -> list[Any]:
                         title=f"{state.progress:.1f} %",
                     ),
                     html.Td(f"{state.current_step:,}/{state.total_steps or 0:,}"),
-                    html.Td(
-                        "-"
-                        if state.steps_per_second is None
-                        else f"{state.steps_per_second:,.0f}/s"
-                    ),
-                    html.Td(_duration(state.eta_seconds)),
+                    html.Td(rate(state.steps_per_second)),
+                    html.Td(duration(state.eta_seconds)),
                     html.Td("-" if reward is None else f"{reward:+.1f}"),
                     html.Td(state.message or ""),
                 ],

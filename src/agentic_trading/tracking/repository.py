@@ -342,8 +342,9 @@ def _ordered(runs: list[RunSummary], order_by: str) -> list[RunSummary]:
             f"order_by {order_by!r} is not allowed: use one of {', '.join(_SORT_FIELDS)}, "
             "final_metrics.NAME or config.NAME, with '-' in front for descending"
         )
-    present = [(v, run) for run in runs if (v := _sort_value(run, field)) is not None]
-    missing = [run for run in runs if _sort_value(run, field) is None]
+    keyed = [(_sort_value(run, field), run) for run in runs]
+    present = [(v, run) for v, run in keyed if v is not None]
+    missing = [run for v, run in keyed if v is None]
     try:
         present.sort(key=lambda pair: pair[0], reverse=descending)
     except TypeError:  # mixed types in a config key: compare as text

@@ -13,6 +13,7 @@ its training process (kill -9) records the open runs as ``crashed`` and exits.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import queue
@@ -51,8 +52,6 @@ _HEADER = struct.Struct(">I")
 
 def write_frame(stream: IO[bytes], data: Any) -> None:
     """One JSON document, length-prefixed (never pickle: the peer only decodes JSON)."""
-    import json
-
     body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
     stream.write(_HEADER.pack(len(body)) + body)
     stream.flush()
@@ -60,8 +59,6 @@ def write_frame(stream: IO[bytes], data: Any) -> None:
 
 def read_frame(stream: IO[bytes]) -> Any:
     """The next JSON document, or ``None`` at end of stream."""
-    import json
-
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         return None

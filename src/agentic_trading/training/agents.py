@@ -6,9 +6,7 @@ from typing import Any
 
 from agentic_trading.training.config import TrainingConfig
 
-__all__ = ["AGENTS", "make_agent"]
-
-AGENTS = ("PPO", "A2C", "DQN")
+__all__ = ["make_agent"]
 
 
 def make_agent(config: TrainingConfig, env: Any) -> Any:
@@ -21,10 +19,3 @@ def make_agent(config: TrainingConfig, env: Any) -> Any:
         ) from exc
     cls = getattr(stable_baselines3, config.agent_type)
     return cls("MlpPolicy", env, **config.agent_kwargs())
-
-
-def load_agent(agent_type: str, path: str) -> Any:
-    """A trained model saved by a training run (the ``model.zip`` artifact)."""
-    import stable_baselines3
-
-    return getattr(stable_baselines3, agent_type.upper()).load(path, device="cpu")

@@ -153,9 +153,6 @@ class AimRunReader:
         repo = self._open()
         if repo is None or not _exists(repo, run_id):
             return None
-        tree = _collect(_chunks(repo), run_id) or {}
-        if not any(name in per_context for per_context in tree.get("traces", {}).values()):
-            return None
         points = _read_series(repo, run_id, name)
         if points is None:
             return None
