@@ -74,7 +74,9 @@ class AimRunReader:
             )
         if self._repo is None:
             aim = import_aim()
-            if not self.is_remote and not Path(self.location, ".aim").is_dir():
+            # Aim writes VERSION once a new repository's database is set up; opening it
+            # earlier races the writer's set-up ("no such table: run").
+            if not Path(self.location, ".aim", "VERSION").is_file():
                 return None
             try:
                 self._repo = aim.Repo(self.location)
