@@ -18,21 +18,13 @@ from rich.table import Table
 from rich.text import Text
 
 from agentic_trading.cli._common import console, print_json
+from agentic_trading.common.formatting import metric_value
 from agentic_trading.common.loop_thread import BackgroundLoop
 from agentic_trading.config import Settings
 from agentic_trading.messaging.channels.training import TrainingChannel
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.training.config import TrainingConfig
 from agentic_trading.training.runner import RESULT_METRICS, TrainingOutcome, train
-
-FORMATS = {
-    "total_profit": "{:+.2%}",
-    "max_drawdown": "{:.2%}",
-    "win_rate": "{:.0%}",
-    "sharpe_ratio": "{:.2f}",
-    "total_reward": "{:+.1f} pips",
-    "n_trades": "{:.0f}",
-}
 
 
 class _Rate(ProgressColumn):
@@ -138,11 +130,10 @@ def print_outcome(outcome: TrainingOutcome) -> None:
     table.add_column("agent", justify="right")
     table.add_column("buy & hold", justify="right")
     for name in RESULT_METRICS:
-        fmt = FORMATS.get(name, "{:.4g}")
         ours, theirs = outcome.agent[name], outcome.baseline[name]
         better = ours < theirs if name == "max_drawdown" else ours > theirs
         style = "green" if better and name != "n_trades" else ""
-        table.add_row(name, Text(fmt.format(ours), style=style), fmt.format(theirs))
+        table.add_row(name, Text(metric_value(name, ours), style=style), metric_value(name, theirs))
     console.print(table)
     console.print(
         f"held out: {data.get('evaluation_bars')} bars from {data.get('evaluation_from')} "

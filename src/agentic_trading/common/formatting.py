@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["duration", "rate"]
+__all__ = ["METRIC_FORMATS", "duration", "metric_value", "rate"]
+
+#: How a final metric reads; ``buy_and_hold_<name>`` reads as ``<name>``; others ``{:.4g}``.
+METRIC_FORMATS = {
+    "total_profit": "{:+.2%}",
+    "excess_profit": "{:+.2%}",
+    "max_drawdown": "{:.2%}",
+    "win_rate": "{:.0%}",
+    "sharpe_ratio": "{:.2f}",
+    "total_reward": "{:+.1f} pips",
+    "n_trades": "{:.0f}",
+}
 
 
 def duration(seconds: float | None) -> str:
@@ -22,3 +33,11 @@ def duration(seconds: float | None) -> str:
 def rate(steps_per_second: float | None) -> str:
     """``1,234/s``; ``-`` for unknown."""
     return "-" if steps_per_second is None else f"{steps_per_second:,.0f}/s"
+
+
+def metric_value(name: str, value: float | None) -> str:
+    """A metric as people read it: ``+2.03%`` profit, ``1.67`` Sharpe; ``-`` for none."""
+    if value is None:
+        return "-"
+    fmt = METRIC_FORMATS.get(name.removeprefix("buy_and_hold_"), "{:.4g}")
+    return fmt.format(value)

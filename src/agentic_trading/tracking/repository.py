@@ -160,6 +160,21 @@ class SyncExperimentRepository:
             raise RunNotFoundError(f"run {run_id} has no metric {name!r} (it has: {have})")
         return series
 
+    def get_metrics(
+        self, run_id: str, names: Sequence[str] | None = None
+    ) -> dict[str, MetricSeries]:
+        """Several metric series of one run at once (all of them by default); names the run
+        lacks are left out."""
+        detail = self.get_run(run_id)
+        wanted = detail.metrics if names is None else [n for n in names if n in detail.metrics]
+        out: dict[str, MetricSeries] = {}
+        with self._lock:
+            for name in wanted:
+                series = self._reader.get_series(run_id, name)
+                if series is not None:
+                    out[name] = series
+        return out
+
     def compare_runs(
         self, run_ids: Sequence[str], metrics: Sequence[str] | None = None
     ) -> RunComparison:
@@ -252,6 +267,12 @@ class ExperimentRepository:
     async def get_metric_series(self, run_id: str, name: str) -> MetricSeries:
         """See :meth:`SyncExperimentRepository.get_metric_series`."""
         return await asyncio.to_thread(self.sync.get_metric_series, run_id, name)
+
+    async def get_metrics(
+        self, run_id: str, names: Sequence[str] | None = None
+    ) -> dict[str, MetricSeries]:
+        """See :meth:`SyncExperimentRepository.get_metrics`."""
+        return await asyncio.to_thread(self.sync.get_metrics, run_id, names)
 
     async def compare_runs(
         self, run_ids: Sequence[str], metrics: Sequence[str] | None = None
