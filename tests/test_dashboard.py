@@ -1,21 +1,31 @@
-"""The dashboard's data (the guide's Pattern 2) and its landing page, served by Dash's Flask."""
+"""The dashboard's data (the guide's Pattern 2), its pages and callbacks through Dash's own HTTP
+endpoints, its control (stop, start, token) and its launchers."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
+from typer.testing import CliRunner
 
 from agentic_trading import ExperimentStatus
-from agentic_trading.config import Settings
+from agentic_trading.cli.app import app as cli
+from agentic_trading.config import Settings, SettingsError
 from agentic_trading.dashboard.app import create_app
+from agentic_trading.dashboard.control import ControlError
+from agentic_trading.dashboard.pages import history
+from agentic_trading.dashboard.pages.live import live_update
+from agentic_trading.messaging.channels.sync import SyncTrainingChannel
 from agentic_trading.messaging.channels.training import TrainingChannel
-from agentic_trading.tracking import get_experiment_repository, get_sync_tracker
+from agentic_trading.tracking import RunHandle, get_experiment_repository, get_sync_tracker
 from tests.conftest import make_settings
 from tests.redis_server import free_port
 
@@ -29,22 +39,100 @@ def settings(tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch) ->
     return make_settings(ml_storage_path=str(tmp_path / "aim"), message_namespace=namespace)
 
 
+def track_run(
+    settings: Settings,
+    status: str = "completed",
+    profit: float = 0.021,
+    experiment: str = "PPO_EUR_USD",
+    artifact: Path | None = None,
+) -> RunHandle:
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run(experiment, {"agent_type": "PPO", "timesteps": 1000})
+    for step in range(3):
+        tracker.log_metrics(run, {"reward": step * profit * 100}, step=step)
+    if artifact is not None:
+        tracker.log_artifact(run, artifact, "model.zip")
+    final = {"total_reward": 250.0, "total_profit": profit, "sharpe_ratio": profit * 80}
+    final.update({"buy_and_hold_total_profit": 0.0223, "excess_profit": profit - 0.0223})
+    tracker.finish_run(run, status, final, error="boom" if status == "failed" else None)
+    tracker.flush()
+    return run
+
+
 @pytest.fixture
 def finished_run(settings: Settings) -> str:
-    tracker = get_sync_tracker(settings)
-    run = tracker.create_run("PPO_EUR_USD", {"agent_type": "PPO"})
-    tracker.finish_run(
-        run,
-        "completed",
-        {
-            "total_reward": 250.0,
-            "total_profit": 0.021,
-            "sharpe_ratio": 1.6,
-            "excess_profit": -0.001,
-        },
-    )
-    tracker.close()
-    return run.run_id
+    return track_run(settings).run_id
+
+
+class Browserless:
+    """Dash's HTTP endpoints, called as the browser calls them."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.client = app.server.test_client()
+
+    def call(
+        self,
+        outputs: list[tuple[str, str]],
+        inputs: list[tuple[str, str, Any]],
+        state: list[tuple[str, str, Any]] = (),  # type: ignore[assignment]
+        changed: str | None = None,
+    ) -> Any:
+        key = "...".join(f"{i}.{p}" for i, p in outputs)
+        body = {
+            "output": f"..{key}.." if len(outputs) > 1 else key,
+            "outputs": [{"id": i, "property": p} for i, p in outputs]
+            if len(outputs) > 1
+            else {"id": outputs[0][0], "property": outputs[0][1]},
+            "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+            "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
+            "changedPropIds": [changed or f"{inputs[0][0]}.{inputs[0][1]}"],
+        }
+        response = self.client.post("/_dash-update-component", json=body)
+        if response.status_code == 204:
+            return None  # nothing to update
+        assert response.status_code == 200, response.data[:500]
+        return response.get_json()["response"]
+
+    def page(self, path: str) -> str:
+        pathname, _, search = path.partition("?")
+        out = self.call(
+            [("page", "children")],
+            [("url", "pathname", pathname)],
+            [("url", "search", f"?{search}" if search else "")],
+        )
+        return json.dumps(out)
+
+    def tick(self, view: Any, banner: str = "") -> Any:
+        return self.call(
+            [
+                ("live-table", "children"),
+                ("live-reward", "figure"),
+                ("banner", "children"),
+                ("banner", "className"),
+                ("live-view", "data"),
+                ("live-tick", "disabled"),
+                ("recent-runs", "children"),
+            ],
+            [("live-tick", "n_intervals", 1)],
+            [("live-view", "data", view), ("banner", "children", banner)],
+        )
+
+
+def initial_view(page: str) -> Any:
+    """The live view's state as the page was rendered with it (the live-view store)."""
+    layout = json.loads(page)
+
+    def find(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("props", {}).get("id") == "live-view":
+                return node["props"]["data"]
+            return next((f for v in node.values() if (f := find(v)) is not None), None)
+        if isinstance(node, list):
+            return next((f for v in node if (f := find(v)) is not None), None)
+        return None
+
+    return find(layout)
 
 
 async def test_the_guides_pattern_two_runs_as_written(
@@ -94,41 +182,95 @@ async def test_dashboard_data_combines_live_history_and_comparison(
     assert data["comparison"]["best_sharpe"] == {
         "run_id": finished_run,
         "experiment": "PPO_EUR_USD",
-        "sharpe_ratio": 1.6,
+        "sharpe_ratio": pytest.approx(0.021 * 80),
     }
 
 
-async def test_landing_page_shows_live_and_finished_runs(
-    settings: Settings, finished_run: str
-) -> None:
-    channel = TrainingChannel(settings=settings)
-    await channel.create_experiment("live-one", {})
-    await channel.publish_progress("live-one", 2500, 10000)
-    client = create_app(settings).server.test_client()
-    assert client.get("/").status_code == 200
-    layout = json.dumps(client.get("/_dash-layout").get_json())
-    assert "live-one" in layout and finished_run in layout
-    assert "+2.10%" in layout  # the run's profit, formatted
+def test_landing_page_sends_only_what_changed(settings: Settings, finished_run: str) -> None:
+    channel = SyncTrainingChannel(settings=settings)
+    channel.create_experiment("live-one", {})
+    channel.publish_progress("live-one", 2500, 10000)
+    channel.flush()
+    dash = Browserless(create_app(settings))
+    assert dash.client.get("/").status_code == 200
+    page = dash.page("/")
+    assert "live-one" in page and finished_run in page
+    assert "+2.10%" in page  # the run's profit, formatted
+    assert '"disabled": false' in page  # something is live: the page refreshes itself
+    view = initial_view(page)
 
-    await channel.publish_progress("live-one", 5000, 10000)
-    update = client.post(
-        "/_dash-update-component",
-        json={
-            "output": "..live-table.children...banner.children...updated.children..",
-            "outputs": [
-                {"id": "live-table", "property": "children"},
-                {"id": "banner", "property": "children"},
-                {"id": "updated", "property": "children"},
-            ],
-            "inputs": [{"id": "live-tick", "property": "n_intervals", "value": 1}],
-            "changedPropIds": ["live-tick.n_intervals"],
-        },
-    )
-    assert update.status_code == 200
-    body = json.dumps(update.get_json())
-    assert "5,000/10,000" in body and '"value": "50.0"' in body
-    await channel.publish_status("live-one", ExperimentStatus.COMPLETED)
-    await channel.close()
+    assert dash.tick(view) is None  # nothing changed: nothing sent
+
+    channel.publish_progress("live-one", 5000, 10000)
+    channel.publish_metrics("live-one", 5000, {"reward": 12.5})
+    channel.flush()
+    update = dash.tick(view)
+    rows = update["live-table"]["children"]
+    assert rows["__dash_patch_update"] == "__dash_patch_update"
+    changed = {tuple(op["location"]) for op in rows["operations"]}
+    # progress, steps, reward (and speed/ETA when known) cells of row 0; not the id or status
+    assert (0, "props", "children", 2) in changed and (0, "props", "children", 3) in changed
+    assert (0, "props", "children", 0) not in changed
+    assert (0, "props", "children", 1) not in changed
+    assert "5,000/10,000" in json.dumps(rows)
+    figure = update["live-reward"]["figure"]
+    assert figure["operations"][0]["operation"] == "Append"
+    assert figure["operations"][0]["params"]["value"]["y"] == [12.5]
+    assert "live-tick" not in update  # still live: the timer goes on
+    view = update["live-view"]["data"]
+
+    channel.publish_metrics("live-one", 6000, {"reward": 14.0})
+    channel.flush()
+    update = dash.tick(view)
+    ops = update["live-reward"]["figure"]["operations"]
+    assert [op["location"] for op in ops] == [["data", 0, "x"], ["data", 0, "y"]]  # extend
+    view = update["live-view"]["data"]
+
+    channel.publish_status("live-one", ExperimentStatus.COMPLETED)
+    channel.flush()
+    update = dash.tick(view)
+    assert update["live-tick"]["disabled"] is True  # nothing live: polling stops
+    assert finished_run in json.dumps(update["recent-runs"])  # runs refreshed at the end
+    assert "completed" in json.dumps(update["live-table"])
+    channel.close()
+
+
+def test_live_update_replaces_rows_only_when_experiments_come_or_go(settings: Settings) -> None:
+    channel = SyncTrainingChannel(settings=settings)
+    channel.create_experiment("first", {})
+    channel.flush()
+    app = create_app(settings)
+    states = app.context.feed.states()
+    rows, _, view = live_update(states, None, can_stop=True)
+    assert isinstance(rows, list) and len(rows) == 1
+    assert view["ids"] == ["first"] and view["traces"] == []
+    channel.create_experiment("second", {})
+    channel.flush()
+    rows, _, view = live_update(app.context.feed.states(), view, can_stop=True)
+    assert isinstance(rows, list) and [r.id["experiment"] for r in rows] == ["second", "first"]
+    for eid in ("first", "second"):
+        channel.publish_status(eid, "cancelled")
+    channel.close()
+
+
+def test_live_events_wake_an_idle_page_when_an_experiment_starts(settings: Settings) -> None:
+    dash = Browserless(create_app(settings))
+    page = dash.page("/")
+    assert '"disabled": true' in page  # nothing live: no polling
+
+    def start_later() -> None:
+        time.sleep(1.0)
+        channel = SyncTrainingChannel(settings=settings)
+        channel.create_experiment("late", {})
+        channel.close()
+
+    threading.Thread(target=start_later).start()
+    started = time.monotonic()
+    response = dash.client.get("/_agentic/live-events")
+    assert response.mimetype == "text/event-stream"
+    body = response.get_data(as_text=True)
+    assert "event: live" in body
+    assert 0.8 < time.monotonic() - started < 10  # woken by the event, not by a timeout
 
 
 def test_redis_down_shows_a_banner_and_history_still_works(
@@ -137,10 +279,195 @@ def test_redis_down_shows_a_banner_and_history_still_works(
     down = settings.model_copy(
         update={"message_broker_type": "redis", "redis_url": f"redis://127.0.0.1:{free_port()}/0"}
     )
-    client = create_app(down).server.test_client()
-    layout = json.dumps(client.get("/_dash-layout").get_json())
-    assert "Live view unavailable" in layout and "History below still works" in layout
-    assert finished_run in layout
+    dash = Browserless(create_app(down))
+    page = dash.page("/")
+    assert "Live view unavailable" in page and "runs below still work" in page
+    assert finished_run in page
+    rows = history_rows(dash)
+    assert finished_run in rows
+    assert "event: down" in dash.client.get("/_agentic/live-events").get_data(as_text=True)
+
+
+def history_rows(
+    dash: Browserless,
+    experiment: str | None = None,
+    statuses: list[str] | None = None,
+    order: str = "-created_at",
+    page: int = 0,
+    trigger: str = "history-experiment",
+) -> str:
+    inputs = [
+        ("history-experiment", "value", experiment),
+        ("history-status", "value", statuses or []),
+        ("history-since", "value", "all"),
+        ("history-sort", "value", order),
+        ("history-prev", "n_clicks", 0),
+        ("history-next", "n_clicks", 0),
+    ]
+    changed = next(f"{i}.{p}" for i, p, _ in inputs if i == trigger)
+    out = dash.call(
+        [
+            ("history-table", "children"),
+            ("history-page-label", "children"),
+            ("history-page", "data"),
+        ],
+        inputs,
+        [("history-page", "data", page)],
+        changed,
+    )
+    return json.dumps(out)
+
+
+def test_history_filters_sorts_and_pages(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = track_run(settings, profit=0.05)
+    bad = track_run(settings, "failed", profit=-0.01)
+    other = track_run(settings, profit=0.01, experiment="A2C_EUR_USD")
+    dash = Browserless(create_app(settings))
+    page = dash.page("/runs")
+    assert "A2C_EUR_USD" in page and "sharpe_ratio (highest first)" in page
+    assert "max_drawdown" not in page or "lowest first" in page
+
+    everything = history_rows(dash)
+    assert all(r.run_id in everything for r in (good, bad, other))
+    assert "(3 runs)" in everything
+    failed = history_rows(dash, statuses=["failed", "crashed"], trigger="history-status")
+    assert bad.run_id in failed and good.run_id not in failed
+    ppo = history_rows(dash, experiment="PPO_EUR_USD")
+    assert other.run_id not in ppo and "(2 runs)" in ppo
+    by_profit = history_rows(dash, order="-final_metrics.total_profit", trigger="history-sort")
+    order = [by_profit.index(r.run_id) for r in (good, other, bad)]
+    assert order == sorted(order)
+
+    monkeypatch.setattr(history, "PAGE_SIZE", 2)
+    second = history_rows(dash, page=0, trigger="history-next")
+    assert "page 2 of 2" in second and second.count('"/runs/') == 1
+
+
+def test_compare_and_run_pages(settings: Settings, tmp_path: Path) -> None:
+    model = tmp_path / "model.zip"
+    model.write_bytes(b"PK fake model")
+    one = track_run(settings, profit=0.03, artifact=model)
+    two = track_run(settings, profit=0.01)
+    dash = Browserless(create_app(settings))
+    assert one.run_id in dash.page(f"/compare?runs={one.run_id},{two.run_id}")
+    selected = dash.call(
+        [
+            ("compare-tables", "children"),
+            ("compare-equity", "figure"),
+            ("compare-metric", "options"),
+            ("compare-metric", "value"),
+            ("compare-message", "children"),
+            ("compare-links", "children"),
+        ],
+        [("compare-runs", "value", [one.run_id, two.run_id])],
+    )
+    tables = json.dumps(selected["compare-tables"]["children"])
+    assert '"className": "best"' in tables and "+3.00%" in tables
+    assert selected["compare-metric"]["options"] == ["reward"]
+    curves = dash.call(
+        [("compare-curves", "figure")],
+        [
+            ("compare-runs", "value", [one.run_id, two.run_id]),
+            ("compare-metric", "value", "reward"),
+        ],
+    )
+    assert len(curves["compare-curves"]["figure"]["data"]) == 2
+    assert "no run" in json.dumps(
+        dash.call(
+            [
+                ("compare-tables", "children"),
+                ("compare-equity", "figure"),
+                ("compare-metric", "options"),
+                ("compare-metric", "value"),
+                ("compare-message", "children"),
+                ("compare-links", "children"),
+            ],
+            [("compare-runs", "value", ["0" * 24])],
+        )
+    )
+
+    page = dash.page(f"/runs/{one.run_id}")
+    assert "http://127.0.0.1:43800/runs/" + one.run_id in page
+    assert "+3.00%" in page and "+2.23%" in page  # agent against buy-and-hold
+    download = dash.client.get(f"/_agentic/artifacts/{one.run_id}/model.zip")
+    assert download.status_code == 200 and download.data == b"PK fake model"
+    assert dash.client.get(f"/_agentic/artifacts/{one.run_id}/other.zip").status_code == 404
+    assert dash.client.get(f"/_agentic/artifacts/{two.run_id}/model.zip").status_code == 404
+    assert "Run not found" in dash.page("/runs/" + "f" * 24)
+    assert "Run not found" in dash.page("/runs/not-a-hash!")
+
+
+def test_stop_from_the_dashboard_reaches_the_training(settings: Settings) -> None:
+    channel = SyncTrainingChannel(settings=settings)
+    channel.create_experiment("to-stop", {})
+    channel.publish_status("to-stop", "running")
+    channel.flush()
+    dash = Browserless(create_app(settings))
+    button = {"experiment": "to-stop", "type": "stop"}
+    response = dash.client.post(
+        "/_dash-update-component",
+        json={
+            "output": "..stop-confirm.displayed...stop-confirm.message...stop-target.data..",
+            "outputs": [
+                {"id": "stop-confirm", "property": "displayed"},
+                {"id": "stop-confirm", "property": "message"},
+                {"id": "stop-target", "property": "data"},
+            ],
+            "inputs": [[{"id": button, "property": "n_clicks", "value": 1}]],
+            "changedPropIds": [json.dumps(button, separators=(",", ":")) + ".n_clicks"],
+        },
+    )
+    asked = response.get_json()["response"]
+    assert asked["stop-confirm"]["displayed"] is True
+    assert asked["stop-target"]["data"] == "to-stop"
+    done = dash.call(
+        [("control-message", "children")],
+        [("stop-confirm", "submit_n_clicks", 1)],
+        [("stop-target", "data", "to-stop"), ("token", "value", "")],
+    )
+    assert "Stop requested" in done["control-message"]["children"]
+    state = channel.get_experiment("to-stop")
+    assert state is not None and state.stop_requested
+    channel.publish_status("to-stop", "cancelled")
+    channel.close()
+
+
+def test_control_needs_a_token_off_loopback(settings: Settings) -> None:
+    with pytest.raises(SettingsError, match="DASHBOARD_TOKEN"):
+        create_app(settings, host="0.0.0.0")
+    read_only = create_app(settings.model_copy(update={"dashboard_control": False}), "0.0.0.0")
+    page = Browserless(read_only).page("/")
+    assert "start-button" not in page
+    with pytest.raises(ControlError, match="disabled"):
+        read_only.context.control.stop("x")
+
+    secured = settings.model_copy(update={"dashboard_token": SecretStr("s3cret")})
+    control = create_app(secured, host="0.0.0.0").context.control
+    assert control.requires_token
+    for wrong in (None, "", "S3CRET"):
+        with pytest.raises(ControlError, match="token"):
+            control.stop("x", wrong)
+    assert control.stop("x", "s3cret") is False  # allowed; nothing named x is live
+    assert '"type": "password"' in Browserless(create_app(secured, "0.0.0.0")).page("/")
+
+
+def test_start_training_validates_the_form(settings: Settings) -> None:
+    control = create_app(settings).context.control
+    with pytest.raises(ControlError, match="timesteps"):
+        control.start_training("PPO", 5, 3e-4)
+    with pytest.raises(ControlError, match="learning_rate"):
+        control.start_training("PPO", 1000, -1)
+    with pytest.raises(ControlError, match="agent_type"):
+        control.start_training("SAC", 1000, 3e-4)
+    assert control.running_trainings() == []
+
+
+def test_cli_refuses_to_expose_control_without_a_token(settings: Settings) -> None:
+    result = CliRunner().invoke(cli, ["dashboard", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "DASHBOARD_TOKEN" in result.output and "Traceback" not in result.output
 
 
 def test_launcher_serves_on_loopback(settings: Settings, finished_run: str) -> None:
@@ -157,13 +484,25 @@ def test_launcher_serves_on_loopback(settings: Settings, finished_run: str) -> N
         page = None
         while time.monotonic() < deadline and page is None:
             try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/_dash-layout", timeout=5
-                ) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
                     page = r.read().decode()
             except OSError:
                 time.sleep(0.3)
-        assert page is not None and finished_run in page
+        assert page is not None and "Agentic Trading" in page
+        route = {
+            "output": "page.children",
+            "outputs": {"id": "page", "property": "children"},
+            "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
+            "state": [{"id": "url", "property": "search", "value": ""}],
+            "changedPropIds": ["url.pathname"],
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/_dash-update-component",
+            data=json.dumps(route).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert finished_run in r.read().decode()
     finally:
         proc.terminate()
         proc.wait(10)

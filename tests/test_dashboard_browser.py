@@ -1,25 +1,36 @@
-"""The dashboard in a real headless Chromium (dash[testing] with Debian's chromium-driver)."""
+"""The dashboard in a real headless Chromium (dash[testing] with Debian's chromium-driver).
+
+Each test saves a screenshot of its page under test-output/screenshots/.
+"""
 
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.support.expected_conditions import alert_is_present
+from selenium.webdriver.support.wait import WebDriverWait
 
 from agentic_trading.config import Settings
 from agentic_trading.dashboard.app import create_app
 from agentic_trading.messaging.channels.sync import SyncTrainingChannel
-from agentic_trading.tracking import get_sync_tracker
+from agentic_trading.tracking import RunHandle, get_sync_experiment_repository, get_sync_tracker
 from tests.conftest import make_settings
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("chromedriver") is None,
-    reason="needs chromium and chromium-driver (make setup installs them with apt-get)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("chromedriver") is None,
+        reason="needs chromium and chromium-driver (make setup installs them with apt-get)",
+    ),
+    # dash_duo stops its server by raising SystemExit in every thread it started (its
+    # KillerThread), open live-event requests included; that is its teardown, not our error.
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning"),
+]
 
 
 @pytest.fixture
@@ -27,16 +38,46 @@ def settings(tmp_path: Path, namespace: str) -> Settings:
     return make_settings(ml_storage_path=str(tmp_path / "aim"), message_namespace=namespace)
 
 
+def screenshot(dash_duo: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    dash_duo.driver.set_window_size(1400, 1000)
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def finished_run(settings: Settings, agent: str, profit: float, slope: float) -> RunHandle:
+    """A completed run with a reward curve, held-out equity and buy-and-hold."""
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run("PPO_EUR_USD", {"agent_type": agent, "learning_rate": slope / 1e4})
+    for step in range(0, 5000, 500):
+        tracker.log_metrics(run, {"reward": slope * step / 1000}, step=step)
+    for bar in range(50):
+        tracker.log_metrics(
+            run,
+            {"eval_equity": 1 + profit * bar / 49, "eval_buy_and_hold_equity": 1 + 0.02 * bar / 49},
+            step=bar,
+        )
+    tracker.finish_run(
+        run,
+        "completed",
+        {
+            "total_profit": profit,
+            "buy_and_hold_total_profit": 0.02,
+            "excess_profit": profit - 0.02,
+            "sharpe_ratio": 10 * profit,
+        },
+    )
+    tracker.flush()
+    return run
+
+
 def test_landing_page_shows_a_finished_run_and_a_moving_live_one(
     dash_duo: Any, settings: Settings
 ) -> None:
-    tracker = get_sync_tracker(settings)
-    run = tracker.create_run("PPO_EUR_USD", {"agent_type": "PPO"})
-    tracker.finish_run(run, "completed", {"total_profit": 0.0203, "sharpe_ratio": 1.67})
-    tracker.close()
+    run = finished_run(settings, "PPO", 0.0203, 1.0)
     channel = SyncTrainingChannel(settings=settings)
     channel.create_experiment("live-ppo", {"agent_type": "PPO"})
     channel.publish_progress("live-ppo", 1000, 10000)
+    channel.publish_metrics("live-ppo", 1000, {"reward": 1.5})
     channel.flush()
 
     dash_duo.start_server(create_app(settings))
@@ -45,12 +86,80 @@ def test_landing_page_shows_a_finished_run_and_a_moving_live_one(
     dash_duo.wait_for_contains_text("#live-table", "1,000/10,000", timeout=10)
 
     channel.publish_progress("live-ppo", 6000, 10000)
+    channel.publish_metrics("live-ppo", 6000, {"reward": 4.0})
     channel.flush()
     dash_duo.wait_for_contains_text("#live-table", "6,000/10,000", timeout=10)  # no reload
     progress = dash_duo.find_element("#live-table progress")
     assert float(progress.get_attribute("value")) == pytest.approx(60.0)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "landing.png"))
+    wait_for(lambda: len(dash_duo.find_elements("#live-reward .scatterlayer .point")) == 2)
+    screenshot(dash_duo, "landing")
     assert dash_duo.get_logs() == []  # no errors in the browser console
     channel.publish_status("live-ppo", "completed")
     channel.close()
+
+
+def wait_for(condition: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_a_training_started_from_the_form_is_stopped_by_the_stop_button(
+    dash_duo: Any, settings: Settings
+) -> None:
+    dash_duo.start_server(create_app(settings))
+    dash_duo.wait_for_element("#start-button", timeout=20)
+    timesteps = dash_duo.find_element("#start-timesteps")
+    timesteps.clear()
+    timesteps.send_keys("200000")
+    dash_duo.find_element("#start-button").click()
+    dash_duo.wait_for_contains_text("#control-message", "Started", timeout=10)
+    # The page was idle when the training started: the live view wakes up by itself.
+    dash_duo.wait_for_contains_text("#live-table", "running", timeout=60)
+    dash_duo.wait_for_element("#live-table button.stop", timeout=20).click()
+    alert = WebDriverWait(dash_duo.driver, 10).until(alert_is_present())  # confirmation
+    assert "Stop the training" in alert.text
+    alert.accept()
+    dash_duo.wait_for_contains_text("#control-message", "Stop requested", timeout=10)
+    dash_duo.wait_for_contains_text("#live-table", "cancelled", timeout=60)
+    screenshot(dash_duo, "stopped")
+
+    repository = get_sync_experiment_repository(settings)
+    wait_for(lambda: [r.status.value for r in repository.list_runs()] == ["cancelled"], 30)
+    (run,) = repository.list_runs()
+    assert run.config["timesteps"] == 200000
+    assert dash_duo.get_logs() == []
+    get_sync_tracker(settings).close()
+
+
+def test_compare_page_overlays_two_runs(dash_duo: Any, settings: Settings) -> None:
+    better = finished_run(settings, "PPO", 0.031, 2.0)
+    worse = finished_run(settings, "A2C", 0.011, 1.0)
+    dash_duo.start_server(create_app(settings))
+    dash_duo.driver.get(f"{dash_duo.server_url}/compare?runs={better.run_id},{worse.run_id}")
+    dash_duo.wait_for_element("#compare-curves .scatterlayer .trace", timeout=20)
+    wait_for(lambda: len(dash_duo.find_elements("#compare-curves .scatterlayer .trace")) == 2)
+    # Two agents and buy-and-hold on the held-out bars.
+    wait_for(lambda: len(dash_duo.find_elements("#compare-equity .scatterlayer .trace")) == 3)
+    best = dash_duo.find_elements("#compare-final td.best")
+    assert {cell.text for cell in best} >= {"+3.10%", "0.31"}
+    dash_duo.wait_for_contains_text("#compare-config", "learning_rate")
+    screenshot(dash_duo, "compare")
+    assert dash_duo.get_logs() == []
+
+
+def test_history_and_run_pages(dash_duo: Any, settings: Settings) -> None:
+    runs = [finished_run(settings, "PPO", 0.01 * i, 1.0) for i in range(3)]
+    dash_duo.start_server(create_app(settings))
+    dash_duo.driver.get(f"{dash_duo.server_url}/runs")
+    dash_duo.wait_for_contains_text("#history-page-label", "3 runs", timeout=20)
+    screenshot(dash_duo, "history")
+    dash_duo.find_element(f"a[href='/runs/{runs[2].run_id}']").click()  # no reload: a dcc.Link
+    dash_duo.wait_for_contains_text("h1", runs[2].run_id, timeout=20)
+    dash_duo.wait_for_contains_text("#run-final", "+2.00%")
+    wait_for(lambda: len(dash_duo.find_elements("#run-charts .js-plotly-plot")) == 2)
+    link = dash_duo.find_element("#aim-link").get_attribute("href")
+    assert link == f"http://127.0.0.1:43800/runs/{runs[2].run_id}"
+    screenshot(dash_duo, "run")
+    assert dash_duo.get_logs() == []

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     ml_heartbeat_interval: float = Field(5.0, gt=0)
     ml_heartbeat_timeout: float = Field(30.0, gt=0)
 
+    # --- Dashboard ----------------------------------------------------------------------------
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(8050, ge=1, le=65535)
+    dashboard_token: SecretStr | None = None
+    dashboard_control: bool = True
+    dashboard_aim_ui_url: str = "http://127.0.0.1:43800"
+
     @field_validator("ml_experiment_name")
     @classmethod
     def _experiment_is_a_name(cls, value: str) -> str:
@@ -92,6 +99,13 @@ class Settings(BaseSettings):
                 "a URI with a scheme, such as file:///data/artifacts or s3://bucket/path"
             )
         return value
+
+    @field_validator("dashboard_aim_ui_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// address of Aim's UI")
+        return value.rstrip("/")
 
     @field_validator("message_namespace")
     @classmethod

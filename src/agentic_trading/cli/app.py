@@ -308,25 +308,44 @@ def doctor(
 @app.command()
 def dashboard(
     host: Annotated[
-        str, typer.Option(help="Address to bind; anything but loopback exposes the dashboard.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8050,
+        str | None,
+        typer.Option(
+            help="Address to bind (DASHBOARD_HOST, else 127.0.0.1). Anything but loopback "
+            "exposes it and needs DASHBOARD_TOKEN for stop/start, or DASHBOARD_CONTROL=false."
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port (DASHBOARD_PORT, else 8050)."),
+    ] = None,
+    read_only: Annotated[
+        bool,
+        typer.Option("--read-only", help="No stop buttons and no training form."),
+    ] = False,
 ) -> None:
-    """The web dashboard: live experiments (messaging) and recent runs (tracking).
+    """The web dashboard: live experiments, all runs, a run's page, runs compared.
 
-    With MESSAGE_BROKER_TYPE=memory it sees the experiments of its own process only; with
-    redis, every process's. Open http://127.0.0.1:8050.
+    Live experiments come from messaging: with MESSAGE_BROKER_TYPE=memory only those of the
+    dashboard's own process (start one from its form), with redis every process's. Runs come
+    from tracking (ML_STORAGE_PATH). Open http://127.0.0.1:8050.
     """
     from agentic_trading.cli._common import errors
     from agentic_trading.dashboard.app import create_app
 
     with expected_errors():
-        settings = settings_with()
-        server = create_app(settings)
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            errors.print(f"[yellow]warning:[/] the dashboard has no login; {host} exposes it")
-        errors.print(f"dashboard on http://{host}:{port} (Ctrl-C stops it)")
-        server.run(host=host, port=port, debug=False)
+        overrides: dict[str, Any] = {"dashboard_host": host, "dashboard_port": port}
+        if read_only:
+            overrides["dashboard_control"] = False
+        settings = settings_with(**overrides)
+        bind, bind_port = settings.dashboard_host, settings.dashboard_port
+        server = create_app(settings, host=bind)
+        control = server.context.control
+        if control.requires_token:
+            errors.print("stop and start need the token from DASHBOARD_TOKEN")
+        if not control.enabled:
+            errors.print("read-only: stop and start are disabled")
+        errors.print(f"dashboard on http://{bind}:{bind_port} (Ctrl-C stops it)")
+        server.run(host=bind, port=bind_port, debug=False)
 
 
 @app.command("tracking-ui")

@@ -1,146 +1,169 @@
-"""The Dash app: live experiments (messaging) beside the recent finished runs (tracking).
+"""The Dash app: live experiments, all runs, a run, runs compared; one page each.
 
-First slice of the dashboard: the landing page. Live rows refresh every second from messaging;
-the runs come from the tracking repository when the page loads.
+Pages: ``/`` (live + recent runs), ``/runs`` (history), ``/runs/<run id>``, ``/compare?runs=a,b``.
+Two plain routes serve the browser: ``/_agentic/live-events`` (server-sent events that wake the
+live view when an experiment starts) and ``/_agentic/artifacts/<run id>/<name>`` (downloads of
+local artifacts).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlparse
 
-from agentic_trading.common.formatting import duration, rate
-from agentic_trading.common.loop_thread import BackgroundLoop
 from agentic_trading.config import Settings, get_settings
-from agentic_trading.dashboard.data import get_live_experiments
+from agentic_trading.dashboard.context import DashboardContext
+from agentic_trading.dashboard.control import DashboardControl
+from agentic_trading.dashboard.live import LiveFeed
 from agentic_trading.messaging.brokers import BrokerError
-from agentic_trading.messaging.messages import ExperimentState
-from agentic_trading.tracking import RunSummary, get_sync_experiment_repository
 
-__all__ = ["create_app", "live_rows", "run_rows"]
+__all__ = ["DashboardApp", "create_app"]
 
-REFRESH_MS = 1000
-
-
-def live_rows(states: list[ExperimentState]) -> list[Any]:
-    """Table rows of live experiments: id, status, progress bar, speed, ETA, reward, message."""
-    from dash import html
-
-    rows = []
-    for state in states:
-        reward = state.latest_metrics.get("reward")
-        rows.append(
-            html.Tr(
-                [
-                    html.Td(state.experiment_id),
-                    html.Td(state.status.value, className=f"status-{state.status.value}"),
-                    html.Td(
-                        html.Progress(value=f"{state.progress:.1f}", max="100"),
-                        title=f"{state.progress:.1f} %",
-                    ),
-                    html.Td(f"{state.current_step:,}/{state.total_steps or 0:,}"),
-                    html.Td(rate(state.steps_per_second)),
-                    html.Td(duration(state.eta_seconds)),
-                    html.Td("-" if reward is None else f"{reward:+.1f}"),
-                    html.Td(state.message or ""),
-                ],
-                id={"type": "live-row", "experiment": state.experiment_id},
-            )
-        )
-    return rows
+#: How long one live-events request stays open before the browser opens the next one.
+EVENTS_SECONDS = 55.0
+#: Keep-alive comments while waiting, so a closed tab frees its server thread soon.
+KEEPALIVE_SECONDS = 10.0
 
 
-def run_rows(runs: list[RunSummary]) -> list[Any]:
-    """Table rows of tracked runs: experiment, run id, status, profit, Sharpe, created."""
-    from dash import html
-
-    def metric(run: RunSummary, name: str, fmt: str) -> str:
-        value = run.final_metrics.get(name)
-        return "-" if value is None else fmt.format(value)
-
-    return [
-        html.Tr(
-            [
-                html.Td(run.experiment),
-                html.Td(run.run_id),
-                html.Td(run.status.value, className=f"status-{run.status.value}"),
-                html.Td(metric(run, "total_profit", "{:+.2%}")),
-                html.Td(metric(run, "buy_and_hold_total_profit", "{:+.2%}")),
-                html.Td(metric(run, "sharpe_ratio", "{:.2f}")),
-                html.Td(run.created_at.strftime("%Y-%m-%d %H:%M")),
-            ]
-        )
-        for run in runs
-    ]
+if TYPE_CHECKING:
+    from dash import Dash
+    from flask import Flask
+else:
+    try:
+        from dash import Dash
+    except ImportError:  # the error names the extra when create_app is called
+        Dash = object
 
 
-def _table(header: list[str], body_id: str, rows: list[Any]) -> Any:
-    from dash import html
+class DashboardApp(Dash):
+    """A Dash app that knows its :class:`DashboardContext` (``app.context``)."""
 
-    return html.Table(
-        [html.Thead(html.Tr([html.Th(h) for h in header])), html.Tbody(rows, id=body_id)],
-        className="table",
-    )
+    def __init__(self, context: DashboardContext, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.context = context
 
 
-def create_app(settings: Settings | None = None) -> Any:
-    """The dashboard as a Dash app (``app.server`` is its Flask server)."""
-    from dash import Dash, Input, Output, dcc, html
+def _require_dash() -> None:
+    try:
+        import dash  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "the dashboard needs Dash: pip install 'agentic-trading[dashboard]'"
+        ) from None
+
+
+def create_app(settings: Settings | None = None, host: str | None = None) -> DashboardApp:
+    """The dashboard as a Dash app (``app.server`` is its Flask server).
+
+    ``host`` is the address it will bind (``DASHBOARD_HOST`` by default); with control enabled
+    and a non-loopback host, ``DASHBOARD_TOKEN`` must be set (else :class:`SettingsError`).
+    """
+    _require_dash()
+    from dash import Input, Output, State, dcc, html
+
+    from agentic_trading.dashboard.pages import compare, history, live, run
 
     settings = settings or get_settings()
-    background = BackgroundLoop.get()
+    feed = LiveFeed(settings)
+    control = DashboardControl(settings, host or settings.dashboard_host, feed.channel)
+    context = DashboardContext(settings, feed, control)
 
-    def live() -> tuple[list[ExperimentState], str | None]:
-        try:
-            return background.run(get_live_experiments(settings), timeout=10), None
-        except BrokerError as exc:
-            return [], f"Live view unavailable: {exc}. History below still works."
+    app = DashboardApp(
+        context,
+        __name__,
+        title="Agentic Trading",
+        update_title="",
+        suppress_callback_exceptions=True,
+        assets_folder=str(Path(__file__).with_name("assets")),
+    )
+    app.layout = html.Div(
+        [
+            dcc.Location(id="url", refresh="callback-nav"),
+            html.Nav(
+                [
+                    html.Span("Agentic Trading", className="brand"),
+                    dcc.Link("Live", href="/"),
+                    dcc.Link("All runs", href="/runs"),
+                    dcc.Link("Compare", href="/compare"),
+                    html.A("Aim UI", href=context.aim_ui_url, target="_blank"),
+                ],
+                className="top",
+            ),
+            html.Div(id="page", className="page"),
+        ]
+    )
 
-    def layout() -> Any:
-        states, problem = live()
-        runs = get_sync_experiment_repository(settings).list_runs(limit=20)
-        return html.Div(
-            [
-                html.H1("Agentic Trading experiments"),
-                html.Div(problem or "", id="banner", className="banner" if problem else ""),
-                html.H2("Live"),
-                _table(
-                    [
-                        "experiment",
-                        "status",
-                        "progress",
-                        "steps",
-                        "speed",
-                        "ETA",
-                        "reward",
-                        "message",
-                    ],
-                    "live-table",
-                    live_rows(states),
-                ),
-                html.H2("Recent runs"),
-                _table(
-                    ["experiment", "run", "status", "profit", "buy & hold", "Sharpe", "created"],
-                    "recent-runs",
-                    run_rows(runs),
-                ),
-                dcc.Interval(id="live-tick", interval=REFRESH_MS),
-                html.Div(id="updated", style={"color": "#888"}),
-            ],
-            style={"fontFamily": "sans-serif", "margin": "1em"},
+    @app.callback(Output("page", "children"), Input("url", "pathname"), State("url", "search"))
+    def route(pathname: str | None, search: str | None) -> Any:
+        path = (pathname or "/").rstrip("/") or "/"
+        if path == "/":
+            return live.layout(context)
+        if path == "/runs":
+            return history.layout(context)
+        if path.startswith("/runs/"):
+            return run.layout(context, unquote(path.removeprefix("/runs/")))
+        if path == "/compare":
+            query = parse_qs((search or "").removeprefix("?"))
+            run_ids = [r for value in query.get("runs", []) for r in value.split(",") if r]
+            return compare.layout(context, run_ids)
+        return html.Div([html.H1("Not found"), dcc.Link("Back to the live view", href="/")])
+
+    for page in (live, history, compare):
+        page.register(app, context)
+    _add_routes(app.server, context)
+    return app
+
+
+def _add_routes(server: Flask, context: DashboardContext) -> None:
+    from flask import Response, abort, send_file
+
+    @server.get("/_agentic/live-events")
+    def live_events() -> Response:
+        def stream() -> Iterator[str]:
+            yield "retry: 2000\n\n"
+            deadline = time.monotonic() + EVENTS_SECONDS
+            while (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    if context.feed.wait_until_live(min(KEEPALIVE_SECONDS, remaining)):
+                        yield "event: live\ndata: 1\n\n"
+                        return
+                except BrokerError:
+                    yield "event: down\ndata: 1\n\n"
+                    return
+                yield ": waiting\n\n"
+
+        return Response(
+            stream(),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    app = Dash(__name__, title="Agentic Trading", update_title="")
-    app.layout = layout
+    @server.get("/_agentic/artifacts/<run_id>/<path:name>")
+    def artifact(run_id: str, name: str) -> Any:
+        try:
+            detail = context.repository.get_run(run_id)
+        except Exception:
+            abort(404)
+        uri = detail.artifacts.get(name)
+        if uri is None:
+            abort(404)
+        parsed = urlparse(uri)
+        if parsed.scheme != "file":
+            abort(404, description=f"artifact {name} is stored at {uri}, not a local file")
+        path = Path(unquote(parsed.path)).resolve()
+        root = _artifacts_root(context.settings)
+        if root is None or not path.is_relative_to(root) or not path.is_file():
+            abort(404)
+        return send_file(path, as_attachment=True, download_name=Path(name).name)
 
-    @app.callback(
-        Output("live-table", "children"),
-        Output("banner", "children"),
-        Output("updated", "children"),
-        Input("live-tick", "n_intervals"),
-    )
-    def refresh(_: int | None) -> tuple[list[Any], str, str]:
-        states, problem = live()
-        return live_rows(states), problem or "", time.strftime("updated %H:%M:%S")
 
-    return app
+def _artifacts_root(settings: Settings) -> Path | None:
+    from agentic_trading.tracking.backends.aim._storage import artifacts_uri
+
+    uri = artifacts_uri(settings)
+    if uri is None or urlparse(uri).scheme != "file":
+        return None
+    return Path(unquote(urlparse(uri).path)).resolve()

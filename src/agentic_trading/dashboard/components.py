@@ -1,0 +1,97 @@
+"""Pieces the dashboard's pages share: tables, links, status badges and Plotly figures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from dash import dcc, html
+
+from agentic_trading.common.formatting import metric_value
+from agentic_trading.tracking import MetricSeries, RunSummary
+
+__all__ = [
+    "EQUITY_SERIES",
+    "curves_figure",
+    "equity_figure",
+    "run_link",
+    "status_badge",
+    "table",
+]
+
+#: The evaluation's equity curves, agent and buy-and-hold, tracked as series by ``train``.
+EQUITY_SERIES = ("eval_equity", "eval_buy_and_hold_equity")
+
+_LAYOUT: dict[str, Any] = {
+    "margin": {"l": 50, "r": 10, "t": 40, "b": 80},
+    "height": 340,
+    "template": "plotly_white",
+    "legend": {"orientation": "h", "y": -0.3},
+}
+
+
+def table(header: Sequence[str], rows: Iterable[Any], body_id: str | None = None) -> html.Table:
+    """A table with a header row; ``body_id`` names its body for callbacks."""
+    body = html.Tbody(list(rows), id=body_id) if body_id else html.Tbody(list(rows))
+    return html.Table([html.Thead(html.Tr([html.Th(h) for h in header])), body], className="table")
+
+
+def status_badge(status: str) -> html.Span:
+    """The status as a coloured label (``status-<name>`` in the stylesheet)."""
+    return html.Span(status, className=f"status status-{status}")
+
+
+def run_link(run_id: str) -> dcc.Link:
+    """A link to the run's page."""
+    return dcc.Link(run_id, href=f"/runs/{run_id}", className="mono")
+
+
+def final(run: RunSummary, name: str) -> str:
+    """A final metric of ``run``, formatted, or ``-``."""
+    return metric_value(name, run.final_metrics.get(name))
+
+
+def _figure(title: str, traces: list[dict[str, Any]], x_title: str, y_title: str) -> dict[str, Any]:
+    return {
+        "data": traces,
+        "layout": {
+            **_LAYOUT,
+            "title": {"text": title, "font": {"size": 14}, "x": 0.02, "xanchor": "left"},
+            "xaxis": {"title": {"text": x_title}},
+            "yaxis": {"title": {"text": y_title}},
+        },
+    }
+
+
+def curves_figure(
+    title: str, series: Sequence[tuple[str, MetricSeries]], y_title: str | None = None
+) -> dict[str, Any]:
+    """One line per ``(label, series)``, by training step."""
+    traces = [
+        {"type": "scatter", "mode": "lines", "name": label, "x": s.steps, "y": s.values}
+        for label, s in series
+    ]
+    return _figure(title, traces, "step", y_title or title)
+
+
+def equity_figure(
+    agents: Sequence[tuple[str, MetricSeries]], baseline: MetricSeries | None
+) -> dict[str, Any]:
+    """Held-out equity of each agent against buy-and-hold (dashed), by bar."""
+    traces: list[dict[str, Any]] = [
+        {"type": "scatter", "mode": "lines", "name": label, "x": s.steps, "y": s.values}
+        for label, s in agents
+    ]
+    if baseline is not None:
+        dashed: dict[str, Any] = {"dash": "dash", "color": "#888"}
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "buy & hold",
+                "x": baseline.steps,
+                "y": baseline.values,
+                "line": dashed,
+            }
+        )
+    return _figure("Held-out equity against buy-and-hold", traces, "held-out bar", "equity")

@@ -1,0 +1,31 @@
+"""What every page of the dashboard reads from and acts through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from agentic_trading.config import Settings
+from agentic_trading.dashboard.control import DashboardControl
+from agentic_trading.dashboard.live import LiveFeed
+from agentic_trading.tracking import SyncExperimentRepository, get_sync_experiment_repository
+
+__all__ = ["DashboardContext"]
+
+
+@dataclass
+class DashboardContext:
+    """Settings, the live feed (messaging), the run repository (tracking) and control."""
+
+    settings: Settings
+    feed: LiveFeed
+    control: DashboardControl
+    aim_ui_url: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.aim_ui_url = self.settings.dashboard_aim_ui_url
+
+    @cached_property
+    def repository(self) -> SyncExperimentRepository:
+        """The tracking repository (``ML_STORAGE_PATH``), opened on first use."""
+        return get_sync_experiment_repository(self.settings)

@@ -1,0 +1,135 @@
+"""What the dashboard may change: stop a live training, start one. Guarded by ``DASHBOARD_TOKEN``.
+
+Reading is open to whoever reaches the dashboard; control actions are not. On a loopback address
+control is open unless ``DASHBOARD_TOKEN`` is set; on any other address a token is required, and
+the dashboard refuses to start with control enabled and no token (``DASHBOARD_CONTROL=false``
+serves it read-only instead).
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import uuid
+from typing import Any
+
+from agentic_trading.common.loop_thread import BackgroundLoop
+from agentic_trading.config import Settings, SettingsError
+from agentic_trading.messaging.channels.training import TrainingChannel
+
+__all__ = ["ControlError", "DashboardControl", "is_loopback"]
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+#: Trainings the dashboard runs at once in its own process (the machine's cores are shared).
+MAX_DASHBOARD_TRAININGS = 2
+
+
+class ControlError(ValueError):
+    """A control action was refused: no permission, bad input or too many trainings."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    return host in LOOPBACK or host.startswith("127.")
+
+
+class DashboardControl:
+    """Stop and start trainings on behalf of the dashboard's users.
+
+    :param settings: the dashboard's settings (``DASHBOARD_CONTROL``, ``DASHBOARD_TOKEN``).
+    :param host: the address the dashboard binds; a non-loopback one requires a token.
+    :param channel: the messaging channel to send stop requests through.
+    """
+
+    def __init__(self, settings: Settings, host: str, channel: TrainingChannel) -> None:
+        token = settings.dashboard_token.get_secret_value() if settings.dashboard_token else ""
+        self.settings = settings
+        self.enabled = settings.dashboard_control
+        self.requires_token = self.enabled and (bool(token) or not is_loopback(host))
+        if self.requires_token and not token:
+            raise SettingsError(
+                f"the dashboard binds {host}, which is not loopback, with control enabled: "
+                "set DASHBOARD_TOKEN to a secret that users type in to stop or start trainings, "
+                "or set DASHBOARD_CONTROL=false to serve it read-only"
+            )
+        self._token = token.encode()
+        self._channel = channel
+        self._trainings: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def _authorize(self, token: str | None) -> None:
+        if not self.enabled:
+            raise ControlError("control is disabled on this dashboard (DASHBOARD_CONTROL=false)")
+        if self.requires_token and not hmac.compare_digest((token or "").encode(), self._token):
+            raise ControlError("a valid dashboard token is required (DASHBOARD_TOKEN)")
+
+    def stop(self, experiment_id: str, token: str | None = None) -> bool:
+        """Ask ``experiment_id`` to stop; False if it is not live. Raises :class:`ControlError`."""
+        self._authorize(token)
+        return BackgroundLoop.get().run(
+            self._channel.request_stop(experiment_id, "stopped from the dashboard"), timeout=15
+        )
+
+    def running_trainings(self) -> list[str]:
+        """Experiment ids of the trainings this dashboard started that are still running."""
+        with self._lock:
+            return [eid for eid, thread in self._trainings.items() if thread.is_alive()]
+
+    def start_training(
+        self,
+        agent_type: Any,
+        timesteps: Any,
+        learning_rate: Any,
+        token: str | None = None,
+    ) -> str:
+        """Start a training in this process (a thread); returns its experiment id at once.
+
+        Values come from a form and are validated as a :class:`TrainingConfig`; a bad one raises
+        :class:`ControlError` naming it.
+        """
+        self._authorize(token)
+        from pydantic import ValidationError
+
+        from agentic_trading.training.config import TrainingConfig
+        from agentic_trading.training.runner import train
+
+        try:
+            config = TrainingConfig(
+                agent_type=agent_type, timesteps=timesteps, learning_rate=learning_rate
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+                for e in exc.errors()
+            )
+            raise ControlError(problems) from None
+        with self._lock:
+            running = [eid for eid, t in self._trainings.items() if t.is_alive()]
+            if len(running) >= MAX_DASHBOARD_TRAININGS:
+                raise ControlError(
+                    f"{len(running)} trainings started here are still running "
+                    f"({', '.join(running)}); at most {MAX_DASHBOARD_TRAININGS} at once"
+                )
+            name = f"{config.agent_type}_{config.pair}"
+            experiment_id = f"{name}-{uuid.uuid4().hex[:8]}"
+            thread = threading.Thread(
+                target=_train_quietly,
+                args=(train, config, name, experiment_id, self.settings),
+                name=f"dashboard-training-{experiment_id}",
+                daemon=True,
+            )
+            self._trainings[experiment_id] = thread
+            thread.start()
+        return experiment_id
+
+
+def _train_quietly(
+    train: Any, config: Any, name: str, experiment_id: str, settings: Settings
+) -> None:
+    import logging
+
+    try:
+        train(config, name, experiment_id=experiment_id, settings=settings)
+    except Exception:  # recorded as failed in messaging and tracking by the callback
+        logging.getLogger(__name__).exception("dashboard training %s failed", experiment_id)
