@@ -106,9 +106,8 @@ def training_overhead(path: Path, rounds: int = 3, timesteps: int = 4096) -> dic
     }
 
 
-def repository_queries(path: Path, runs: int = 1000) -> dict[str, Any]:
-    """Fill a repository with ``runs`` finished runs, then time the repository's queries."""
-    settings = _settings(path)
+def fill_repository(settings: Settings, runs: int) -> tuple[list[str], float]:
+    """Write ``runs`` finished runs (10 experiments); their ids and the seconds it took."""
     tracker = get_sync_tracker(settings)
     started = time.perf_counter()
     ids = []
@@ -119,6 +118,13 @@ def repository_queries(path: Path, runs: int = 1000) -> dict[str, Any]:
         ids.append(run.run_id)
     fill = time.perf_counter() - started
     tracker.close()
+    return ids, fill
+
+
+def repository_queries(path: Path, runs: int = 1000) -> dict[str, Any]:
+    """Fill a repository with ``runs`` finished runs, then time the repository's queries."""
+    settings = _settings(path)
+    ids, fill = fill_repository(settings, runs)
 
     def timed(call: Any) -> float:
         start = time.perf_counter()

@@ -8,13 +8,14 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import bench_messaging, bench_tracking, bench_training
+from benchmarks import bench_dashboard, bench_messaging, bench_tracking, bench_training
 from benchmarks.common import save
 
 
 def main() -> int:
-    """``python -m benchmarks.run [messaging] [tracking] [training]``: those suites, default all."""
-    wanted = set(sys.argv[1:]) or {"messaging", "tracking", "training"}
+    """``python -m benchmarks.run [messaging] [tracking] [training] [dashboard]``: those suites,
+    default all."""
+    wanted = set(sys.argv[1:]) or {"messaging", "tracking", "training", "dashboard"}
     console = Console()
     if "messaging" in wanted:
         messaging(console)
@@ -31,7 +32,44 @@ def main() -> int:
             "step (target 85%)"
         )
         console.print(f"written to {path}")
+    if "dashboard" in wanted:
+        dashboard(console)
     return 0
+
+
+def dashboard(console: Console) -> None:
+    console.rule("dashboard")
+    result = bench_dashboard.run()
+    path = save("dashboard", result)
+    live = result["live"]
+    table = Table(title=f"dashboard with {result['runs']:,} runs (server time)")
+    for column in ("measure", "value", "target"):
+        table.add_column(column)
+    for key, label in (
+        ("landing_first_ms", "landing page, first render"),
+        ("history_first_ms", "history page, first render"),
+        ("landing_again_ms", "landing page, next dashboard"),
+        ("history_again_ms", "history page, next dashboard"),
+    ):
+        table.add_row(label, f"{result[key]:,.0f} ms", "< 2,000 ms")
+    table.add_row(
+        f"live callback, {live['live_experiments']} live experiments, p50",
+        f"{live['callback']['p50_us'] / 1000:.1f} ms",
+        "< 50 ms",
+    )
+    table.add_row(
+        "live callback p99",
+        f"{live['callback']['p99_us'] / 1000:.1f} ms",
+        "",
+    )
+    table.add_row(
+        "raw redis-py pipeline HGETALL of the same hashes, p50",
+        f"{live['raw_redis_pipeline_hgetall']['p50_us'] / 1000:.2f} ms",
+        "anchor",
+    )
+    table.add_row("live response size, median", f"{live['response_bytes_median']:,} bytes", "")
+    console.print(table)
+    console.print(f"written to {path}")
 
 
 def tracking(console: Console) -> None:
