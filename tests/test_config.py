@@ -100,10 +100,12 @@ def test_remote_tracking_is_an_aim_url(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_PASSWORD", "hunter2")
     monkeypatch.setenv("REDIS_URL", "rediss://trainer:topsecret@redis.example:6380/2")
+    monkeypatch.setenv("DASHBOARD_TOKEN", "letmein")
     settings = load_settings()
     shown = repr(settings) + str(settings.public_dict()) + settings.redis_location()
     assert "hunter2" not in shown
     assert "topsecret" not in shown
+    assert "letmein" not in shown and settings.public_dict()["DASHBOARD_TOKEN"] == "********"
     assert settings.public_dict()["REDIS_URL"] == "rediss://trainer:********@redis.example:6380/2"
     monkeypatch.setenv("REDIS_PORT", "bad")
     with pytest.raises(SettingsError) as caught:

@@ -415,6 +415,7 @@ def serve(
         frames.put(None)
 
     threading.Thread(target=read_all, daemon=True).start()
+    peer_gone = False
     while True:
         try:
             batch = frames.get(timeout=executor.seconds_to_beat())
@@ -434,7 +435,13 @@ def serve(
                 if "id" in op:
                     replies.append({"id": op["id"], "ok": True, "result": result})
         replies.append({"done": len(batch)})
-        write_frame(stdout, replies)
+        if not peer_gone:
+            try:
+                write_frame(stdout, replies)
+            except OSError:
+                # The training process died: nobody reads replies any more. Keep applying what
+                # it sent before dying, then record its open runs as crashed below.
+                peer_gone = True
         executor.beat_if_due()
     executor.abandon(EXIT_ERROR)
     executor.store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,7 +93,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
             "expected datetime, open, high, low, close"
         )
     try:
-        index = pd.to_datetime(raw[time_column], utc=False)
+        with warnings.catch_warnings():  # odd formats are parsed one by one; we check the result
+            warnings.filterwarnings("ignore", "Could not infer format", UserWarning)
+            index = pd.to_datetime(raw[time_column], utc=False)
     except (ValueError, TypeError) as exc:
         raise DataError(
             f"{path}: column {time_column!r} has values that are not dates ({exc})"
@@ -107,6 +110,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _checked(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    if frame.index.hasnans:
+        missing = frame.index.isna()
+        raise DataError(
+            f"{source}: {int(missing.sum())} row(s) without a date/time, first at data row "
+            f"{int(missing.argmax()) + 1}"
+        )
     if frame.index.has_duplicates:
         dup = frame.index[frame.index.duplicated()][0]
         raise DataError(f"{source}: duplicate timestamp {dup}; each bar needs its own time")

@@ -22,6 +22,7 @@ __all__ = [
     "ATTR_STATUS",
     "AimIndexer",
     "artifacts_uri",
+    "ensure_repository",
     "ensure_writable",
     "import_aim",
     "repo_location",
@@ -85,6 +86,32 @@ def artifacts_uri(settings: Settings) -> str | None:
     if settings.is_remote_tracking():
         return None
     return Path(repo_location(settings), "artifacts").as_uri()
+
+
+def ensure_repository(location: str) -> None:
+    """Create the Aim repository at ``location`` unless it is complete, one process at a time.
+
+    Aim sets a new repository up in steps (folders, index, database, then ``VERSION``); a second
+    process opening it midway fails ("repository ... is out of date"). Trainings that start
+    together on a new ``ML_STORAGE_PATH`` therefore take a file lock for the set-up.
+    """
+    if location.startswith("aim://") or Path(location, ".aim", "VERSION").is_file():
+        return
+    import fcntl
+
+    try:
+        with open(Path(location, ".agentic-trading-init.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not Path(location, ".aim", "VERSION").is_file():
+                    import_aim().Repo.from_path(location, init=True)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    except OSError as exc:
+        raise TrackingUnavailableError(
+            f"cannot set up the Aim repository in ML_STORAGE_PATH={location!r}: "
+            f"{exc.strerror or exc}"
+        ) from None
 
 
 class AimIndexer:

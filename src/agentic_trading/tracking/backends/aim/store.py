@@ -23,6 +23,7 @@ from agentic_trading.tracking.backends.aim._storage import (
     ATTR_STATUS,
     AimIndexer,
     artifacts_uri,
+    ensure_repository,
     ensure_writable,
     import_aim,
     repo_location,
@@ -53,6 +54,7 @@ class AimRunStore:
 
     def check_writable(self) -> None:
         ensure_writable(self.location)
+        ensure_repository(self.location)
 
     def open_run(
         self, run_id: str, experiment: str, config: Mapping[str, Any], tags: Sequence[str]

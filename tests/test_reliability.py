@@ -1,0 +1,285 @@
+"""Faults against the real parts, each asserting that nothing accepted is lost.
+
+Real `agentic-trading train` processes (SB3 PPO on the bundled EUR/USD bars), a private
+redis-server that the test stops and restarts, real Aim repositories, the dashboard as a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentic_trading.messaging import ExperimentStatus, TrainingChannel
+from agentic_trading.tracking import get_sync_experiment_repository
+from tests.conftest import delete_namespace, make_settings
+from tests.redis_server import RedisServer, free_port
+
+pytestmark = pytest.mark.redis
+
+CLI = [sys.executable, "-m", "agentic_trading.cli.app"]
+ROOT = Path(__file__).resolve().parents[1]
+#: Held-out bars of the bundled data: every completed training tracks this many equity points.
+EVALUATION_BARS = 1245
+
+
+def env_for(redis_url: str, namespace: str, storage: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MESSAGE_BROKER_TYPE": "redis",
+        "REDIS_URL": redis_url,
+        "MESSAGE_NAMESPACE": namespace,
+        "ML_STORAGE_PATH": str(storage),
+        "REDIS_CONNECT_TIMEOUT": "0.5",
+        "REDIS_SOCKET_TIMEOUT": "1",
+        **extra,
+    }
+
+
+def start_training(
+    env: dict[str, str], experiment: str, timesteps: int, seed: int = 1
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            *CLI,
+            "train",
+            "--timesteps",
+            str(timesteps),
+            "--experiment",
+            experiment,
+            "--seed",
+            str(seed),
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def cli_json(env: dict[str, str], *args: str) -> Any:
+    result = subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_complete(storage: Path, run_id: str) -> None:
+    """The run is completed, with every held-out equity point and its final metrics."""
+    repository = get_sync_experiment_repository(make_settings(ml_storage_path=str(storage)))
+    run = repository.get_run(run_id)
+    assert run.status is ExperimentStatus.COMPLETED, run.error
+    series = repository.get_metrics(run_id, ["eval_equity", "eval_buy_and_hold_equity"])
+    for values in series.values():
+        assert values.steps == list(range(EVALUATION_BARS))
+    assert {"total_profit", "buy_and_hold_total_profit", "sharpe_ratio"} <= set(run.final_metrics)
+
+
+def wait_until(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def live_states(env: dict[str, str]) -> list[dict[str, Any]]:
+    states: list[dict[str, Any]] = cli_json(env, "monitor", "--once", "--json")
+    return states
+
+
+def test_redis_down_mid_training_loses_nothing(tmp_path: Path, namespace: str) -> None:
+    redis = RedisServer(tmp_path / "redis").start()
+    url = redis.url
+    env = env_for(url, namespace, tmp_path / "aim", MESSAGE_HEARTBEAT_INTERVAL="1")
+    settings = make_settings(
+        message_broker_type="redis", redis_url=url, message_namespace=namespace,
+        redis_connect_timeout=0.5, redis_socket_timeout=1,
+    )  # fmt: skip
+    seen: list[tuple[str, str]] = []
+
+    async def follow() -> None:
+        channel = TrainingChannel(settings=settings)
+        async for event in channel.subscribe():
+            if event.state is not None and event.type.value in ("status", "snapshot"):
+                seen.append((event.state.experiment_id, event.state.status.value))
+                if event.state.status.is_finished:
+                    break
+        await channel.close()
+
+    loop = asyncio.new_event_loop()
+    follower = threading.Thread(target=loop.run_until_complete, args=(follow(),), daemon=True)
+    follower.start()
+    proc = start_training(env, "outage", 12_000)
+    try:
+        wait_until(lambda: any(s["current_step"] >= 2000 for s in live_states(env)), 90, "training")
+        redis.stop()  # Redis gone for five seconds, mid-training
+        time.sleep(5)
+        assert proc.poll() is None, "the training died with Redis"
+        redis.start()  # empty: it kept nothing
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        outcome = json.loads(out)
+        assert outcome["status"] == "completed"
+        assert_complete(tmp_path / "aim", outcome["run_id"])
+        # live state is current again: the final status reached the restarted Redis
+        (state,) = live_states(env)
+        assert state["status"] == "completed" and state["current_step"] == 12_000
+        follower.join(30)
+        statuses = [status for _, status in seen]
+        assert statuses[-1] == "completed", seen
+        assert statuses.index("running") < statuses.index("completed")
+    finally:
+        proc.kill()
+        redis.stop()
+
+
+def test_killed_training_reads_crashed_in_both_systems(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    fast = {
+        "MESSAGE_HEARTBEAT_INTERVAL": "1",
+        "MESSAGE_HEARTBEAT_TIMEOUT": "3",
+        "ML_HEARTBEAT_INTERVAL": "1",
+        "ML_HEARTBEAT_TIMEOUT": "3",
+    }
+    env = env_for(redis_url, namespace, tmp_path / "aim", **fast)
+    proc = start_training(env, "killed", 500_000)
+    try:
+        wait_until(lambda: any(s["current_step"] >= 2000 for s in live_states(env)), 90, "training")
+        time.sleep(1.5)  # a tracked point or two (log_every 1000) have been flushed
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        killed = time.monotonic()
+        wait_until(
+            lambda: [s["status"] for s in live_states(env)] == ["crashed"], 3 + 5, "crashed live"
+        )
+        runs = wait_until(
+            lambda: [
+                r
+                for r in cli_json(env, "experiments", "list", "--json")
+                if r["status"] == "crashed"
+            ],
+            3 + 5,
+            "crashed in tracking",
+        )
+        assert time.monotonic() - killed < 3 + 5 + 5
+        repository = get_sync_experiment_repository(
+            make_settings(ml_storage_path=str(tmp_path / "aim"))
+        )
+        run_id = runs[0]["run_id"]
+        # The writer process outlives its trainer long enough to close the run: what the
+        # trainer logged (reward every 1,000 steps, log_every) lands, and nothing in between
+        # is missing.
+        reward = wait_until(
+            lambda: repository.get_metrics(run_id, ["reward"]).get("reward"), 15, "the points"
+        )
+        assert reward.steps == list(range(1000, reward.steps[-1] + 1, 1000))
+        assert reward.steps[-1] >= 2000
+        assert repository.get_run(run_id).status is ExperimentStatus.CRASHED
+    finally:
+        proc.kill()
+        delete_namespace(redis_url, namespace)
+
+
+def test_dashboard_restart_shows_the_current_live_state(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    env = env_for(redis_url, namespace, tmp_path / "aim")
+    port = free_port()
+    training = start_training(env, "watched", 500_000)
+
+    def dashboard() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [*CLI, "dashboard", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+
+    def live_page() -> str | None:
+        body = {
+            "output": "page.children",
+            "outputs": {"id": "page", "property": "children"},
+            "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
+            "state": [{"id": "url", "property": "search", "value": ""}],
+            "changedPropIds": ["url.pathname"],
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/_dash-update-component",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return str(response.read().decode())
+        except OSError:
+            return None
+
+    def shown_step() -> int:
+        """The step of the running training as the dashboard's live page shows it."""
+        page = json.dumps(json.loads(wait_until(live_page, 60, "the dashboard")))
+        assert '"running"' in page, "the dashboard shows no running experiment"
+        steps = re.findall(r'"([0-9,]+)/[0-9,]+"', page)
+        assert steps, page[:500]
+        return max(int(step.replace(",", "")) for step in steps)
+
+    first = dashboard()
+    try:
+        wait_until(lambda: live_states(env), 90, "training")
+        before = shown_step()
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        time.sleep(2)  # the training goes on while no dashboard runs
+        second = dashboard()
+        try:
+            after = shown_step()
+            assert after > before  # the new dashboard shows where the training is now
+        finally:
+            second.kill()
+    finally:
+        first.kill()
+        training.kill()
+        delete_namespace(redis_url, namespace)
+
+
+def test_concurrent_trainings_share_one_repository_and_one_redis(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    count = int(os.environ.get("RELIABILITY_TRAININGS", "3"))
+    env = env_for(redis_url, namespace, tmp_path / "aim")
+    procs = [start_training(env, f"crowd-{i}", 1024, seed=i) for i in range(count)]
+    try:
+        outcomes = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err
+            assert "Traceback" not in err and "lock" not in err.lower(), err
+            outcomes.append(json.loads(out))
+        for outcome in outcomes:
+            assert_complete(tmp_path / "aim", outcome["run_id"])
+        listed = cli_json(env, "experiments", "list", "--json")
+        assert sorted(r["run_id"] for r in listed) == sorted(o["run_id"] for o in outcomes)
+        states = live_states(env)
+        assert sorted(s["status"] for s in states) == ["completed"] * count
+    finally:
+        for proc in procs:
+            proc.kill()
+        delete_namespace(redis_url, namespace)
