@@ -506,3 +506,26 @@ def test_launcher_serves_on_loopback(settings: Settings, finished_run: str) -> N
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_wrong_redis_password_is_a_banner_without_the_password(
+    settings: Settings, tmp_path: Path, finished_run: str
+) -> None:
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "auth", "--requirepass", "s3cret-pass").start()
+    try:
+        wrong = settings.model_copy(
+            update={
+                "message_broker_type": "redis",
+                "redis_url": server.url,
+                "redis_password": SecretStr("wrong-pass"),
+            }
+        )
+        dash = Browserless(create_app(wrong))
+        page = dash.page("/")
+        assert "Live view unavailable" in page and "REDIS_PASSWORD" in page
+        assert "wrong-pass" not in page and "s3cret-pass" not in page
+        assert finished_run in page  # the runs still show
+    finally:
+        server.stop()

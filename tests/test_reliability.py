@@ -129,10 +129,17 @@ def test_redis_down_mid_training_loses_nothing(tmp_path: Path, namespace: str) -
     proc = start_training(env, "outage", 12_000)
     try:
         wait_until(lambda: any(s["current_step"] >= 2000 for s in live_states(env)), 90, "training")
+        before = max(s["current_step"] for s in live_states(env))
         redis.stop()  # Redis gone for five seconds, mid-training
         time.sleep(5)
         assert proc.poll() is None, "the training died with Redis"
         redis.start()  # empty: it kept nothing
+        # the live state is current again within seconds: running, past where it was
+        wait_until(
+            lambda: [s for s in live_states(env) if s["current_step"] > before],
+            10,
+            "live state after the outage",
+        )
         out, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err
         outcome = json.loads(out)
