@@ -27,6 +27,7 @@ __all__ = ["layout", "live_row", "live_update", "register", "run_rows"]
 REFRESH_MS = 1000
 RECENT_RUNS = 20
 LIVE_HEADER = ["experiment", "status", "progress", "steps", "speed", "ETA", "reward", "message", ""]
+STOP_CELL = LIVE_HEADER.index("")
 RUN_HEADER = ["run", "experiment", "status", "agent", "profit", "buy & hold", "Sharpe", "created"]
 
 
@@ -45,26 +46,32 @@ def _cells(state: ExperimentState) -> list[str]:
     ]
 
 
+def _cell(index: int, cells: list[str], state: ExperimentState, can_stop: bool) -> html.Td:
+    """Cell ``index`` of a row whose texts are ``cells`` (built alone: components are costly)."""
+    value = cells[index]
+    if index == 0:
+        return html.Td(value, className="mono")
+    if index == 1:
+        return html.Td(status_badge(value))
+    if index == 2:
+        return html.Td(html.Progress(value=value, max="100"), title=f"{value} %")
+    if index == STOP_CELL:
+        if value and can_stop:
+            return html.Td(
+                html.Button(
+                    "Stop",
+                    id={"type": "stop", "experiment": state.experiment_id},
+                    className="stop",
+                    n_clicks=0,
+                )
+            )
+        return html.Td("stopping…" if state.stop_requested and is_live(state) else "")
+    return html.Td(value)
+
+
 def _row_cells(state: ExperimentState, can_stop: bool) -> list[html.Td]:
-    eid, status, progress, steps, speed, eta, reward, message, stop = _cells(state)
-    button: Any = ""
-    if stop and can_stop:
-        button = html.Button(
-            "Stop", id={"type": "stop", "experiment": eid}, className="stop", n_clicks=0
-        )
-    elif state.stop_requested and is_live(state):
-        button = "stopping…"
-    return [
-        html.Td(eid, className="mono"),
-        html.Td(status_badge(status)),
-        html.Td(html.Progress(value=progress, max="100"), title=f"{progress} %"),
-        html.Td(steps),
-        html.Td(speed),
-        html.Td(eta),
-        html.Td(reward),
-        html.Td(message),
-        html.Td(button),
-    ]
+    cells = _cells(state)
+    return [_cell(k, cells, state, can_stop) for k in range(len(cells))]
 
 
 def live_row(state: ExperimentState, can_stop: bool) -> html.Tr:
@@ -105,9 +112,8 @@ def live_update(
             changed = [k for k, cell in enumerate(cells) if cell != view["sigs"][index][k]]
             if changed:
                 rows = rows if isinstance(rows, Patch) else Patch()
-                new_cells = _row_cells(state, can_stop)
                 for k in changed:
-                    rows[index]["props"]["children"][k] = new_cells[k]
+                    rows[index]["props"]["children"][k] = _cell(k, cells, state, can_stop)
 
     traces: list[str] = list(view.get("traces", []))
     steps: dict[str, int] = dict(view.get("steps", {}))
