@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     redis_ssl_ca_certs: str | None = None
     redis_ssl_certfile: str | None = None
     redis_ssl_keyfile: str | None = None
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str = "mymaster"
+    redis_sentinel_password: SecretStr | None = Field(None, repr=False)
     redis_socket_timeout: float = Field(5.0, gt=0)
     redis_connect_timeout: float = Field(2.0, gt=0)
 
@@ -98,6 +101,21 @@ class Settings(BaseSettings):
             raise ValueError(
                 "a URI with a scheme, such as file:///data/artifacts or s3://bucket/path"
             )
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        for address in value.split(","):
+            host, _, port = address.strip().rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(
+                    f"{address.strip()!r} is not host:port; give REDIS_SENTINELS as "
+                    "host:port,host:port"
+                )
         return value
 
     @field_validator("dashboard_aim_ui_url")
@@ -148,8 +166,19 @@ class Settings(BaseSettings):
                 )
         return self
 
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``REDIS_SENTINELS`` as ``(host, port)`` pairs; empty without Sentinel."""
+        pairs = []
+        for address in (self.redis_sentinels or "").split(","):
+            if address.strip():
+                host, _, port = address.strip().rpartition(":")
+                pairs.append((host, int(port)))
+        return pairs
+
     def redis_location(self) -> str:
         """Where Redis is, for messages: a URL without its password."""
+        if self.redis_sentinels:
+            return f"sentinel://{self.redis_sentinels}/{self.redis_sentinel_master}"
         if self.redis_url:
             return _mask_url(self.redis_url)
         scheme = "rediss" if self.redis_ssl else "redis"

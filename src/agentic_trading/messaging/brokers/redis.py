@@ -22,6 +22,7 @@ from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     NoScriptError,
+    ReadOnlyError,
     RedisError,
     ResponseError,
 )
@@ -93,6 +94,8 @@ def redis_client_from_settings(settings: Settings) -> aioredis.Redis:
     }
     if settings.redis_ssl or (settings.redis_url or "").startswith("rediss://"):
         common.update(tls)
+    if settings.redis_sentinels:
+        return _sentinel_master(settings, common, password)
     if settings.redis_url:
         extra: dict[str, Any] = {}
         if settings.redis_username:
@@ -109,6 +112,39 @@ def redis_client_from_settings(settings: Settings) -> aioredis.Redis:
         ssl=settings.redis_ssl,
         **common,
     )
+
+
+def _sentinel_master(
+    settings: Settings, common: dict[str, Any], password: str | None
+) -> aioredis.Redis:
+    """A client of the primary that ``REDIS_SENTINELS`` name for ``REDIS_SENTINEL_MASTER``;
+    after a failover its next connection goes to the new primary."""
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinel_password = (
+        settings.redis_sentinel_password.get_secret_value()
+        if settings.redis_sentinel_password
+        else None
+    )
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        settings.sentinel_addresses(),
+        sentinel_kwargs={
+            "socket_timeout": settings.redis_socket_timeout,
+            "socket_connect_timeout": settings.redis_connect_timeout,
+            "password": sentinel_password,
+            "decode_responses": True,
+        },
+    )
+    master: aioredis.Redis = sentinel.master_for(
+        settings.redis_sentinel_master,
+        redis_class=aioredis.Redis,
+        username=settings.redis_username,
+        password=password,
+        db=settings.redis_db,
+        ssl=settings.redis_ssl,
+        **common,
+    )
+    return master
 
 
 class RedisBroker:
@@ -185,6 +221,10 @@ class RedisBroker:
         except (TimeoutError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise BrokerUnavailableError(
                 f"Redis at {self.location} is unreachable: {exc}"
+            ) from None
+        except ReadOnlyError as exc:  # a replica: a failover is under way
+            raise BrokerUnavailableError(
+                f"Redis at {self.location} is a read-only replica now: {exc}"
             ) from None
         except ResponseError as exc:
             if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
