@@ -273,7 +273,7 @@ def test_dashboard_restart_shows_the_current_live_state(
 def test_concurrent_trainings_share_one_repository_and_one_redis(
     tmp_path: Path, redis_url: str, namespace: str
 ) -> None:
-    count = int(os.environ.get("RELIABILITY_TRAININGS", "3"))
+    count = int(os.environ.get("RELIABILITY_TRAININGS", "2"))
     env = env_for(redis_url, namespace, tmp_path / "aim")
     procs = [start_training(env, f"crowd-{i}", 1024, seed=i) for i in range(count)]
     try:
