@@ -142,7 +142,12 @@ class AimIndexer:
                         break
                     except Exception as exc:  # rocksdb lock or I/O error: retry, then leave
                         if attempt == attempts - 1:
-                            logger.warning("could not index run %s yet: %s", run_hash, exc)
+                            # Nothing is lost: readers index outdated runs before each query.
+                            logger.info(
+                                "run %s not indexed yet (the next reader does it): %s",
+                                run_hash,
+                                exc,
+                            )
                         time.sleep(0.05 * (attempt + 1))
         finally:
             manager.repo.container_pool.clear()  # close the index until the next call
