@@ -8,7 +8,6 @@ pipeline, measured in the same run.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 import uuid
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from tests.dash_requests import UPDATE_PATH, find_data, history_body, page_body, refresh_body
 
 from agentic_trading.config import Settings, load_settings
 from agentic_trading.dashboard.app import create_app
@@ -29,27 +29,10 @@ TICKS = 100
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def _post(client: Any, outputs: list[tuple[str, str]], inputs: list[tuple[str, str, Any]],
-          state: list[tuple[str, str, Any]] = ()) -> Any:  # type: ignore[assignment]  # fmt: skip
-    key = "...".join(f"{i}.{p}" for i, p in outputs)
-    body = {
-        "output": f"..{key}.." if len(outputs) > 1 else key,
-        "outputs": [{"id": i, "property": p} for i, p in outputs]
-        if len(outputs) > 1
-        else {"id": outputs[0][0], "property": outputs[0][1]},
-        "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
-        "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
-        "changedPropIds": [f"{inputs[0][0]}.{inputs[0][1]}"],
-    }
-    response = client.post("/_dash-update-component", json=body)
+def _post(client: Any, body: dict[str, Any]) -> Any:
+    response = client.post(UPDATE_PATH, json=body)
     assert response.status_code in (200, 204), response.data[:300]
     return response.get_json() if response.status_code == 200 else None
-
-
-def _page(client: Any, path: str) -> Any:
-    return _post(
-        client, [("page", "children")], [("url", "pathname", path)], [("url", "search", "")]
-    )
 
 
 def first_render(settings: Settings, path: str) -> float:
@@ -60,25 +43,9 @@ def first_render(settings: Settings, path: str) -> float:
     assert client.get(path).status_code == 200
     client.get("/_dash-layout")
     client.get("/_dash-dependencies")
-    page = _page(client, path)
+    page = _post(client, page_body(path))
     if path == "/runs":
-        _post(
-            client,
-            [
-                ("history-table", "children"),
-                ("history-page-label", "children"),
-                ("history-page", "data"),
-            ],
-            [
-                ("history-experiment", "value", None),
-                ("history-status", "value", []),
-                ("history-since", "value", "all"),
-                ("history-sort", "value", "-created_at"),
-                ("history-prev", "n_clicks", 0),
-                ("history-next", "n_clicks", 0),
-            ],
-            [("history-page", "data", 0)],
-        )
+        _post(client, history_body())
     elapsed = (time.perf_counter() - start) * 1000
     assert page is not None
     app.context.feed.close()
@@ -96,13 +63,7 @@ def live_callback(settings: Settings) -> dict[str, Any]:
     channel.flush()
     app = create_app(settings)
     client = app.server.test_client()
-    page = json.dumps(_page(client, "/"))
-    view = _find(json.loads(page), "live-view")
-    outputs = [
-        ("live-table", "children"), ("live-reward", "figure"), ("banner", "children"),
-        ("banner", "className"), ("live-view", "data"), ("live-tick", "disabled"),
-        ("recent-runs", "children"),
-    ]  # fmt: skip
+    view = find_data(_post(client, page_body("/")), "live-view")
     samples: list[float] = []
     raw: list[float] = []
     sizes: list[int] = []
@@ -115,19 +76,7 @@ def live_callback(settings: Settings) -> dict[str, Any]:
                 channel.publish_metrics(eid, (tick + 1) * 100, {"reward": float(tick)})
         channel.flush()
         start = time.perf_counter()
-        response = client.post(
-            "/_dash-update-component",
-            json={
-                "output": "..{}..".format("...".join(f"{i}.{p}" for i, p in outputs)),
-                "outputs": [{"id": i, "property": p} for i, p in outputs],
-                "inputs": [{"id": "live-tick", "property": "n_intervals", "value": tick}],
-                "state": [
-                    {"id": "live-view", "property": "data", "value": view},
-                    {"id": "banner", "property": "children", "value": ""},
-                ],
-                "changedPropIds": ["live-tick.n_intervals"],
-            },
-        )
+        response = client.post(UPDATE_PATH, json=refresh_body(view, tick))
         samples.append(time.perf_counter() - start)
         sizes.append(len(response.data))
         body = response.get_json()["response"]
@@ -151,20 +100,6 @@ def live_callback(settings: Settings) -> dict[str, Any]:
         "ratio_at_p50": round(ours["p50_us"] / anchor["p50_us"], 1),
         "response_bytes_median": sorted(sizes)[len(sizes) // 2],
     }
-
-
-def _find(node: Any, component_id: str) -> Any:
-    if isinstance(node, dict):
-        if node.get("props", {}).get("id") == component_id:
-            return node["props"].get("data")
-        for value in node.values():
-            if (found := _find(value, component_id)) is not None:
-                return found
-    if isinstance(node, list):
-        for value in node:
-            if (found := _find(value, component_id)) is not None:
-                return found
-    return None
 
 
 def run() -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from agentic_trading.config import load_settings
 from agentic_trading.messaging import SyncTrainingChannel, TrainingChannel
+from tests.dash_requests import UPDATE_PATH, refresh_body
 
 PROGRESS_HZ = 10
 METRICS_HZ = 1
@@ -89,8 +90,8 @@ def run_load(
         while not stop_readers.wait(1.0):
             start = time.perf_counter()
             response = client.post(
-                "/_dash-update-component",
-                json=_refresh_request(view),
+                UPDATE_PATH,
+                json=refresh_body(view),
             )
             if view is not None:  # the first call renders every row: not a refresh
                 dashboard_ms.append((time.perf_counter() - start) * 1000)
@@ -211,24 +212,6 @@ def publish(redis_url: str, namespace: str, experiments: int, seconds: float) ->
         channel.publish_status(eid, "completed", "simulated training done")
     channel.close(60)
     return time.monotonic() - started
-
-
-def _refresh_request(view: Any) -> dict[str, Any]:
-    outputs = [
-        ("live-table", "children"), ("live-reward", "figure"), ("banner", "children"),
-        ("banner", "className"), ("live-view", "data"), ("live-tick", "disabled"),
-        ("recent-runs", "children"),
-    ]  # fmt: skip
-    return {
-        "output": "..{}..".format("...".join(f"{i}.{p}" for i, p in outputs)),
-        "outputs": [{"id": i, "property": p} for i, p in outputs],
-        "inputs": [{"id": "live-tick", "property": "n_intervals", "value": 1}],
-        "state": [
-            {"id": "live-view", "property": "data", "value": view},
-            {"id": "banner", "property": "children", "value": ""},
-        ],
-        "changedPropIds": ["live-tick.n_intervals"],
-    }
 
 
 def _cleanup(redis_url: str, namespace: str) -> None:

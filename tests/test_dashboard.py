@@ -27,6 +27,15 @@ from agentic_trading.messaging.channels.sync import SyncTrainingChannel
 from agentic_trading.messaging.channels.training import TrainingChannel
 from agentic_trading.tracking import RunHandle, get_experiment_repository, get_sync_tracker
 from tests.conftest import make_settings
+from tests.dash_requests import (
+    UPDATE_PATH,
+    callback_body,
+    find_data,
+    history_body,
+    page_body,
+    post,
+    refresh_body,
+)
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +80,13 @@ class Browserless:
         self.app = app
         self.client = app.server.test_client()
 
+    def send(self, body: dict[str, Any]) -> Any:
+        response = self.client.post(UPDATE_PATH, json=body)
+        if response.status_code == 204:
+            return None  # nothing to update
+        assert response.status_code == 200, response.data[:500]
+        return response.get_json()["response"]
+
     def call(
         self,
         outputs: list[tuple[str, str]],
@@ -78,61 +94,29 @@ class Browserless:
         state: list[tuple[str, str, Any]] = (),  # type: ignore[assignment]
         changed: str | None = None,
     ) -> Any:
-        key = "...".join(f"{i}.{p}" for i, p in outputs)
-        body = {
-            "output": f"..{key}.." if len(outputs) > 1 else key,
-            "outputs": [{"id": i, "property": p} for i, p in outputs]
-            if len(outputs) > 1
-            else {"id": outputs[0][0], "property": outputs[0][1]},
-            "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
-            "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
-            "changedPropIds": [changed or f"{inputs[0][0]}.{inputs[0][1]}"],
-        }
-        response = self.client.post("/_dash-update-component", json=body)
-        if response.status_code == 204:
-            return None  # nothing to update
-        assert response.status_code == 200, response.data[:500]
-        return response.get_json()["response"]
+        return self.send(callback_body(outputs, inputs, state, changed))
 
     def page(self, path: str) -> str:
         pathname, _, search = path.partition("?")
-        out = self.call(
-            [("page", "children")],
-            [("url", "pathname", pathname)],
-            [("url", "search", f"?{search}" if search else "")],
-        )
-        return json.dumps(out)
+        return json.dumps(self.send(page_body(pathname, f"?{search}" if search else "")))
 
-    def tick(self, view: Any, banner: str = "") -> Any:
-        return self.call(
-            [
-                ("live-table", "children"),
-                ("live-reward", "figure"),
-                ("banner", "children"),
-                ("banner", "className"),
-                ("live-view", "data"),
-                ("live-tick", "disabled"),
-                ("recent-runs", "children"),
-            ],
-            [("live-tick", "n_intervals", 1)],
-            [("live-view", "data", view), ("banner", "children", banner)],
-        )
+    def tick(self, view: Any) -> Any:
+        return self.send(refresh_body(view))
+
+
+COMPARE_OUTPUTS = [
+    ("compare-tables", "children"),
+    ("compare-equity", "figure"),
+    ("compare-metric", "options"),
+    ("compare-metric", "value"),
+    ("compare-message", "children"),
+    ("compare-links", "children"),
+]
 
 
 def initial_view(page: str) -> Any:
     """The live view's state as the page was rendered with it (the live-view store)."""
-    layout = json.loads(page)
-
-    def find(node: Any) -> Any:
-        if isinstance(node, dict):
-            if node.get("props", {}).get("id") == "live-view":
-                return node["props"]["data"]
-            return next((f for v in node.values() if (f := find(v)) is not None), None)
-        if isinstance(node, list):
-            return next((f for v in node if (f := find(v)) is not None), None)
-        return None
-
-    return find(layout)
+    return find_data(json.loads(page), "live-view")
 
 
 async def test_the_guides_pattern_two_runs_as_written(
@@ -296,26 +280,8 @@ def history_rows(
     page: int = 0,
     trigger: str = "history-experiment",
 ) -> str:
-    inputs = [
-        ("history-experiment", "value", experiment),
-        ("history-status", "value", statuses or []),
-        ("history-since", "value", "all"),
-        ("history-sort", "value", order),
-        ("history-prev", "n_clicks", 0),
-        ("history-next", "n_clicks", 0),
-    ]
-    changed = next(f"{i}.{p}" for i, p, _ in inputs if i == trigger)
-    out = dash.call(
-        [
-            ("history-table", "children"),
-            ("history-page-label", "children"),
-            ("history-page", "data"),
-        ],
-        inputs,
-        [("history-page", "data", page)],
-        changed,
-    )
-    return json.dumps(out)
+    body = history_body(experiment, statuses or [], order=order, page=page, trigger=trigger)
+    return json.dumps(dash.send(body))
 
 
 def test_history_filters_sorts_and_pages(
@@ -353,14 +319,7 @@ def test_compare_and_run_pages(settings: Settings, tmp_path: Path) -> None:
     dash = Browserless(create_app(settings))
     assert one.run_id in dash.page(f"/compare?runs={one.run_id},{two.run_id}")
     selected = dash.call(
-        [
-            ("compare-tables", "children"),
-            ("compare-equity", "figure"),
-            ("compare-metric", "options"),
-            ("compare-metric", "value"),
-            ("compare-message", "children"),
-            ("compare-links", "children"),
-        ],
+        COMPARE_OUTPUTS,
         [("compare-runs", "value", [one.run_id, two.run_id])],
     )
     tables = json.dumps(selected["compare-tables"]["children"])
@@ -376,14 +335,7 @@ def test_compare_and_run_pages(settings: Settings, tmp_path: Path) -> None:
     assert len(curves["compare-curves"]["figure"]["data"]) == 2
     assert "no run" in json.dumps(
         dash.call(
-            [
-                ("compare-tables", "children"),
-                ("compare-equity", "figure"),
-                ("compare-metric", "options"),
-                ("compare-metric", "value"),
-                ("compare-message", "children"),
-                ("compare-links", "children"),
-            ],
+            COMPARE_OUTPUTS,
             [("compare-runs", "value", ["0" * 24])],
         )
     )
@@ -407,7 +359,7 @@ def test_stop_from_the_dashboard_reaches_the_training(settings: Settings) -> Non
     dash = Browserless(create_app(settings))
     button = {"experiment": "to-stop", "type": "stop"}
     response = dash.client.post(
-        "/_dash-update-component",
+        UPDATE_PATH,
         json={
             "output": "..stop-confirm.displayed...stop-confirm.message...stop-target.data..",
             "outputs": [
@@ -489,20 +441,7 @@ def test_launcher_serves_on_loopback(settings: Settings, finished_run: str) -> N
             except OSError:
                 time.sleep(0.3)
         assert page is not None and "Agentic Trading" in page
-        route = {
-            "output": "page.children",
-            "outputs": {"id": "page", "property": "children"},
-            "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
-            "state": [{"id": "url", "property": "search", "value": ""}],
-            "changedPropIds": ["url.pathname"],
-        }
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/_dash-update-component",
-            data=json.dumps(route).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as r:
-            assert finished_run in r.read().decode()
+        assert finished_run in post(f"http://127.0.0.1:{port}", page_body("/"))
     finally:
         proc.terminate()
         proc.wait(10)

@@ -20,6 +20,7 @@ from agentic_trading.tracking.backends.aim.reader import check_query
 from agentic_trading.tracking.models import TrainingMetrics, split_metric_values
 from agentic_trading.training.data import DataError, load_prices
 from tests.conftest import make_settings
+from tests.dash_requests import UPDATE_PATH, page_body
 
 ANYTHING = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -174,12 +175,6 @@ def test_dashboard_refuses_hostile_ids_and_paths(tmp_path: Path) -> None:
         assert b"top secret" not in response.data, path
         assert "Content-Disposition" not in response.headers  # not a download: 404 or the app
         assert response.status_code in (404, 200), path
-    route = {
-        "output": "page.children",
-        "outputs": {"id": "page", "property": "children"},
-        "inputs": [{"id": "url", "property": "pathname", "value": "/runs/x' or 1==1 --"}],
-        "state": [{"id": "url", "property": "search", "value": ""}],
-        "changedPropIds": ["url.pathname"],
-    }
-    page = json.dumps(client.post("/_dash-update-component", json=route).get_json())
+    route = page_body("/runs/x' or 1==1 --")
+    page = json.dumps(client.post(UPDATE_PATH, json=route).get_json())
     assert "Run not found" in page and "not allowed" in page

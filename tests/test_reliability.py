@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import pytest
 from agentic_trading.messaging import ExperimentStatus, TrainingChannel
 from agentic_trading.tracking import get_sync_experiment_repository
 from tests.conftest import delete_namespace, make_settings
+from tests.dash_requests import page_body, post
 from tests.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.redis
@@ -222,21 +222,8 @@ def test_dashboard_restart_shows_the_current_live_state(
         )
 
     def live_page() -> str | None:
-        body = {
-            "output": "page.children",
-            "outputs": {"id": "page", "property": "children"},
-            "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
-            "state": [{"id": "url", "property": "search", "value": ""}],
-            "changedPropIds": ["url.pathname"],
-        }
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/_dash-update-component",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return str(response.read().decode())
+            return post(f"http://127.0.0.1:{port}", page_body("/"), timeout=10)
         except OSError:
             return None
 
