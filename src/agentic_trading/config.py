@@ -109,13 +109,7 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         assert value is not None
-        for address in value.split(","):
-            host, _, port = address.strip().rpartition(":")
-            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-                raise ValueError(
-                    f"{address.strip()!r} is not host:port; give REDIS_SENTINELS as "
-                    "host:port,host:port"
-                )
+        _host_ports(value)
         return value
 
     @field_validator("dashboard_aim_ui_url")
@@ -168,12 +162,7 @@ class Settings(BaseSettings):
 
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         """``REDIS_SENTINELS`` as ``(host, port)`` pairs; empty without Sentinel."""
-        pairs = []
-        for address in (self.redis_sentinels or "").split(","):
-            if address.strip():
-                host, _, port = address.strip().rpartition(":")
-                pairs.append((host, int(port)))
-        return pairs
+        return _host_ports(self.redis_sentinels) if self.redis_sentinels else []
 
     def redis_location(self) -> str:
         """Where Redis is, for messages: a URL without its password."""
@@ -199,6 +188,19 @@ class Settings(BaseSettings):
                 value = _mask_url(value)
             out[name.upper()] = value
         return out
+
+
+def _host_ports(value: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` as pairs; ``ValueError`` naming a malformed address."""
+    pairs = []
+    for address in (a.strip() for a in value.split(",")):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(
+                f"{address!r} is not host:port; give REDIS_SENTINELS as host:port,host:port"
+            )
+        pairs.append((host, int(port)))
+    return pairs
 
 
 def _mask_url(url: str) -> str:
