@@ -21,7 +21,9 @@ def create_run_store(settings: Settings, owner_pid: int | None = None) -> RunSto
 def create_run_reader(settings: Settings) -> RunReader:
     """The run reader that ``ML_TRACKING_BACKEND`` names."""
     if settings.ml_tracking_backend == "aim":
-        from agentic_trading.tracking.backends.aim import AimRunReader
+        from agentic_trading.tracking.backends.aim import AimRunReader, AimServerRunReader
 
+        if settings.is_remote_tracking():
+            return AimServerRunReader(settings)
         return AimRunReader(settings)
     raise ValueError(f"ML_TRACKING_BACKEND={settings.ml_tracking_backend!r} is not supported")

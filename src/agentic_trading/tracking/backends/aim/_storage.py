@@ -22,6 +22,7 @@ __all__ = [
     "ATTR_STATUS",
     "AimIndexer",
     "artifacts_uri",
+    "discard_remote_repo",
     "ensure_repository",
     "ensure_writable",
     "import_aim",
@@ -58,6 +59,25 @@ def repo_location(settings: Settings) -> str:
     if settings.is_remote_tracking():
         return settings.ml_storage_path
     return str(Path(settings.ml_storage_path).expanduser().resolve())
+
+
+def discard_remote_repo(repo: Any) -> None:
+    """Forget a ``Repo`` on an Aim server that stopped answering, quietly.
+
+    Aim releases a remote object's server-side resources from finalizers; on an unreachable
+    server each would print a traceback (at exit, too). The server dropped them anyway.
+    """
+    client = getattr(repo, "_client", None)
+    if client is None:
+        return
+    owners = [repo, getattr(repo, "_remote_repo_proxy", None), *client._resource_pool.values()]
+    for owner in owners:
+        cleaner = getattr(owner, "_resources", None)
+        finalizer = getattr(cleaner, "finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
+    client._heartbeat_sender._shutdown = True
+    client.get_queue()._shutdown = True
 
 
 def ensure_writable(location: str) -> None:

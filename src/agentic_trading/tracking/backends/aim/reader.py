@@ -26,7 +26,7 @@ from agentic_trading.tracking.backends.aim._storage import (
 from agentic_trading.tracking.errors import TrackingUnavailableError
 from agentic_trading.tracking.models import MetricSeries, RunDetail, RunSummary
 
-__all__ = ["AimRunReader", "check_query"]
+__all__ = ["AimRunReader", "check_query", "run_record"]
 
 logger = logging.getLogger("agentic_trading.tracking")
 
@@ -53,7 +53,7 @@ def check_query(query: str) -> str:
 
 
 class AimRunReader:
-    """A :class:`~agentic_trading.tracking.base.RunReader` over an Aim repository."""
+    """A :class:`~agentic_trading.tracking.base.RunReader` over an Aim repository's folder."""
 
     def __init__(self, settings: Settings) -> None:
         self.location = repo_location(settings)
@@ -61,17 +61,8 @@ class AimRunReader:
         self._repo: Any = None
         self._settled: set[str] = set()  # finished and indexed: they never change again
 
-    @property
-    def is_remote(self) -> bool:
-        return self.location.startswith("aim://")
-
     def _open(self) -> Any:
         """The repository, or ``None`` if no run was ever written to a local path."""
-        if self.is_remote:
-            raise TrackingUnavailableError(
-                f"reading runs through {self.location} is not supported yet: point "
-                "ML_STORAGE_PATH at the Aim server's repository folder to read them"
-            )
         if self._repo is None:
             aim = import_aim()
             # Aim writes VERSION once a new repository's database is set up; opening it
@@ -91,7 +82,7 @@ class AimRunReader:
         # are fixed when opened, so a long-lived one misses what other writers added since.
         self._repo = None
         repo = self._open()
-        if repo is None or self.is_remote:
+        if repo is None:
             return
         chunks = Path(repo.path, "meta", "chunks")
         progress = Path(repo.path, "meta", "progress")
@@ -118,7 +109,7 @@ class AimRunReader:
             tree = _collect(chunks, props.hash)
             if tree is None:
                 continue
-            out.append(_summary(RunSummary, props, tree))
+            out.append(run_record(RunSummary, props, tree))
         return out
 
     def list_runs(self, query: str | None = None) -> list[RunSummary]:
@@ -144,11 +135,7 @@ class AimRunReader:
         tree = _collect(_chunks(repo), run_id) if props is not None else None
         if tree is None:
             return None
-        detail: RunDetail = _summary(RunDetail, props, tree)
-        detail.metrics = sorted(
-            {name for per_context in tree.get("traces", {}).values() for name in per_context}
-        )
-        detail.skipped_non_finite = dict(tree.get("attrs", {}).get(ATTR_SKIPPED) or {})
+        detail: RunDetail = run_record(RunDetail, props, tree)
         return detail
 
     def get_series(self, run_id: str, name: str) -> MetricSeries | None:
@@ -215,7 +202,8 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromtimestamp(float(value), tz=UTC)
 
 
-def _summary(cls: type[Any], props: Any, tree: dict[str, Any]) -> Any:
+def run_record(cls: type[Any], props: Any, tree: dict[str, Any]) -> Any:
+    """A ``RunSummary`` or ``RunDetail`` from Aim's run properties and the run's meta tree."""
     attrs = tree.get("attrs") or {}
     try:
         status = ExperimentStatus.parse(attrs.get(ATTR_STATUS) or "running")
@@ -226,7 +214,7 @@ def _summary(cls: type[Any], props: Any, tree: dict[str, Any]) -> Any:
         uri = artifact.get("uri") if isinstance(artifact, dict) else getattr(artifact, "uri", None)
         artifacts[str(name)] = str(uri)
     final = attrs.get(ATTR_FINAL) or {}
-    return cls(
+    record = cls(
         run_id=props.hash,
         experiment=props.experiment or "",
         status=status,
@@ -241,3 +229,9 @@ def _summary(cls: type[Any], props: Any, tree: dict[str, Any]) -> Any:
         host=attrs.get(ATTR_HOST),
         pid=attrs.get(ATTR_PID),
     )
+    if isinstance(record, RunDetail):
+        record.metrics = sorted(
+            {name for per_context in tree.get("traces", {}).values() for name in per_context}
+        )
+        record.skipped_non_finite = dict(attrs.get(ATTR_SKIPPED) or {})
+    return record
