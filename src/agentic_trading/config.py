@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     ml_writer: Literal["process", "thread"] = "process"
     ml_heartbeat_interval: float = Field(5.0, gt=0)
     ml_heartbeat_timeout: float = Field(30.0, gt=0)
+    ml_writer_buffer: int = Field(100_000, ge=1)
+    ml_retry_timeout: float = Field(300.0, ge=0)
 
     # --- Dashboard ----------------------------------------------------------------------------
     dashboard_host: str = "127.0.0.1"
@@ -140,6 +142,7 @@ class Settings(BaseSettings):
         "message_heartbeat_timeout",
         "ml_heartbeat_interval",
         "ml_heartbeat_timeout",
+        "ml_retry_timeout",
     )
     @classmethod
     def _finite(cls, value: float) -> float:
@@ -176,6 +179,15 @@ class Settings(BaseSettings):
     def is_remote_tracking(self) -> bool:
         """Whether ``ML_STORAGE_PATH`` names Aim's remote tracking server (``aim://``)."""
         return self.ml_storage_path.startswith("aim://")
+
+    def check_artifact_store(self) -> None:
+        """Raise :class:`SettingsError` unless artifacts (models) have somewhere to go."""
+        if self.is_remote_tracking() and not self.ml_artifacts_uri:
+            raise SettingsError(
+                f"ML_ARTIFACTS_URI is not set: artifacts need a store that every host shares "
+                f"when tracking through {self.ml_storage_path} (for example "
+                "file:///shared/artifacts or s3://bucket/path)"
+            )
 
     def public_dict(self) -> dict[str, Any]:
         """Every setting by its environment name, with secrets masked."""

@@ -6,6 +6,7 @@ __all__ = [
     "RunFinishedError",
     "RunNotFoundError",
     "TrackingError",
+    "TrackingServerUnreachableError",
     "TrackingUnavailableError",
 ]
 
@@ -16,6 +17,10 @@ class TrackingError(Exception):
 
 class TrackingUnavailableError(TrackingError):
     """The tracking storage (an Aim repository or server) cannot be opened or written."""
+
+
+class TrackingServerUnreachableError(TrackingUnavailableError):
+    """The tracking server did not answer; the same operation may succeed when it is back."""
 
 
 class RunNotFoundError(TrackingError, LookupError):

@@ -14,14 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.base import RunStore
 from agentic_trading.tracking.errors import (
     RunFinishedError,
     RunNotFoundError,
     TrackingError,
+    TrackingServerUnreachableError,
     TrackingUnavailableError,
 )
+from agentic_trading.tracking.retry import ServerRetry
 
 __all__ = ["EXIT_ERROR", "RunExecutor", "error_from_wire", "error_to_wire"]
 
@@ -68,17 +71,51 @@ class _RunState:
 
 
 class RunExecutor:
-    """Applies operations to ``store`` in order and records heartbeats of the open runs."""
+    """Applies operations to ``store`` in order and records heartbeats of the open runs.
 
-    def __init__(self, store: RunStore, heartbeat_interval: float) -> None:
+    While a tracking server does not answer, each operation is retried (``retry``) in order, so
+    nothing is lost or reordered; the caller's buffers hold what arrives meanwhile.
+    """
+
+    def __init__(
+        self, store: RunStore, heartbeat_interval: float, retry: ServerRetry | None = None
+    ) -> None:
         self.store = store
+        self.retry = retry or ServerRetry(300.0)
         self._interval = heartbeat_interval
         self._runs: dict[str, _RunState] = {}
         self._failed: dict[str, str] = {}
         self._next_beat = time.monotonic() + heartbeat_interval
 
+    @classmethod
+    def for_settings(cls, store: RunStore, settings: Settings) -> RunExecutor:
+        """An executor with the settings' heartbeat interval and ``ML_RETRY_TIMEOUT``."""
+        return cls(store, settings.ml_heartbeat_interval, ServerRetry(settings.ml_retry_timeout))
+
     def apply(self, op: dict[str, Any]) -> Any:
         """Apply one operation; return its result or raise its failure."""
+        while True:
+            try:
+                result = self._apply(op)
+            except TrackingServerUnreachableError as exc:
+                if self.retry.wait(exc):
+                    continue
+                self._give_up(op, exc)
+                raise
+            self.retry.reached()
+            return result
+
+    def _give_up(self, op: dict[str, Any], exc: Exception) -> None:
+        run_id = str(op.get("run"))
+        if op["kind"] == "open":
+            self._failed[run_id] = f"run {run_id} could not be created: {exc}"
+            logger.error("%s", self._failed[run_id])
+        elif op["kind"] == "close":
+            self._runs.pop(run_id, None)
+        elif op["kind"] == "track" and run_id in self._runs:
+            self._count_failure(self._runs[run_id], run_id, exc)
+
+    def _apply(self, op: dict[str, Any]) -> Any:
         kind = op["kind"]
         if kind == "track":
             self._track(op)
@@ -87,6 +124,8 @@ class RunExecutor:
             run_id = op["run"]
             try:
                 self.store.open_run(run_id, op["experiment"], op["config"], op["tags"])
+            except TrackingServerUnreachableError:
+                raise
             except Exception as exc:
                 # create_run returned long ago: keep the reason for the run's next sync call.
                 self._failed[run_id] = f"run {run_id} could not be created: {exc}"
@@ -116,28 +155,34 @@ class RunExecutor:
         state = self._runs.get(op["run"])
         if state is None:
             return
+        if op["values"]:
+            try:
+                self.store.track(op["run"], op["step"], op["values"])
+            except TrackingServerUnreachableError:
+                raise  # retried by apply
+            except Exception as exc:  # recorded and reported by finish_run, never raised here
+                self._count_failure(state, op["run"], exc)
         state.skipped.update(op["skipped"])
-        if not op["values"]:
-            return
-        try:
-            self.store.track(op["run"], op["step"], op["values"])
-        except Exception as exc:  # recorded and reported by finish_run, never raised here
-            state.failures += 1
-            if state.first_failure is None:
-                state.first_failure = f"{type(exc).__name__}: {exc}"
-                logger.error("run %s: a point could not be written: %s", op["run"], exc)
+
+    def _count_failure(self, state: _RunState, run_id: str, exc: Exception) -> None:
+        state.failures += 1
+        if state.first_failure is None:
+            state.first_failure = f"{type(exc).__name__}: {exc}"
+            logger.error("run %s: a point could not be written: %s", run_id, exc)
 
     def _close(
         self, run_id: str, status: ExperimentStatus, final: dict[str, float], error: str | None
     ) -> None:
-        state = self._runs.pop(run_id, None)
+        state = self._runs.get(run_id)
         if run_id in self._failed:
+            self._runs.pop(run_id, None)
             raise TrackingUnavailableError(self._failed.pop(run_id))
         if state is None:
             raise RunNotFoundError(f"run {run_id} is not open in the tracking writer")
         if state.skipped:
             self.store.set_attributes(run_id, {"skipped_non_finite": dict(state.skipped)})
         self.store.close_run(run_id, status, final, error)
+        del self._runs[run_id]  # only now: after an outage the close is tried again
         if state.failures:
             raise TrackingError(
                 f"run {run_id}: {state.failures} points could not be written: {state.first_failure}"
@@ -149,7 +194,7 @@ class RunExecutor:
 
     def beat_if_due(self) -> None:
         """Record a heartbeat (and the skipped-value counts) of every open run, when due."""
-        if time.monotonic() < self._next_beat:
+        if time.monotonic() < self._next_beat or self.retry.in_outage:
             return
         self._next_beat = time.monotonic() + self._interval
         now = time.time()
@@ -166,7 +211,14 @@ class RunExecutor:
     def abandon(self, error: str = EXIT_ERROR) -> None:
         """Record every run still open as ``crashed`` with ``error`` (its process is ending)."""
         for run_id in list(self._runs):
+            op = {
+                "kind": "close",
+                "run": run_id,
+                "status": ExperimentStatus.CRASHED.value,
+                "final": {},
+                "error": error,
+            }
             try:
-                self._close(run_id, ExperimentStatus.CRASHED, {}, error)
+                self.apply(op)
             except Exception as exc:
                 logger.error("run %s: could not be closed: %s", run_id, exc)

@@ -125,7 +125,7 @@ class BackgroundWriter:
 
     @property
     def pending(self) -> int:
-        """Operations accepted but not yet written."""
+        """Operations accepted but not yet written (a writer process: not yet taken by it)."""
         return self._accepted - self._done
 
     def submit(self, op: dict[str, Any], *, block: bool = True) -> _Pending | None:
@@ -270,7 +270,7 @@ class BackgroundWriter:
     # --- writer thread (ML_WRITER=thread) -------------------------------------------------------
 
     def _run_thread(self) -> None:
-        executor = RunExecutor(self.store, self._settings.ml_heartbeat_interval)
+        executor = RunExecutor.for_settings(self.store, self._settings)
         while True:
             try:
                 item = self._queue.get(timeout=executor.seconds_to_beat())
@@ -364,9 +364,9 @@ class BackgroundWriter:
             if frame is None:
                 break
             for reply in frame:
-                if "done" in reply:
+                if "taken" in reply:
                     with self._progress:
-                        self._done += reply["done"]
+                        self._done += reply["taken"]
                         self._progress.notify_all()
                     continue
                 pending = waiting.pop(reply["id"], None)
@@ -402,20 +402,48 @@ def serve(
     stdin: IO[bytes], stdout: IO[bytes], executor_for: Callable[[dict[str, Any]], RunExecutor]
 ) -> None:
     """The writer process's loop: apply each frame's operations, reply, beat; at end of input
-    (the training process closed the pipe or died) record open runs as ``crashed``."""
+    (the training process closed the pipe or died) record open runs as ``crashed``.
+
+    Operations are acknowledged as *taken* when read, up to ``ML_WRITER_BUFFER`` of them not
+    yet applied: while the tracking server is away the training goes on and this process holds
+    its data; beyond that the training waits (back-pressure), nothing is dropped.
+    """
     hello = read_frame(stdin)
     if hello is None:
         return
     executor = executor_for(hello)
+    limit = int(hello.get("settings", {}).get("ml_writer_buffer") or 100_000)
     frames: queue.Queue[Any] = queue.Queue()
+    held = threading.Condition()
+    held_ops = [0]  # operations read but not yet applied
+    out_lock = threading.Lock()
+    peer_gone = False
+
+    def send(replies: list[dict[str, Any]]) -> None:
+        nonlocal peer_gone
+        with out_lock:
+            if peer_gone:
+                return
+            try:
+                write_frame(stdout, replies)
+            except OSError:
+                # The training process died: nobody reads replies any more. Keep applying what
+                # it sent before dying, then record its open runs as crashed below.
+                peer_gone = True
+
+    def has_room() -> bool:
+        return held_ops[0] < limit
 
     def read_all() -> None:
         while (frame := read_frame(stdin)) is not None:
+            with held:
+                held.wait_for(has_room)
+                held_ops[0] += len(frame)
             frames.put(frame)
+            send([{"taken": len(frame)}])
         frames.put(None)
 
     threading.Thread(target=read_all, daemon=True).start()
-    peer_gone = False
     while True:
         try:
             batch = frames.get(timeout=executor.seconds_to_beat())
@@ -434,14 +462,11 @@ def serve(
             else:
                 if "id" in op:
                     replies.append({"id": op["id"], "ok": True, "result": result})
-        replies.append({"done": len(batch)})
-        if not peer_gone:
-            try:
-                write_frame(stdout, replies)
-            except OSError:
-                # The training process died: nobody reads replies any more. Keep applying what
-                # it sent before dying, then record its open runs as crashed below.
-                peer_gone = True
+        with held:
+            held_ops[0] -= len(batch)
+            held.notify_all()
+        if replies:
+            send(replies)
         executor.beat_if_due()
     executor.abandon(EXIT_ERROR)
     executor.store.close()

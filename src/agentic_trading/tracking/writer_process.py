@@ -7,6 +7,7 @@ printed (by Aim, say) goes to stderr so it cannot corrupt the replies.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -20,7 +21,19 @@ from agentic_trading.tracking.writer import serve
 def _executor(hello: dict[str, Any]) -> RunExecutor:
     settings = Settings(_env_file=None, **hello["settings"])
     store = create_run_store(settings, owner_pid=int(hello["owner_pid"]))
-    return RunExecutor(store, settings.ml_heartbeat_interval)
+    return RunExecutor.for_settings(store, settings)
+
+
+def _quiet_aim_finalizers(unraisable: Any) -> None:
+    # Aim's remote objects release their server-side resources from finalizers; after the
+    # server restarted those resources are gone and each finalizer would print a traceback.
+    # Our own log says what happened to the server.
+    frame = unraisable.exc_traceback
+    while frame is not None:
+        if "aim/ext/transport" in frame.tb_frame.f_code.co_filename:
+            return
+        frame = frame.tb_next
+    sys.__unraisablehook__(unraisable)
 
 
 def main() -> None:
@@ -30,6 +43,8 @@ def main() -> None:
         os.nice(10)
     except OSError:  # pragma: no cover - not permitted here
         pass
+    sys.unraisablehook = _quiet_aim_finalizers
+    logging.getLogger("aim.ext.transport").setLevel(logging.CRITICAL)  # we log outages ourselves
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:

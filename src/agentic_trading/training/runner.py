@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from agentic_trading.config import Settings
+from agentic_trading.config import Settings, get_settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.training.agents import make_agent
 from agentic_trading.training.callbacks import ExperimentCallback
@@ -86,6 +86,7 @@ def train(
     ``model.zip``) are tracked. A stop request or Ctrl-C records ``cancelled``; an exception
     records ``failed`` and is raised again.
     """
+    (settings or get_settings()).check_artifact_store()  # before hours of training, not after
     frame = load_prices(config.pair, config.data)
     split = split_prices(frame, config.window_size, config.train_fraction)
     env = make_env(split.training, config.window_size)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,23 @@ from agentic_trading.tracking.backends.aim._storage import (
 from agentic_trading.tracking.errors import (
     RunNotFoundError,
     TrackingError,
+    TrackingServerUnreachableError,
     TrackingUnavailableError,
 )
 
 __all__ = ["AimRunStore"]
+
+logger = logging.getLogger("agentic_trading.tracking")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says that Aim's server did not answer (as opposed to refusing data)."""
+    name = type(exc).__name__
+    if isinstance(exc, OSError) or name in {"UnauthorizedRequestError", "InvalidHandshake"}:
+        return True
+    if type(exc).__module__.split(".")[0] in {"requests", "urllib3", "websockets"}:
+        return True
+    return isinstance(exc, RuntimeError) and "connect" in str(exc).lower()
 
 
 class AimRunStore:
@@ -46,6 +61,7 @@ class AimRunStore:
 
     def __init__(self, settings: Settings, owner_pid: int | None = None) -> None:
         self._owner_pid = owner_pid or os.getpid()
+        self._settings = settings
         self.location = repo_location(settings)
         self._artifacts_uri = artifacts_uri(settings)
         self._runs: dict[str, Any] = {}
@@ -59,22 +75,43 @@ class AimRunStore:
     def open_run(
         self, run_id: str, experiment: str, config: Mapping[str, Any], tags: Sequence[str]
     ) -> datetime:
+        self.check_writable()
+        run = self._runs.get(run_id)  # created before the server stopped answering: go on
+        if run is None:
+            run = self._create(run_id, experiment)
+        with self._remote("create a run"):
+            run[ATTR_CONFIG] = dict(config)
+            run[ATTR_STATUS] = ExperimentStatus.RUNNING.value
+            run[ATTR_FINAL] = {}
+            run[ATTR_ERROR] = None
+            run[ATTR_HOST] = self._host
+            run[ATTR_PID] = self._owner_pid
+            run[ATTR_HEARTBEAT] = time.time()
+            for tag in tags:
+                run.add_tag(tag)
+            if self._artifacts_uri:
+                run.set_artifacts_uri(self._artifacts_uri)
+            return datetime.fromtimestamp(run.creation_time, tz=UTC)
+
+    def _create(self, run_id: str, experiment: str) -> Any:
         aim = import_aim()
         import aim.sdk.base_run as base_run
 
-        self.check_writable()
         # Aim creates a run only under a hash it generates; the caller chose ours (so that
         # create_run need not wait for the writer), so Aim's generator hands out that one.
         generate = getattr(base_run, "generate_run_hash")  # noqa: B009
         setattr(base_run, "generate_run_hash", lambda *_: run_id)  # noqa: B010
         try:
-            run = aim.Run(
-                repo=self.location,
-                experiment=experiment,
-                system_tracking_interval=None,
-                log_system_params=False,
-                capture_terminal_logs=False,
-            )
+            with self._remote("create a run"):
+                run = aim.Run(
+                    repo=self.location,
+                    experiment=experiment,
+                    system_tracking_interval=None,
+                    log_system_params=False,
+                    capture_terminal_logs=False,
+                )
+        except TrackingServerUnreachableError:
+            raise
         except Exception as exc:
             raise TrackingUnavailableError(
                 f"cannot create a run in the Aim repository {self.location!r}: "
@@ -84,19 +121,37 @@ class AimRunStore:
             setattr(base_run, "generate_run_hash", generate)  # noqa: B010
         if run.hash != run_id:
             raise TrackingError(f"Aim created run {run.hash} instead of {run_id}")
-        run[ATTR_CONFIG] = dict(config)
-        run[ATTR_STATUS] = ExperimentStatus.RUNNING.value
-        run[ATTR_FINAL] = {}
-        run[ATTR_ERROR] = None
-        run[ATTR_HOST] = self._host
-        run[ATTR_PID] = self._owner_pid
-        run[ATTR_HEARTBEAT] = time.time()
-        for tag in tags:
-            run.add_tag(tag)
-        if self._artifacts_uri:
-            run.set_artifacts_uri(self._artifacts_uri)
-        self._runs[run.hash] = run
-        return datetime.fromtimestamp(run.creation_time, tz=UTC)
+        self._runs[run_id] = run
+        return run
+
+    @property
+    def _is_remote(self) -> bool:
+        return self.location.startswith("aim://")
+
+    @contextmanager
+    def _remote(self, what: str) -> Iterator[None]:
+        """Turn an Aim server that stopped answering into ``TrackingServerUnreachableError``
+        (the writer retries the operation); a local repository's errors pass unchanged."""
+        try:
+            yield
+        except Exception as exc:
+            if not (self._is_remote and _unreachable(exc)):
+                raise
+            self._reconnect(exc)
+            raise TrackingServerUnreachableError(
+                f"cannot {what}: the Aim server at {self.location} does not answer "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+
+    def _reconnect(self, exc: Exception) -> None:
+        # A restarted server no longer knows this client ("unauthorized"): introduce it again,
+        # and Aim re-creates the client's open runs on the server.
+        if type(exc).__name__ != "UnauthorizedRequestError":
+            return
+        try:
+            import_aim().Repo.from_path(self.location)._client.reconnect()
+        except Exception as again:
+            logger.debug("reconnecting to %s failed: %s", self.location, again)
 
     def _run(self, run_id: str) -> Any:
         try:
@@ -105,30 +160,37 @@ class AimRunStore:
             raise RunNotFoundError(f"run {run_id} is not open in this process") from None
 
     def track(self, run_id: str, step: int, values: Mapping[str, float]) -> None:
-        self._run(run_id).track(dict(values), step=step)
+        run = self._run(run_id)
+        with self._remote("write a point"):
+            run.track(dict(values), step=step)
 
     def set_attributes(self, run_id: str, attributes: Mapping[str, Any]) -> None:
         run = self._run(run_id)
-        for key, value in attributes.items():
-            run[key] = value
+        with self._remote("set run attributes"):
+            for key, value in attributes.items():
+                run[key] = value
 
     def add_tags(self, run_id: str, tags: Sequence[str]) -> None:
         run = self._run(run_id)
-        for tag in tags:
-            run.add_tag(tag)
+        with self._remote("tag a run"):
+            for tag in tags:
+                run.add_tag(tag)
 
     def log_artifact(self, run_id: str, path: Path, name: str) -> str:
         run = self._run(run_id)
         if not self._artifacts_uri:
-            raise TrackingError(
-                "artifacts need a shared store when tracking through aim://: "
-                "set ML_ARTIFACTS_URI (for example file:///shared/artifacts or s3://bucket/path)"
-            )
-        run.log_artifact(str(path), name=name, block=True)
-        return str(run.artifacts[name].uri)
+            try:
+                self._settings.check_artifact_store()
+            except ValueError as exc:
+                raise TrackingError(str(exc)) from None
+        with self._remote("store an artifact"):
+            run.log_artifact(str(path), name=name, block=True)
+            return str(run.artifacts[name].uri)
 
     def heartbeat(self, run_id: str, at: float) -> None:
-        self._run(run_id)[ATTR_HEARTBEAT] = at
+        run = self._run(run_id)
+        with self._remote("record a heartbeat"):
+            run[ATTR_HEARTBEAT] = at
 
     def close_run(
         self,
@@ -137,15 +199,15 @@ class AimRunStore:
         final_metrics: Mapping[str, float],
         error: str | None,
     ) -> None:
-        run = self._runs.pop(run_id, None)
-        if run is None:
-            raise RunNotFoundError(f"run {run_id} is not open in this process")
-        run[ATTR_FINAL] = dict(final_metrics)
-        run[ATTR_ERROR] = error
-        run[ATTR_HEARTBEAT] = time.time()
-        run[ATTR_STATUS] = status.value
-        repo = run.repo
-        run.close()
+        run = self._run(run_id)
+        with self._remote("finish a run"):
+            run[ATTR_FINAL] = dict(final_metrics)
+            run[ATTR_ERROR] = error
+            run[ATTR_HEARTBEAT] = time.time()
+            run[ATTR_STATUS] = status.value
+            repo = run.repo
+            run.close()
+        del self._runs[run_id]  # only now: a retry after an outage finds it still open
         # Close the run's rocksdb containers now: the repository's pool keeps them open until
         # garbage collection, and a reader opening them meanwhile sees the metrics half-written.
         for pool in (repo.container_pool, repo.persistent_pool):
