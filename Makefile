@@ -43,8 +43,9 @@ pytest: setup
 bench: setup  ## Benchmarks against raw redis-py in the same run; JSON under benchmarks/results/
 	$(BIN)/python -m benchmarks.run
 
-stress: setup  ## Long fault and load runs: 8 trainings at once, 100 experiments for 60 s, fault suites x5
+stress: setup  ## Long fault and load runs: 8 trainings at once, Aim server outage, 100 experiments for 60 s, fault suites x5
 	RELIABILITY_TRAININGS=8 $(BIN)/pytest -q tests/test_reliability.py
+	$(BIN)/pytest -q -m stress tests/
 	$(BIN)/python -m tests.load --experiments 100 --seconds 60 --output benchmarks/results/load.json
 	for round in 1 2 3 4 5; do $(BIN)/pytest -q tests/test_redis_faults.py tests/test_sync_channel.py || exit 1; done
 
