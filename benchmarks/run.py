@@ -8,19 +8,27 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import bench_dashboard, bench_messaging, bench_tracking, bench_training
+from benchmarks import (
+    bench_dashboard,
+    bench_messaging,
+    bench_remote,
+    bench_tracking,
+    bench_training,
+)
 from benchmarks.common import save
 
 
 def main() -> int:
-    """``python -m benchmarks.run [messaging] [tracking] [training] [dashboard]``: those suites,
-    default all."""
-    wanted = set(sys.argv[1:]) or {"messaging", "tracking", "training", "dashboard"}
+    """``python -m benchmarks.run [messaging] [tracking] [remote] [training] [dashboard]``:
+    those suites, default all."""
+    wanted = set(sys.argv[1:]) or {"messaging", "tracking", "remote", "training", "dashboard"}
     console = Console()
     if "messaging" in wanted:
         messaging(console)
     if "tracking" in wanted:
         tracking(console)
+    if "remote" in wanted:
+        remote(console)
     if "training" in wanted:
         console.rule("training")
         result = bench_training.run()
@@ -35,6 +43,36 @@ def main() -> int:
     if "dashboard" in wanted:
         dashboard(console)
     return 0
+
+
+def remote(console: Console) -> None:
+    console.rule("tracking through aim server")
+    result = bench_remote.run()
+    path = save("remote", result)
+    table = Table(title="tracking a step: local folder vs aim:// (same machine)")
+    for column in ("", "caller p50 µs", "caller p99 µs", "points/s stored"):
+        table.add_column(column)
+    for key, label in (
+        ("raw_aim_local", "raw Aim run.track, folder (anchor)"),
+        ("raw_aim_remote", "raw Aim run.track, aim:// (anchor)"),
+        ("tracker_local", "log_metrics, folder"),
+        ("tracker_remote", "log_metrics, aim://"),
+    ):
+        row = result[key]
+        table.add_row(
+            label,
+            f"{row['caller']['p50_us']:,.1f}",
+            f"{row['caller']['p99_us']:,.1f}",
+            f"{row['points_per_second_stored']:,}",
+        )
+    console.print(table)
+    outage = result["catch_up"]
+    console.print(
+        f"outage: {outage['points_logged_during_outage']:,} points logged while the server was "
+        f"down (caller p50 {outage['caller_during_outage']['p50_us']:.1f} µs); caught up in "
+        f"{outage['seconds_to_catch_up']} s = {outage['points_per_second_catch_up']:,} points/s"
+    )
+    console.print(f"written to {path}")
 
 
 def dashboard(console: Console) -> None:
