@@ -109,3 +109,46 @@ def find_data(node: Any, component_id: str) -> Any:
     else:
         return None
     return next((f for n in nodes if (f := find_data(n, component_id)) is not None), None)
+
+
+class Browserless:
+    """Dash's HTTP endpoints, called as the browser calls them."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.client = app.server.test_client()
+
+    def send(self, body: dict[str, Any]) -> Any:
+        response = self.client.post(UPDATE_PATH, json=body)
+        if response.status_code == 204:
+            return None  # nothing to update
+        assert response.status_code == 200, response.data[:500]
+        return response.get_json()["response"]
+
+    def call(
+        self,
+        outputs: list[tuple[str, str]],
+        inputs: list[tuple[str, str, Any]],
+        state: list[tuple[str, str, Any]] = (),  # type: ignore[assignment]
+        changed: str | None = None,
+    ) -> Any:
+        return self.send(callback_body(outputs, inputs, state, changed))
+
+    def page(self, path: str) -> str:
+        pathname, _, search = path.partition("?")
+        return json.dumps(self.send(page_body(pathname, f"?{search}" if search else "")))
+
+    def tick(self, view: Any) -> Any:
+        return self.send(refresh_body(view))
+
+
+def history_rows(
+    dash: Browserless,
+    experiment: str | None = None,
+    statuses: list[str] | None = None,
+    order: str = "-created_at",
+    page: int = 0,
+    trigger: str = "history-experiment",
+) -> str:
+    body = history_body(experiment, statuses or [], order=order, page=page, trigger=trigger)
+    return json.dumps(dash.send(body))

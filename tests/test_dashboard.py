@@ -29,12 +29,11 @@ from agentic_trading.tracking import RunHandle, get_experiment_repository, get_s
 from tests.conftest import make_settings
 from tests.dash_requests import (
     UPDATE_PATH,
-    callback_body,
+    Browserless,
     find_data,
-    history_body,
+    history_rows,
     page_body,
     post,
-    refresh_body,
 )
 from tests.redis_server import free_port
 
@@ -71,37 +70,6 @@ def track_run(
 @pytest.fixture
 def finished_run(settings: Settings) -> str:
     return track_run(settings).run_id
-
-
-class Browserless:
-    """Dash's HTTP endpoints, called as the browser calls them."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.client = app.server.test_client()
-
-    def send(self, body: dict[str, Any]) -> Any:
-        response = self.client.post(UPDATE_PATH, json=body)
-        if response.status_code == 204:
-            return None  # nothing to update
-        assert response.status_code == 200, response.data[:500]
-        return response.get_json()["response"]
-
-    def call(
-        self,
-        outputs: list[tuple[str, str]],
-        inputs: list[tuple[str, str, Any]],
-        state: list[tuple[str, str, Any]] = (),  # type: ignore[assignment]
-        changed: str | None = None,
-    ) -> Any:
-        return self.send(callback_body(outputs, inputs, state, changed))
-
-    def page(self, path: str) -> str:
-        pathname, _, search = path.partition("?")
-        return json.dumps(self.send(page_body(pathname, f"?{search}" if search else "")))
-
-    def tick(self, view: Any) -> Any:
-        return self.send(refresh_body(view))
 
 
 COMPARE_OUTPUTS = [
@@ -270,18 +238,6 @@ def test_redis_down_shows_a_banner_and_history_still_works(
     rows = history_rows(dash)
     assert finished_run in rows
     assert "event: down" in dash.client.get("/_agentic/live-events").get_data(as_text=True)
-
-
-def history_rows(
-    dash: Browserless,
-    experiment: str | None = None,
-    statuses: list[str] | None = None,
-    order: str = "-created_at",
-    page: int = 0,
-    trigger: str = "history-experiment",
-) -> str:
-    body = history_body(experiment, statuses or [], order=order, page=page, trigger=trigger)
-    return json.dumps(dash.send(body))
 
 
 def test_history_filters_sorts_and_pages(

@@ -24,6 +24,7 @@ from agentic_trading.tracking import (
 )
 from tests.aim_server import AimServer, stop_process, wait_for_port
 from tests.conftest import make_settings
+from tests.dash_requests import Browserless, history_rows
 from tests.redis_server import free_port
 from tests.trainings import assert_complete, start_training, wait_until
 
@@ -87,6 +88,15 @@ def test_tracking_through_aim_server_keeps_everything(aim_server: tuple[str, Pat
     assert remote.list_runs(query="run.final_metrics.total_reward > 100")[0].run_id == run.run_id
     with pytest.raises(ValueError, match="not allowed"):
         remote.list_runs(query="__import__('os')")
+
+    # The dashboard reads the same server: history, the run page with its charts.
+    from agentic_trading.dashboard.app import create_app
+
+    dash = Browserless(create_app(make_settings(ml_storage_path=url)))
+    rows = history_rows(dash)
+    assert run.run_id in rows and other.run_id in rows
+    page = dash.page(f"/runs/{run.run_id}")
+    assert "total_reward" in page and "+299.0" in page and "PPO" in page
 
     # A trainer that dies leaves its run crashed for readers on every host.
     tracker.close()

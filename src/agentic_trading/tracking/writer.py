@@ -263,9 +263,11 @@ class BackgroundWriter:
                 self.submit(self.close_op(run, ExperimentStatus.CRASHED, {}, EXIT_ERROR))
             if self.pending > 1000:
                 logger.warning("writing %d queued tracking operations before exit...", self.pending)
-            self.close()
+            # A tracking server that is away gets ML_RETRY_TIMEOUT to come back, not forever.
+            remote = self._settings.is_remote_tracking()
+            self.close(self._settings.ml_retry_timeout + 5 if remote else None)
         except Exception as exc:  # never turn interpreter exit into a traceback
-            logger.error("tracking could not flush at exit: %s", exc)
+            logger.error("tracking could not flush at exit: %s", exc or type(exc).__name__)
 
     # --- writer thread (ML_WRITER=thread) -------------------------------------------------------
 

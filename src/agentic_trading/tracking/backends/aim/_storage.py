@@ -25,6 +25,7 @@ __all__ = [
     "discard_remote_repo",
     "ensure_repository",
     "ensure_writable",
+    "exit_cleanly_from_aim_server",
     "import_aim",
     "repo_location",
 ]
@@ -59,6 +60,49 @@ def repo_location(settings: Settings) -> str:
     if settings.is_remote_tracking():
         return settings.ml_storage_path
     return str(Path(settings.ml_storage_path).expanduser().resolve())
+
+
+_exit_wait = [0.0]  # seconds the exit hook gives Aim's server to take what is queued
+
+
+def exit_cleanly_from_aim_server(wait: float) -> None:
+    """Make interpreter exit finish even when Aim's server is gone.
+
+    Aim releases remote resources from its own exit hook, and if one of them fails (the server
+    stopped) that hook waits forever. Ours runs first (hooks run last-registered first): it runs
+    the same finalizers, each failure logged, for at most ``wait`` seconds in all, then leaves
+    nothing for Aim's hook to wait on.
+    """
+    if _exit_wait[0] == 0.0:
+        import atexit
+
+        atexit.register(_finish_aim_resources)
+    _exit_wait[0] = max(_exit_wait[0], wait, 1.0)
+
+
+def _finish_aim_resources() -> None:
+    import threading
+
+    from aim.ext.cleanup import AutoClean
+
+    registry: Any = getattr(AutoClean, "_finalizers")  # noqa: B009 - Aim's own registry
+
+    def finish() -> None:
+        ordered = sorted(registry.items(), key=lambda item: item[1][0])
+        for _instance, (_priority, finalizer) in reversed(ordered):
+            try:
+                finalizer()
+            except Exception as exc:
+                logger.debug("releasing an Aim server resource at exit failed: %s", exc)
+
+    worker = threading.Thread(target=finish, name="agentic-trading-aim-exit", daemon=True)
+    worker.start()
+    worker.join(_exit_wait[0])
+    if worker.is_alive():
+        logger.error(
+            "the Aim server did not answer within %.0f s at exit; leaving without it", _exit_wait[0]
+        )
+    registry.clear()
 
 
 def discard_remote_repo(repo: Any) -> None:

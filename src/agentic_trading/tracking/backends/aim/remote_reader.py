@@ -18,6 +18,7 @@ from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.backends.aim._storage import (
     discard_remote_repo,
+    exit_cleanly_from_aim_server,
     import_aim,
     repo_location,
 )
@@ -62,6 +63,7 @@ class AimServerRunReader:
             try:
                 if self._repo is None:
                     self._repo = import_aim().Repo(self.location)
+                    exit_cleanly_from_aim_server(10.0)
                 return action(self._repo)
             except (KeyError, ValueError):
                 raise

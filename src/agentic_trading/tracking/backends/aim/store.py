@@ -27,6 +27,7 @@ from agentic_trading.tracking.backends.aim._storage import (
     artifacts_uri,
     ensure_repository,
     ensure_writable,
+    exit_cleanly_from_aim_server,
     import_aim,
     repo_location,
 )
@@ -121,6 +122,8 @@ class AimRunStore:
             setattr(base_run, "generate_run_hash", generate)  # noqa: B010
         if run.hash != run_id:
             raise TrackingError(f"Aim created run {run.hash} instead of {run_id}")
+        if self._is_remote:  # at exit, wait for the server as long as for any operation
+            exit_cleanly_from_aim_server(self._settings.ml_retry_timeout)
         self._runs[run_id] = run
         return run
 
