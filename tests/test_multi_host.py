@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.aim_server import AimServer
-from tests.trainings import CLI, ROOT, assert_complete
+from tests.trainings import CLI, ROOT, assert_complete, start_training
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -146,27 +146,7 @@ def test_two_trainer_hosts_report_to_one_redis_and_one_aim_server(
     try:
         _wait_for_services(network, services)
         for host in ("trainer1", "trainer2"):
-            trainings.append(
-                subprocess.Popen(
-                    [
-                        *network.prefix(host),
-                        *CLI,
-                        "train",
-                        "--timesteps",
-                        "3000",
-                        "--experiment",
-                        host,
-                        "--seed",
-                        "1",
-                        "--json",
-                    ],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    cwd=ROOT,
-                )
-            )
+            trainings.append(start_training(env, host, 3000, prefix=network.prefix(host)))
         # Both trainings are visible live from the watcher host while they run.
         seen_running: set[str] = set()
         deadline = time.monotonic() + 120

@@ -34,10 +34,16 @@ def env_for(redis_url: str, namespace: str, storage: Path, **extra: str) -> dict
 
 
 def start_training(
-    env: dict[str, str], experiment: str, timesteps: int, seed: int = 1
+    env: dict[str, str],
+    experiment: str,
+    timesteps: int,
+    seed: int = 1,
+    prefix: tuple[str, ...] = (),
 ) -> subprocess.Popen[str]:
+    """``agentic-trading train --json``; ``prefix`` runs it elsewhere (``ip netns exec NAME``)."""
     return subprocess.Popen(
         [
+            *prefix,
             *CLI,
             "train",
             "--timesteps",
