@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-import math
 import os
 import re
 import signal
@@ -30,8 +30,8 @@ from agentic_trading.training import (
     split_prices,
     train,
 )
+from agentic_trading.training.data import walk_forward
 from agentic_trading.training.env import make_env
-from agentic_trading.training.evaluation import HOURS_PER_YEAR, buy_and_hold, trading_result
 from tests.conftest import delete_namespace, make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,15 +62,43 @@ def cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.Com
 # --- data ----------------------------------------------------------------------------------------
 
 
+def traded(window: Any) -> Any:
+    """The bars whose returns a window trades (its history left out)."""
+    return window.frame.index[window.start + 1 :]
+
+
 def test_bundled_eurusd_is_split_in_time_order_without_look_ahead() -> None:
     frame = load_prices("EUR_USD")
     assert list(frame.columns) == ["Open", "High", "Low", "Close"]
     assert len(frame) > 6000 and frame.index.is_monotonic_increasing
-    split = split_prices(frame, window_size=10, train_fraction=0.8)
-    held_out = split.evaluation.iloc[10:]
-    assert split.training.index[-1] < held_out.index[0]
-    assert split.evaluation.iloc[:10].equals(split.training.iloc[-10:])  # context only
-    assert len(split.training) + len(held_out) == len(frame)
+    split = split_prices(frame, window_size=10)
+    training, validation, test = (traded(w) for w in (split.training, split.validation, split.test))
+    assert training[-1] < validation[0] and validation[-1] < test[0]
+    assert len(test) == round(0.2 * len(frame)) and test[-1] == frame.index[-1]
+    # Every bar's return is traded by one window at most; only the first bars are history.
+    assert len(training) + len(validation) + len(test) == len(frame) - 11
+    # The test window's history is the last validation bars: context, never traded twice.
+    assert split.test.frame.index[10] == validation[-1]
+
+
+def test_walk_forward_folds_are_anchored_expanding_windows() -> None:
+    frame = load_prices("EUR_USD")
+    folds = walk_forward(frame, window_size=10, folds=5)
+    assert [s.fold for s in folds] == list(range(5))
+    blocks = [traded(s.test) for s in folds]
+    assert sum(len(b) for b in blocks) == round(0.5 * len(frame))  # the last half, tested once
+    for before, after in itertools.pairwise(blocks):
+        assert before[-1] < after[0] and len(after) - len(before) in (-1, 0, 1)
+    for split, block in zip(folds, blocks, strict=True):
+        assert split.training.frame.index[0] == frame.index[0]  # anchored at the first bar
+        assert traded(split.validation)[-1] < block[0]  # everything before its test block
+        assert traded(split.validation)[0] > traded(split.training)[-1]
+    assert len(traded(folds[4].training)) > len(traded(folds[0].training))  # expanding
+    assert walk_forward(frame, 10, 1)[0].test.frame.equals(split_prices(frame, 10).test.frame)
+    with pytest.raises(DataError, match="folds must be a whole number from 1 to 50"):
+        walk_forward(frame, 10, 0)
+    with pytest.raises(DataError, match="too few for a window of 10 with 50 fold"):
+        walk_forward(frame.iloc[:600], 10, 50)
 
 
 CSV_HEADER = "datetime,open,high,low,close\n"
@@ -118,30 +146,7 @@ def test_own_csv_trains(tmp_path: Path, settings: Settings) -> None:
     config = TrainingConfig(data=str(path), timesteps=256, n_steps=64, window_size=5)
     outcome = train(config, "own-csv", settings=settings)
     assert outcome.status is ExperimentStatus.COMPLETED
-    assert outcome.data["evaluation_bars"] == 80
-
-
-# --- evaluation ----------------------------------------------------------------------------------
-
-
-def test_trading_metrics_by_hand() -> None:
-    close = np.array([1.0, 1.1, 1.0, 1.2])
-    result, equity = trading_result(close, np.array([1.0, -1.0, 1.0]), fee=0.0)
-    returns = np.array([0.1, 1 - 1.0 / 1.1, 0.2])
-    assert np.allclose(equity, np.concatenate([[1.0], np.cumprod(1 + returns)]))
-    assert math.isclose(result["total_profit"], float(np.prod(1 + returns) - 1))
-    assert math.isclose(result["total_reward"], (0.1 + 0.1 + 0.2) * 10_000)
-    assert result["n_trades"] == 3 and result["win_rate"] == 1.0
-    assert math.isclose(
-        result["sharpe_ratio"], returns.mean() / returns.std() * math.sqrt(HOURS_PER_YEAR)
-    )
-    assert result["max_drawdown"] == 0.0
-
-    losing, _ = trading_result(np.array([1.0, 0.9, 0.8, 1.0]), np.array([1.0, 1.0, -1.0]), fee=0.0)
-    assert math.isclose(losing["max_drawdown"], 1 - (0.8 * (1 - 0.25)))
-    assert losing["win_rate"] == 0.0 and losing["n_trades"] == 2
-    hold, _ = buy_and_hold(np.array([1.0, 1.05, 1.1]), fee=0.0)
-    assert math.isclose(hold["total_profit"], 0.1) and hold["n_trades"] == 1
+    assert outcome.data["test_bars"] == 80
 
 
 # --- the callback in a plain SB3 script ----------------------------------------------------------
@@ -276,8 +281,11 @@ def test_cli_train_then_experiments_commands(settings: Settings, tmp_path: Path)
         outcome = json.loads(result.stdout)
         assert outcome["status"] == "completed"
         assert set(outcome["agent"]) == set(outcome["buy_and_hold"]) >= {
-            "total_reward", "total_profit", "win_rate", "sharpe_ratio", "max_drawdown", "n_trades",
+            "total_reward", "total_profit", "win_rate", "sharpe_ratio", "sortino_ratio",
+            "calmar_ratio", "max_drawdown", "n_trades", "turnover", "exposure",
         }  # fmt: skip
+        assert outcome["verdict"]["label"] in ("skill", "luck", "trails")
+        assert "buy-and-hold" in outcome["verdict"]["summary"]
         ids.append(outcome["run_id"])
 
     listed = json.loads(cli("experiments", "list", "--experiment", name, "--json", env=env).stdout)
@@ -294,8 +302,8 @@ def test_cli_train_then_experiments_commands(settings: Settings, tmp_path: Path)
     from stable_baselines3 import PPO
 
     model = PPO.load(model_uri.removeprefix("file://"), device="cpu")
-    action, _ = model.predict(np.zeros((10, 2), dtype=np.float32), deterministic=True)
-    assert int(action) in (0, 1)
+    action, _ = model.predict(np.zeros(11, dtype=np.float32), deterministic=True)
+    assert int(action) in (0, 1, 2)  # short, flat, long
     assert "eval_equity" in shown["metrics"] and "eval_buy_and_hold_equity" in shown["metrics"]
 
     compared = json.loads(cli("experiments", "compare", *ids, "--json", env=env).stdout)

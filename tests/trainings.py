@@ -16,8 +16,9 @@ from tests.conftest import make_settings
 
 CLI = [sys.executable, "-m", "agentic_trading.cli.app"]
 ROOT = Path(__file__).resolve().parents[1]
-#: Held-out bars of the bundled data: every completed training tracks this many equity points.
-EVALUATION_BARS = 1245
+#: Test bars of the bundled data (the last 20 %): a completed training tracks one equity point
+#: before them and one after each.
+EVALUATION_BARS = 1245 + 1
 
 
 def env_for(redis_url: str, namespace: str, storage: Path, **extra: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from agentic_trading.status import ExperimentStatus
 
 __all__ = [
     "LOWER_IS_BETTER",
+    "RECORD_ATTRIBUTES",
     "ExperimentSummary",
     "MetricSeries",
     "RunComparison",
@@ -25,6 +26,13 @@ __all__ = [
 ]
 
 MAX_METRIC_NAME = 128
+
+#: The attributes of a run's own record in every backend; ``log_params`` may not use them and
+#: every other attribute reads back as the run's ``params``.
+RECORD_ATTRIBUTES = frozenset(
+    {"hparams", "status", "final_metrics", "error", "host", "pid", "heartbeat_at"}
+    | {"skipped_non_finite"}
+)
 
 #: Metrics where a smaller value is the better one, for comparisons and ``best_run``'s default.
 LOWER_IS_BETTER = frozenset({"loss", "value_loss", "policy_loss", "max_drawdown"})
@@ -113,7 +121,8 @@ class RunHandle:
 
 
 class RunSummary(BaseModel):
-    """One run as a list shows it."""
+    """One run as a list shows it. ``params`` holds what ``log_params`` added (a verdict's
+    words, a study's trial number)."""
 
     run_id: str
     experiment: str
@@ -123,6 +132,7 @@ class RunSummary(BaseModel):
     error: str | None = None
     tags: list[str] = []
     artifacts: dict[str, str] = {}
+    params: dict[str, Any] = {}
     created_at: datetime
     ended_at: datetime | None = None
     heartbeat_at: datetime | None = None

@@ -117,6 +117,8 @@ class SyncExperimentRepository:
         order_by: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        *,
+        group: str | None = None,
     ) -> list[RunSummary]:
         """Runs, newest first unless ``order_by`` says otherwise.
 
@@ -124,6 +126,7 @@ class SyncExperimentRepository:
         ``order_by`` is ``created_at``, ``ended_at``, ``duration``, ``experiment``, ``status``,
         ``run_id``, ``final_metrics.NAME`` or ``config.NAME``, with ``-`` for descending;
         runs without the value come last. ``limit`` and ``offset`` page through the result.
+        ``group`` keeps the trainings of one walk-forward evaluation (its group run's id).
         """
         statuses = _statuses(status)
         if limit is not None and (isinstance(limit, bool) or limit < 0):
@@ -135,6 +138,7 @@ class SyncExperimentRepository:
             for run in self._summaries(query)
             if (experiment is None or run.experiment == experiment)
             and (statuses is None or run.status in statuses)
+            and (group is None or run.config.get("group_id") == group)
         ]
         runs = _ordered(runs, order_by or "-created_at")
         return runs[offset : None if limit is None else offset + limit]
@@ -254,10 +258,14 @@ class ExperimentRepository:
         order_by: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        *,
+        group: str | None = None,
     ) -> list[RunSummary]:
         """See :meth:`SyncExperimentRepository.list_runs`."""
         return await asyncio.to_thread(
-            self.sync.list_runs, experiment, status, query, order_by, limit, offset
+            lambda: self.sync.list_runs(
+                experiment, status, query, order_by, limit, offset, group=group
+            )
         )
 
     async def get_run(self, run_id: str) -> RunDetail:

@@ -16,7 +16,12 @@ from agentic_trading.common.ids import validate_name
 from agentic_trading.common.values import check_json_mapping
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
-from agentic_trading.tracking.models import RunHandle, TrainingMetrics, split_metric_values
+from agentic_trading.tracking.models import (
+    RECORD_ATTRIBUTES,
+    RunHandle,
+    TrainingMetrics,
+    split_metric_values,
+)
 from agentic_trading.tracking.writer import BackgroundWriter
 
 __all__ = ["SyncTracker", "Tracker"]
@@ -289,10 +294,7 @@ class SyncTracker(_TrackerCore):
         self._writer.close(timeout)
 
 
-_RESERVED = frozenset(
-    {"hparams", "status", "final_metrics", "error", "host", "pid", "heartbeat_at"}
-    | {"skipped_non_finite"}
-)
+_RESERVED = RECORD_ATTRIBUTES
 
 
 def _strings(values: Iterable[str], what: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["TrainingConfig"]
 
@@ -25,10 +25,49 @@ class TrainingConfig(BaseModel):
     n_steps: int = Field(512, ge=8, description="PPO/A2C rollout length per update")
     batch_size: int = Field(64, ge=8, description="PPO/DQN minibatch size")
     gamma: float = Field(0.99, gt=0, le=1)
+    gae_lambda: float = Field(0.95, gt=0, le=1, description="PPO/A2C GAE lambda")
     ent_coef: float = Field(0.0, ge=0, le=1)
+    clip_range: float = Field(0.2, gt=0, le=1, description="PPO clipping")
+    n_epochs: int = Field(10, ge=1, le=100, description="PPO epochs per update")
+    net_arch: Literal["tiny", "small", "medium"] = Field(
+        "small", description="policy and value networks: tiny 2x32, small 2x64, medium 2x256"
+    )
+    activation: Literal["tanh", "relu"] = "tanh"
     seed: int = Field(1, ge=0)
     window_size: int = Field(10, ge=2, le=500)
-    train_fraction: float = Field(0.8, ge=0.1, le=0.95)
+    validation_fraction: float = Field(
+        0.2, ge=0.05, le=0.5, description="share of the bars before a test block that validate"
+    )
+    test_fraction: float | None = Field(
+        None, ge=0.05, le=0.9, description="share of bars held out for test; 0.2, 0.5 with folds"
+    )
+    folds: int = Field(1, ge=1, le=50, description="walk-forward folds (anchored, expanding)")
+    fold: int = Field(0, ge=0, description="which walk-forward fold this training uses")
+    fee_pips: float = Field(3.0, ge=0, le=1000, description="fee per unit of position traded")
+    spread_pips: float = Field(0.0, ge=0, le=1000, description="spread paid per unit traded")
+    pip_size: float = Field(0.0001, gt=0, le=1, description="price units in one pip")
+
+    @model_validator(mode="after")
+    def _fold_exists(self) -> TrainingConfig:
+        if self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} does not exist: folds are 0..{self.folds - 1}")
+        return self
+
+    @property
+    def cost_pips(self) -> float:
+        """Cost per unit of position traded, in pips: fee plus spread."""
+        return self.fee_pips + self.spread_pips
+
+    @property
+    def held_out_fraction(self) -> float:
+        """``test_fraction``, or its default for this many folds."""
+        from agentic_trading.training.data import default_test_fraction
+
+        return (
+            self.test_fraction
+            if self.test_fraction is not None
+            else default_test_fraction(self.folds)
+        )
 
     @field_validator("agent_type", mode="before")
     @classmethod
@@ -37,6 +76,10 @@ class TrainingConfig(BaseModel):
 
     def agent_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the Stable-Baselines3 constructor for this agent."""
+        import torch
+
+        width = {"tiny": 32, "small": 64, "medium": 256}[self.net_arch]
+        activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[self.activation]
         common: dict[str, Any] = {
             "learning_rate": self.learning_rate,
             "gamma": self.gamma,
@@ -45,18 +88,28 @@ class TrainingConfig(BaseModel):
             "verbose": 0,
         }
         if self.agent_type == "PPO":
-            batch = min(self.batch_size, self.n_steps)
             return {
                 **common,
                 "n_steps": self.n_steps,
-                "batch_size": batch,
+                "batch_size": min(self.batch_size, self.n_steps),
+                "gae_lambda": self.gae_lambda,
                 "ent_coef": self.ent_coef,
+                "clip_range": self.clip_range,
+                "n_epochs": self.n_epochs,
+                "policy_kwargs": {"net_arch": [width, width], "activation_fn": activation},
             }
         if self.agent_type == "A2C":
-            return {**common, "n_steps": min(self.n_steps, 64), "ent_coef": self.ent_coef}
+            return {
+                **common,
+                "n_steps": min(self.n_steps, 64),
+                "gae_lambda": self.gae_lambda,
+                "ent_coef": self.ent_coef,
+                "policy_kwargs": {"net_arch": [width, width], "activation_fn": activation},
+            }
         return {
             **common,
             "batch_size": self.batch_size,
             "buffer_size": min(self.timesteps, 100_000),
             "learning_starts": min(1_000, self.timesteps // 10),
+            "policy_kwargs": {"net_arch": [width, width], "activation_fn": activation},
         }

@@ -5,12 +5,21 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PAIRS", "DataError", "PriceSplit", "load_prices", "split_prices"]
+__all__ = [
+    "PAIRS",
+    "DataError",
+    "PriceSplit",
+    "Window",
+    "default_test_fraction",
+    "load_prices",
+    "split_prices",
+    "walk_forward",
+]
 
 #: The data sets that ship with gym-anytrading, by pair name.
 PAIRS = {"EUR_USD": "FOREX_EURUSD_1H_ASK"}
@@ -22,27 +31,57 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
-class PriceSplit:
-    """Training bars, then the later held-out bars for evaluation (no overlap, no look-ahead).
+class Window:
+    """The bars one phase trades (``bars``), after ``start`` bars of history it may only look at.
 
-    ``evaluation`` starts with the last ``window_size`` training bars as context: the agent's
-    first held-out decision may look back at them, never forward.
+    The agent decides at ``frame.Close[i]`` for ``i >= start`` what to hold over the next bar,
+    so the first traded bar's return is ``Close[start] -> Close[start + 1]``.
     """
 
-    training: pd.DataFrame
-    evaluation: pd.DataFrame
-    window_size: int
+    name: str
+    frame: pd.DataFrame
+    start: int
+
+    @property
+    def close(self) -> Any:
+        """The closes, history included, as a float array."""
+        return self.frame["Close"].to_numpy(dtype=float)
+
+    @property
+    def bars(self) -> int:
+        """How many bars' returns this window trades."""
+        return len(self.frame) - 1 - self.start
 
     def describe(self) -> dict[str, str | int]:
-        held_out = self.evaluation.iloc[self.window_size :]
+        traded = self.frame.index[self.start + 1 :]
         return {
-            "training_bars": len(self.training),
-            "training_from": str(self.training.index[0]),
-            "training_to": str(self.training.index[-1]),
-            "evaluation_bars": len(held_out),
-            "evaluation_from": str(held_out.index[0]),
-            "evaluation_to": str(held_out.index[-1]),
+            f"{self.name}_bars": self.bars,
+            f"{self.name}_from": str(traded[0]),
+            f"{self.name}_to": str(traded[-1]),
         }
+
+
+@dataclass(frozen=True)
+class PriceSplit:
+    """Training, validation and test windows, in time order, without overlap or look-ahead.
+
+    Each bar's return belongs to one window at most. Validation bars choose and prune (studies);
+    test bars are scored once per run for the verdict. ``fold`` is this split's place in a
+    walk-forward evaluation (0 for a single split).
+    """
+
+    training: Window
+    validation: Window
+    test: Window
+    window_size: int
+    fold: int = 0
+    folds: int = 1
+
+    def describe(self) -> dict[str, str | int]:
+        out: dict[str, str | int] = {}
+        for window in (self.training, self.validation, self.test):
+            out.update(window.describe())
+        return out
 
 
 def load_prices(pair: str = "EUR_USD", path: str | Path | None = None) -> pd.DataFrame:
@@ -134,20 +173,78 @@ def _checked(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return frame
 
 
-def split_prices(frame: pd.DataFrame, window_size: int, train_fraction: float = 0.8) -> PriceSplit:
-    """Split ``frame`` in time order: the first ``train_fraction`` for training, the rest held out."""
-    if not 0.1 <= train_fraction <= 0.95:
-        raise DataError(f"train_fraction must be between 0.1 and 0.95, got {train_fraction}")
-    cut = int(len(frame) * train_fraction)
-    needed = 2 * (window_size + 1)
-    if cut < needed or len(frame) - cut < window_size + 1:
+def _window(frame: pd.DataFrame, name: str, first: int, end: int, window_size: int) -> Window:
+    # Bars first..end-1 are traded: the decision for bar i is taken at close i-1 from the
+    # window_size returns before it, so the frame starts window_size + 1 bars before ``first``.
+    begin = first - 1 - window_size
+    return Window(name, frame.iloc[begin:end], window_size)
+
+
+def walk_forward(
+    frame: pd.DataFrame,
+    window_size: int,
+    folds: int = 1,
+    validation_fraction: float = 0.2,
+    test_fraction: float | None = None,
+) -> list[PriceSplit]:
+    """Anchored walk-forward splits: fold ``k`` trains on every bar before its test block.
+
+    The last ``test_fraction`` of the bars (default 0.2 for one fold, 0.5 for several) is cut
+    into ``folds`` consecutive test blocks. Fold ``k`` tests on block ``k``; the bars before it
+    form an expanding window anchored at the first bar, whose last ``validation_fraction``
+    is fold ``k``'s validation window and the rest its training window.
+    """
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 1 <= folds <= 50:
+        raise DataError(f"folds must be a whole number from 1 to 50, got {folds!r}")
+    if not 0.05 <= validation_fraction <= 0.5:
         raise DataError(
-            f"{len(frame)} bars are too few for a window of {window_size}: training needs at "
-            f"least {needed} bars and the held-out part at least {window_size + 1} "
-            f"(with train_fraction {train_fraction})"
+            f"validation_fraction must be between 0.05 and 0.5, got {validation_fraction}"
         )
-    return PriceSplit(
-        training=frame.iloc[:cut],
-        evaluation=frame.iloc[cut - window_size :],
-        window_size=window_size,
-    )
+    share = default_test_fraction(folds) if test_fraction is None else test_fraction
+    if not 0.05 <= share <= 0.9:
+        raise DataError(f"test_fraction must be between 0.05 and 0.9, got {share}")
+    n = len(frame)
+    tested = round(n * share)
+    first_test = n - tested
+    edges = [first_test + (tested * k) // folds for k in range(folds + 1)]
+    least = max(window_size + 1, 10)
+    splits = []
+    for k in range(folds):
+        test_start, test_end = edges[k], edges[k + 1]
+        validation_bars = round(test_start * validation_fraction)
+        train_end = test_start - validation_bars
+        train_bars = train_end - (window_size + 1)
+        if min(train_bars, validation_bars, test_end - test_start) < least:
+            raise DataError(
+                f"{n} bars are too few for a window of {window_size} with {folds} fold(s): "
+                f"fold {k} would train on {max(train_bars, 0)}, validate on {validation_bars} "
+                f"and test on {test_end - test_start} bars; each needs at least {least} "
+                f"(validation_fraction {validation_fraction}, test_fraction {share})"
+            )
+        splits.append(
+            PriceSplit(
+                training=_window(frame, "training", window_size + 1, train_end, window_size),
+                validation=_window(frame, "validation", train_end, test_start, window_size),
+                test=_window(frame, "test", test_start, test_end, window_size),
+                window_size=window_size,
+                fold=k,
+                folds=folds,
+            )
+        )
+    return splits
+
+
+def default_test_fraction(folds: int) -> float:
+    """The share of bars tested when none is given: 0.2 for one fold, 0.5 for several."""
+    return 0.2 if folds == 1 else 0.5
+
+
+def split_prices(
+    frame: pd.DataFrame,
+    window_size: int,
+    validation_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+) -> PriceSplit:
+    """One split in time order: training, then validation, then the last ``test_fraction`` held
+    out for the test (``walk_forward`` with one fold)."""
+    return walk_forward(frame, window_size, 1, validation_fraction, test_fraction)[0]

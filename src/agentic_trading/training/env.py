@@ -1,28 +1,151 @@
-"""The Gymnasium FX environment: gym-anytrading's ``ForexEnv`` over our price frame."""
+"""The Gymnasium trading environment: one FX pair, short / flat / long, costs in the reward.
+
+Why not gym-anytrading's ``ForexEnv``: it pays a reward only when a trade closes, cannot be
+flat, and shows raw prices, so agents learn "buy and hold" and nothing else. Here every bar is
+marked to market, every position change pays its cost in the reward, and observations are
+normalised past returns plus the current position (:mod:`agentic_trading.training.features`).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import gymnasium as gym
+import numpy as np
+
+from agentic_trading.evaluation.trading import DEFAULT_FEE_PIPS, PIP_SIZE
+from agentic_trading.training.features import FeatureScaler, return_windows
+
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["make_env"]
+    from agentic_trading.training.data import Window
+
+__all__ = ["ACTION_POSITIONS", "REWARD_SCALE", "TradingEnv", "make_env"]
+
+#: Action ``a`` holds position ``ACTION_POSITIONS[a]``: 0 short, 1 flat, 2 long.
+ACTION_POSITIONS = (-1.0, 0.0, 1.0)
+#: Rewards are per-bar returns in percent of equity (about +-0.1 on hourly EUR/USD).
+REWARD_SCALE = 100.0
 
 
-def make_env(frame: pd.DataFrame, window_size: int) -> Any:
-    """A ``ForexEnv`` trading every bar of ``frame`` after the first ``window_size``.
+class TradingEnv(gym.Env):
+    """Trades ``prices[start:]`` (closes) bar by bar; the bars before ``start`` are history only.
 
-    Actions: 0 = sell (go short), 1 = buy (go long); observations are the last ``window_size``
-    closes and their differences; the reward is the P&L in pips of each closed trade.
-    Observations are copied: gym-anytrading hands out views that the next step overwrites.
+    ``step(action)`` sets the position for the next bar at the current close, pays
+    ``|change| * cost_pips * pip_size / close`` and earns ``position * (next / close - 1)``; the
+    reward is that net return times :data:`REWARD_SCALE`. An episode runs from ``start`` to the
+    last bar. ``info`` carries ``equity``, ``total_profit`` (equity - 1) and ``position``.
     """
-    import gymnasium as gym
-    from gym_anytrading.envs import ForexEnv
 
-    class CopiedObservations(gym.ObservationWrapper):
-        def observation(self, observation: Any) -> Any:
-            return observation.copy()
+    metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium declares it this way
 
-    env = ForexEnv(df=frame, window_size=window_size, frame_bound=(window_size, len(frame)))
-    return CopiedObservations(env)
+    def __init__(
+        self,
+        close: Any,
+        window_size: int,
+        scaler: FeatureScaler,
+        *,
+        start: int | None = None,
+        cost_pips: float = DEFAULT_FEE_PIPS,
+        pip_size: float = PIP_SIZE,
+    ) -> None:
+        super().__init__()
+        self.prices = np.asarray(close, dtype=float)
+        self.window_size = window_size
+        self.start = window_size if start is None else start
+        if self.start < window_size or self.start >= len(self.prices) - 1:
+            raise ValueError(
+                f"{len(self.prices)} bars leave nothing to trade after a history of "
+                f"{window_size} bars (start {self.start})"
+            )
+        self.cost_fraction = cost_pips * pip_size / self.prices
+        self._features = return_windows(self.prices, window_size, scaler)
+        self.action_space = gym.spaces.Discrete(len(ACTION_POSITIONS))
+        self.observation_space = gym.spaces.Box(
+            low=-np.inf, high=np.inf, shape=(window_size + 1,), dtype=np.float32
+        )
+        self._t = self.start
+        self._position = 0.0
+        self._equity = 1.0
+        self.positions: list[float] = []
+
+    @property
+    def decisions(self) -> int:
+        """Decisions in an episode: one per traded bar."""
+        return len(self.prices) - 1 - self.start
+
+    def observations(self, position: float) -> np.ndarray:
+        """Every decision's observation in one array, as if ``position`` were held coming in."""
+        rows = np.empty((self.decisions, self.window_size + 1), dtype=np.float32)
+        rows[:, :-1] = self._features[self.start : len(self.prices) - 1]
+        rows[:, -1] = position
+        return rows
+
+    def _observation(self) -> np.ndarray:
+        row = np.empty(self.window_size + 1, dtype=np.float32)
+        row[:-1] = self._features[self._t]
+        row[-1] = self._position
+        return row
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._t = self.start
+        self._position = 0.0
+        self._equity = 1.0
+        self.positions = []
+        return self._observation(), self._info()
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        t = self._t
+        position = ACTION_POSITIONS[int(action)]
+        cost = abs(position - self._position) * self.cost_fraction[t]
+        net = position * (self.prices[t + 1] / self.prices[t] - 1.0) - cost
+        self._equity *= 1.0 + net
+        self._position = position
+        self.positions.append(position)
+        self._t = t + 1
+        terminated = self._t >= len(self.prices) - 1
+        return self._observation(), float(net * REWARD_SCALE), terminated, False, self._info()
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "equity": self._equity,
+            "total_profit": self._equity - 1.0,
+            "position": self._position,
+        }
+
+
+def make_env(
+    bars: Window | pd.DataFrame,
+    window_size: int | None = None,
+    scaler: FeatureScaler | None = None,
+    *,
+    cost_pips: float = DEFAULT_FEE_PIPS,
+    pip_size: float = PIP_SIZE,
+) -> TradingEnv:
+    """A :class:`TradingEnv` over a split's window (``split.training``) or a frame of bars.
+
+    A frame trades every bar after its first ``window_size``. Without ``scaler`` the features
+    are scaled on these bars themselves: right for training bars, never for evaluation (pass the
+    training bars' scaler there).
+    """
+    from agentic_trading.training.data import Window
+
+    if isinstance(bars, Window):
+        close, start = bars.close, bars.start
+        window_size = window_size or bars.start
+    else:
+        if window_size is None:
+            raise ValueError("window_size is needed with a frame of bars")
+        close, start = bars["Close"].to_numpy(dtype=float), window_size
+    return TradingEnv(
+        close,
+        window_size,
+        scaler or FeatureScaler.fit(close),
+        start=start,
+        cost_pips=cost_pips,
+        pip_size=pip_size,
+    )

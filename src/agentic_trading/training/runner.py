@@ -1,9 +1,13 @@
-"""One training from start to finish: data, agent, live + tracked learning, held-out evaluation."""
+"""One training from start to finish: data, agent, live + tracked learning, validation and test.
+
+The agent learns on the training bars only; the validation bars score it for choosing and
+pruning (studies); the test bars are scored once, for the verdict against buy-and-hold.
+"""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,62 +15,111 @@ from typing import Any
 import numpy as np
 
 from agentic_trading.config import Settings, get_settings
+from agentic_trading.evaluation.trading import TradingRecord, buy_and_hold, trade_positions
+from agentic_trading.evaluation.verdict import RunVerdict, run_verdict
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.training.agents import make_agent
 from agentic_trading.training.callbacks import ExperimentCallback
 from agentic_trading.training.config import TrainingConfig
-from agentic_trading.training.data import PriceSplit, load_prices, split_prices
-from agentic_trading.training.env import make_env
-from agentic_trading.training.evaluation import TradingResult, buy_and_hold, trading_result
+from agentic_trading.training.data import PriceSplit, Window, load_prices, walk_forward
+from agentic_trading.training.env import ACTION_POSITIONS, TradingEnv
+from agentic_trading.training.features import FeatureScaler
 
-__all__ = ["TrainingOutcome", "evaluate", "train"]
+__all__ = ["RESULT_METRICS", "TrainingOutcome", "prepare", "run_policy", "train"]
 
-#: Final metrics of the agent on the held-out window; the baseline's get a ``buy_and_hold_`` prefix.
+#: Trading metrics of the agent on the test bars shown first; the baseline's get a
+#: ``buy_and_hold_`` prefix and the validation bars' a ``validation_`` prefix.
 RESULT_METRICS = (
     "total_reward",
     "total_profit",
-    "win_rate",
     "sharpe_ratio",
+    "sortino_ratio",
     "max_drawdown",
     "n_trades",
+    "win_rate",
+    "turnover",
+    "exposure",
 )
 
 
 @dataclass
 class TrainingOutcome:
-    """What a training produced: ids, final status, held-out results against buy-and-hold."""
+    """What a training produced: ids, final status, test results against buy-and-hold, the
+    validation results, and the verdict."""
 
     experiment_id: str
     run_id: str | None
     experiment_name: str
     status: ExperimentStatus
-    agent: TradingResult = field(default_factory=dict)
-    baseline: TradingResult = field(default_factory=dict)
+    fold: int = 0
+    seed: int = 0
+    agent: dict[str, float] = field(default_factory=dict)
+    baseline: dict[str, float] = field(default_factory=dict)
+    validation: dict[str, float] = field(default_factory=dict)
+    verdict: RunVerdict | None = None
     model_uri: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     final_metrics: dict[str, float] = field(default_factory=dict)
+    test_record: TradingRecord | None = None
+    baseline_record: TradingRecord | None = None
+    validation_record: TradingRecord | None = None
 
 
-def evaluate(
-    model: Any, split: PriceSplit
-) -> tuple[TradingResult, np.ndarray, TradingResult, np.ndarray]:
-    """The trained policy (deterministic) and buy-and-hold on the held-out bars."""
-    from gym_anytrading.envs import Positions
+@dataclass(frozen=True)
+class Prepared:
+    """A split, its frozen feature scaler and the training environment."""
 
-    env = make_env(split.evaluation, split.window_size)
-    observation, _ = env.reset(seed=0)
-    done = False
-    while not done:
-        action, _ = model.predict(observation, deterministic=True)
-        observation, _, terminated, truncated, _ = env.step(int(action))
-        done = terminated or truncated
-    inner = env.unwrapped
-    held = inner._position_history[inner._start_tick : inner._end_tick]
-    positions = np.array([1.0 if p == Positions.Long else -1.0 for p in held])
-    close = np.asarray(inner.prices[inner._start_tick :], dtype=float)
-    agent, agent_equity = trading_result(close, positions)
-    baseline, baseline_equity = buy_and_hold(close)
-    return agent, agent_equity, baseline, baseline_equity
+    split: PriceSplit
+    scaler: FeatureScaler
+    env: TradingEnv
+
+
+def prepare(config: TrainingConfig) -> Prepared:
+    """Load the bars, split them (``config.fold`` of ``config.folds``), fit the features on the
+    training bars and build the training environment."""
+    frame = load_prices(config.pair, config.data)
+    split = walk_forward(
+        frame,
+        config.window_size,
+        config.folds,
+        config.validation_fraction,
+        config.held_out_fraction,
+    )[config.fold]
+    scaler = FeatureScaler.fit(split.training.close)
+    return Prepared(split, scaler, window_env(split.training, config, scaler))
+
+
+def window_env(window: Window, config: TrainingConfig, scaler: FeatureScaler) -> TradingEnv:
+    """The trading environment over ``window``'s bars, features scaled by ``scaler``."""
+    return TradingEnv(
+        window.close,
+        config.window_size,
+        scaler,
+        start=window.start,
+        cost_pips=config.cost_pips,
+        pip_size=config.pip_size,
+    )
+
+
+def run_policy(
+    model: Any, window: Window, config: TrainingConfig, scaler: FeatureScaler
+) -> TradingRecord:
+    """The trained policy (deterministic) trading ``window``'s bars, after costs.
+
+    The same as stepping the environment with ``model.predict`` bar by bar, in one batch: an
+    observation is the past returns and the position held, and there are only three positions,
+    so the policy is asked once for every (bar, position) and the path is then followed.
+    """
+    env = window_env(window, config, scaler)
+    batch = np.concatenate([env.observations(p) for p in ACTION_POSITIONS])
+    actions, _ = model.predict(batch, deterministic=True)
+    table = np.asarray(actions, dtype=int).reshape(len(ACTION_POSITIONS), env.decisions)
+    held = ACTION_POSITIONS.index(0.0)  # flat before the first bar
+    positions = np.empty(env.decisions)
+    for i in range(env.decisions):
+        held = int(table[held, i])
+        positions[i] = ACTION_POSITIONS[held]
+    return trade_positions(env.prices[env.start :], positions, config.cost_pips, config.pip_size)
 
 
 def train(
@@ -77,24 +130,34 @@ def train(
     settings: Settings | None = None,
     progress_every: int = 100,
     log_every: int = 1000,
+    extra_config: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
     on_start: Callable[[ExperimentCallback], None] | None = None,
 ) -> TrainingOutcome:
-    """Train ``config``'s agent on the training bars, evaluate it on the held-out bars.
+    """Train ``config``'s agent on the training bars, score it on validation and test bars.
 
     Live state goes to messaging and the record to tracking through an
-    :class:`ExperimentCallback`; final metrics, both equity curves and the model (artifact
-    ``model.zip``) are tracked. A stop request or Ctrl-C records ``cancelled``; an exception
-    records ``failed`` and is raised again.
+    :class:`ExperimentCallback`; final metrics (test, buy-and-hold, validation, verdict), both
+    test equity curves and the model (artifact ``model.zip``) are tracked, the verdict's words as
+    the run's ``verdict`` attribute. ``callbacks`` run beside it (a study's pruning callback).
+    A stop request or Ctrl-C records ``cancelled``; an exception records ``failed`` and is
+    raised again.
     """
     (settings or get_settings()).check_artifact_store()  # before hours of training, not after
-    frame = load_prices(config.pair, config.data)
-    split = split_prices(frame, config.window_size, config.train_fraction)
-    env = make_env(split.training, config.window_size)
-    model = make_agent(config, env)
+    prepared = prepare(config)
+    split, scaler = prepared.split, prepared.scaler
+    model = make_agent(config, prepared.env)
     name = experiment_name or f"{config.agent_type}_{config.pair}"
+    run_config = {
+        **config.model_dump(),
+        "test_fraction": config.held_out_fraction,
+        **scaler.as_config(),
+        **{f"data_{k}": v for k, v in split.describe().items()},
+        **(extra_config or {}),
+    }
     callback = ExperimentCallback(
         name,
-        {**config.model_dump(), **{f"data_{k}": v for k, v in split.describe().items()}},
+        run_config,
         experiment_id,
         progress_every,
         log_every,
@@ -103,17 +166,22 @@ def train(
     )
     if on_start is not None:
         on_start(callback)
-    outcome = TrainingOutcome(callback.experiment_id, None, name, ExperimentStatus.RUNNING)
+    outcome = TrainingOutcome(
+        callback.experiment_id, None, name, ExperimentStatus.RUNNING, config.fold, config.seed
+    )
     outcome.data = split.describe()
     with callback:
-        model.learn(config.timesteps, callback=callback)
+        model.learn(config.timesteps, callback=[callback, *callbacks])
         outcome.run_id = callback.run.run_id if callback.run else None
-        if callback.status is ExperimentStatus.CANCELLED:
-            outcome.status = callback.status
+        if callback.status is not ExperimentStatus.RUNNING:
+            outcome.status = callback.status  # cancelled, or pruned by a study
             return outcome
-        agent, agent_equity, baseline, baseline_equity = evaluate(model, split)
+        _score(outcome, model, split, config, scaler)
         assert callback.tracker is not None and callback.run is not None
-        for step, (ours, theirs) in enumerate(zip(agent_equity, baseline_equity, strict=True)):
+        assert outcome.test_record is not None and outcome.baseline_record is not None
+        for step, (ours, theirs) in enumerate(
+            zip(outcome.test_record.equity, outcome.baseline_record.equity, strict=True)
+        ):
             callback.tracker.log_metrics(
                 callback.run, {"eval_equity": ours, "eval_buy_and_hold_equity": theirs}, step=step
             )
@@ -121,9 +189,38 @@ def train(
             path = Path(folder) / "model.zip"
             model.save(path)
             outcome.model_uri = callback.tracker.log_artifact(callback.run, path, "model.zip")
-        final = {**agent, **{f"buy_and_hold_{k}": v for k, v in baseline.items()}}
-        final["excess_profit"] = agent["total_profit"] - baseline["total_profit"]
-        callback.complete(final)
+        assert outcome.verdict is not None
+        callback.tracker.log_params(callback.run, outcome.verdict.attributes())
+        callback.complete(outcome.final_metrics)
     outcome.status = callback.status
-    outcome.agent, outcome.baseline, outcome.final_metrics = agent, baseline, final
     return outcome
+
+
+def _score(
+    outcome: TrainingOutcome,
+    model: Any,
+    split: PriceSplit,
+    config: TrainingConfig,
+    scaler: FeatureScaler,
+) -> None:
+    validation = run_policy(model, split.validation, config, scaler)
+    validation_baseline = buy_and_hold(
+        split.validation.close[split.validation.start :], config.cost_pips, config.pip_size
+    )
+    test = run_policy(model, split.test, config, scaler)
+    baseline = buy_and_hold(split.test.close[split.test.start :], config.cost_pips, config.pip_size)
+    verdict = run_verdict(test, baseline)
+    outcome.agent, outcome.baseline = test.metrics(), baseline.metrics()
+    outcome.validation = validation.metrics()
+    outcome.validation["excess_sharpe"] = (
+        outcome.validation["sharpe_ratio"] - validation_baseline.metrics()["sharpe_ratio"]
+    )
+    outcome.verdict = verdict
+    outcome.test_record, outcome.baseline_record = test, baseline
+    outcome.validation_record = validation
+    outcome.final_metrics = {
+        **outcome.agent,
+        **{f"buy_and_hold_{k}": v for k, v in outcome.baseline.items()},
+        **{f"validation_{k}": v for k, v in outcome.validation.items()},
+        **verdict.figures(),
+    }

@@ -24,7 +24,12 @@ from agentic_trading.tracking.backends.aim._storage import (
     repo_location,
 )
 from agentic_trading.tracking.errors import TrackingUnavailableError
-from agentic_trading.tracking.models import MetricSeries, RunDetail, RunSummary
+from agentic_trading.tracking.models import (
+    RECORD_ATTRIBUTES,
+    MetricSeries,
+    RunDetail,
+    RunSummary,
+)
 
 __all__ = ["AimRunReader", "check_query", "run_record"]
 
@@ -214,6 +219,11 @@ def run_record(cls: type[Any], props: Any, tree: dict[str, Any]) -> Any:
         uri = artifact.get("uri") if isinstance(artifact, dict) else getattr(artifact, "uri", None)
         artifacts[str(name)] = str(uri)
     final = attrs.get(ATTR_FINAL) or {}
+    params = {
+        str(k): v
+        for k, v in attrs.items()
+        if k not in RECORD_ATTRIBUTES and not str(k).startswith("__")
+    }
     record = cls(
         run_id=props.hash,
         experiment=props.experiment or "",
@@ -223,6 +233,7 @@ def run_record(cls: type[Any], props: Any, tree: dict[str, Any]) -> Any:
         error=attrs.get(ATTR_ERROR),
         tags=[str(tag) for tag in (props.tags or [])],
         artifacts=artifacts,
+        params=params,
         created_at=_time(props.creation_time) or datetime.now(UTC),
         ended_at=_time(tree.get("end_time")),
         heartbeat_at=_time(attrs.get(ATTR_HEARTBEAT)),
