@@ -72,7 +72,9 @@ def demo(
         from agentic_trading.training.config import TrainingConfig
 
         try:
-            outcome = train_command.run(settings, TrainingConfig(timesteps=timesteps), None, False)
+            outcome = train_command.run_one(
+                settings, TrainingConfig(timesteps=timesteps), None, False
+            )
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         from agentic_trading.cli._common import console
@@ -96,16 +98,74 @@ def train(
         str | None,
         typer.Option(help="Tracking experiment name (default: AGENT_PAIR, e.g. PPO_EUR_USD)."),
     ] = None,
-    learning_rate: Annotated[float, typer.Option(help="Optimizer learning rate.")] = 3e-4,
-    n_steps: Annotated[int, typer.Option(help="PPO/A2C steps per update.")] = 512,
-    batch_size: Annotated[int, typer.Option(help="PPO/DQN minibatch size.")] = 64,
-    gamma: Annotated[float, typer.Option(help="Discount factor.")] = 0.99,
-    ent_coef: Annotated[float, typer.Option(help="PPO/A2C entropy bonus.")] = 0.0,
+    folds: Annotated[
+        int,
+        typer.Option(
+            help="Walk-forward folds: train on every bar before each test block (anchored, "
+            "expanding), judge the folds together.",
+            rich_help_panel="Evaluation",
+        ),
+    ] = 1,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            help="Train each fold with this many seeds (--seed, --seed+1, ...).",
+            rich_help_panel="Evaluation",
+        ),
+    ] = 1,
+    validation_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Share of the bars before a test block that validate (studies choose on them).",
+            rich_help_panel="Evaluation",
+        ),
+    ] = 0.2,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of all bars held out for testing: default 0.2, or 0.5 with --folds.",
+            rich_help_panel="Evaluation",
+        ),
+    ] = None,
+    fee_pips: Annotated[
+        float,
+        typer.Option(help="Fee per unit of position traded, in pips.", rich_help_panel="Costs"),
+    ] = 3.0,
+    spread_pips: Annotated[
+        float,
+        typer.Option(help="Spread paid per unit traded, in pips.", rich_help_panel="Costs"),
+    ] = 0.0,
+    learning_rate: Annotated[
+        float, typer.Option(help="Optimizer learning rate.", rich_help_panel="Agent")
+    ] = 3e-4,
+    n_steps: Annotated[
+        int, typer.Option(help="PPO/A2C steps per update.", rich_help_panel="Agent")
+    ] = 512,
+    batch_size: Annotated[
+        int, typer.Option(help="PPO/DQN minibatch size.", rich_help_panel="Agent")
+    ] = 64,
+    gamma: Annotated[float, typer.Option(help="Discount factor.", rich_help_panel="Agent")] = 0.99,
+    gae_lambda: Annotated[
+        float, typer.Option(help="PPO/A2C GAE lambda.", rich_help_panel="Agent")
+    ] = 0.95,
+    ent_coef: Annotated[
+        float, typer.Option(help="PPO/A2C entropy bonus.", rich_help_panel="Agent")
+    ] = 0.0,
+    clip_range: Annotated[float, typer.Option(help="PPO clipping.", rich_help_panel="Agent")] = 0.2,
+    n_epochs: Annotated[
+        int, typer.Option(help="PPO epochs per update.", rich_help_panel="Agent")
+    ] = 10,
+    net_arch: Annotated[
+        str,
+        typer.Option(
+            help="Network size: tiny (2x32), small (2x64), medium (2x256).", rich_help_panel="Agent"
+        ),
+    ] = "small",
+    activation: Annotated[
+        str, typer.Option(help="tanh or relu.", rich_help_panel="Agent")
+    ] = "tanh",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed repeats the run.")] = 1,
-    window_size: Annotated[int, typer.Option(help="Bars the agent sees per decision.")] = 10,
-    train_fraction: Annotated[
-        float, typer.Option(help="Leading share of bars to train on; the rest is held out.")
-    ] = 0.8,
+    window_size: Annotated[int, typer.Option(help="Past bars the agent sees per decision.")] = 10,
     data: Annotated[
         str | None, typer.Option(help="CSV of your own bars: datetime, open, high, low, close.")
     ] = None,
@@ -115,17 +175,23 @@ def train(
     namespace: NamespaceOption = None,
     broker: BrokerOption = None,
 ) -> None:
-    """Train an agent on FX bars, live and tracked, then compare it with buy-and-hold.
+    """Train an agent on FX bars, live and tracked, and judge it against buy-and-hold.
 
-    The bar is fed by the messaging channel, as the dashboard is: `agentic-trading monitor`
-    elsewhere shows the same training (with MESSAGE_BROKER_TYPE=redis). The run, its metric
-    curves, the held-out results and the model go to tracking. Examples:
+    The agent learns on the training bars; validation bars follow them, and the test bars,
+    never seen in training or validation, give the verdict: the agent's Sharpe against
+    buy-and-hold's and whether the difference could be luck. Costs (--fee-pips,
+    --spread-pips) are charged on every position change, in training and in the verdict.
+    With --folds and --seeds the same configuration is trained on each walk-forward fold with
+    each seed and judged as a group (interquartile mean and bootstrap interval of the excess
+    Sharpe). The bar is fed by the messaging channel, as the dashboard is. Examples:
 
         agentic-trading train                                 # PPO, EUR/USD, 50,000 steps
 
+        agentic-trading train --folds 5 --seeds 5 --timesteps 20000   # a trustworthy verdict
+
         agentic-trading train --agent dqn --timesteps 20000 --learning-rate 1e-4
 
-        agentic-trading train --data my_bars.csv --experiment MyData
+        agentic-trading train --data my_bars.csv --experiment MyData --fee-pips 1
     """
     from agentic_trading.cli import train as train_command
     from agentic_trading.training.config import TrainingConfig
@@ -141,16 +207,27 @@ def train(
             n_steps=n_steps,
             batch_size=batch_size,
             gamma=gamma,
+            gae_lambda=gae_lambda,
             ent_coef=ent_coef,
+            clip_range=clip_range,
+            n_epochs=n_epochs,
+            net_arch=net_arch,
+            activation=activation,
             seed=seed,
             window_size=window_size,
-            train_fraction=train_fraction,
+            validation_fraction=validation_fraction,
+            test_fraction=test_fraction,
+            folds=folds,
+            fee_pips=fee_pips,
+            spread_pips=spread_pips,
         )
+        if not 1 <= seeds <= 100:
+            fail(f"--seeds {seeds} is not allowed: use 1 to 100", 2)
         try:
-            outcome = train_command.run(settings, config, experiment, json_output)
+            status = train_command.run(settings, config, experiment, json_output, seeds=seeds)
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
-    if outcome.status is not ExperimentStatus.COMPLETED:
+    if status is not ExperimentStatus.COMPLETED:
         raise typer.Exit(1)
 
 
@@ -176,13 +253,17 @@ def experiments_list(
         str | None,
         typer.Option(help="created_at, final_metrics.NAME, config.NAME; '-' for descending."),
     ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(help="Only the trainings of this walk-forward group (its group run id)."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="A JSON list for scripts.")] = False,
 ) -> None:
-    """Runs, newest first."""
+    """Runs, newest first, with each one's verdict (skill, luck or trails buy-and-hold)."""
     from agentic_trading.cli import experiments as command
 
     with expected_errors():
-        command.list_runs(_repository(), experiment, status, limit, order_by, json_output)
+        command.list_runs(_repository(), experiment, status, limit, order_by, json_output, group)
 
 
 @experiments_app.command("show")
@@ -190,7 +271,8 @@ def experiments_show(
     run_id: Annotated[str, typer.Argument(help="The run id (Aim run hash).")],
     json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
 ) -> None:
-    """One run: config, status, error, final metrics, metric names, artifacts (the model)."""
+    """One run: config, status, error, final metrics, metric names, artifacts (the model) and
+    its verdict; for a walk-forward group, its trainings and the group's verdict."""
     from agentic_trading.cli import experiments as command
 
     with expected_errors():

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from agentic_trading.cli._common import console, print_json
+from agentic_trading.cli.format import LABEL_STYLE, status_text
+from agentic_trading.common.formatting import verdict_label
+from agentic_trading.evaluation.verdict import GROUP_KIND
 from agentic_trading.tracking import RunDetail, RunSummary, SyncExperimentRepository
 
 
@@ -28,8 +32,11 @@ def list_runs(
     limit: int,
     order_by: str | None,
     as_json: bool,
+    group: str | None = None,
 ) -> None:
-    runs = repo.list_runs(experiment=experiment, status=status, order_by=order_by, limit=limit)
+    runs = repo.list_runs(
+        experiment=experiment, status=status, order_by=order_by, limit=limit, group=group
+    )
     if as_json:
         print_json([run_data(run) for run in runs])
         return
@@ -37,17 +44,19 @@ def list_runs(
         console.print(f"no runs in {repo.location}" + (f" for {experiment}" if experiment else ""))
         return
     table = Table(title=f"runs in {repo.location}")
-    for column in ("run_id", "experiment", "status", "created", "total_profit", "sharpe", "agent"):
+    columns = ("run_id", "experiment", "status", "created", "total_profit", "sharpe", "agent")
+    for column in (*columns, "verdict"):
         table.add_column(column)
     for run in runs:
         table.add_row(
             run.run_id,
             run.experiment,
-            run.status.value,
+            status_text(run.status),
             run.created_at.strftime("%Y-%m-%d %H:%M"),
             _short(run.final_metrics.get("total_profit")),
             _short(run.final_metrics.get("sharpe_ratio")),
             str(run.config.get("agent_type", "")),
+            verdict_label(run.config, run.params),
         )
     console.print(table)
 
@@ -75,6 +84,37 @@ def show(repo: SyncExperimentRepository, run_id: str, as_json: bool) -> None:
     console.print("metrics: " + (", ".join(detail.metrics) or "none"))
     for name, uri in detail.artifacts.items():
         console.print(f"artifact [bold]{name}[/]: {uri}")
+    if detail.config.get("kind") == GROUP_KIND:
+        _members(repo, detail)
+    elif detail.config.get("group_id"):
+        console.print(
+            f"part of walk-forward group {detail.config['group_id']} "
+            f"(fold {detail.config.get('fold')}, seed {detail.config.get('seed')})"
+        )
+    verdict = detail.params.get("verdict")
+    if verdict:
+        style = LABEL_STYLE.get(str(detail.params.get("verdict_label")), "")
+        console.print(Text("verdict: ", style="bold") + Text(str(verdict), style=style))
+
+
+def _members(repo: SyncExperimentRepository, group: RunDetail) -> None:
+    members = repo.list_runs(experiment=group.experiment, group=group.run_id, order_by="created_at")
+    table = Table(title=f"the group's {len(members)} trainings")
+    for column in ("fold", "seed", "run_id", "status", "sharpe", "excess", "psr", "verdict"):
+        table.add_column(column)
+    for run in members:
+        final = run.final_metrics
+        table.add_row(
+            str(run.config.get("fold", "")),
+            str(run.config.get("seed", "")),
+            run.run_id,
+            status_text(run.status),
+            _short(final.get("sharpe_ratio")),
+            _short(final.get("excess_sharpe")),
+            _short(final.get("psr")),
+            str(run.params.get("verdict_label", "")),
+        )
+    console.print(table)
 
 
 def compare(

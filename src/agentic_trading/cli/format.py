@@ -20,6 +20,10 @@ STATUS_STYLE = {
 }
 
 
+#: How a verdict's label is shown.
+LABEL_STYLE = {"skill": "bold green", "trails": "bold red", "luck": "bold yellow"}
+
+
 def status_text(status: ExperimentStatus) -> Text:
     return Text(status.value, style=STATUS_STYLE[status])
 

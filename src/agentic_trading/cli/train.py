@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from rich.progress import (
     BarColumn,
@@ -18,13 +19,18 @@ from rich.table import Table
 from rich.text import Text
 
 from agentic_trading.cli._common import console, print_json
+from agentic_trading.cli.format import LABEL_STYLE
 from agentic_trading.common.formatting import metric_value
 from agentic_trading.common.loop_thread import BackgroundLoop
 from agentic_trading.config import Settings
+from agentic_trading.evaluation.verdict import GroupVerdict, RunVerdict
 from agentic_trading.messaging.channels.training import TrainingChannel
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.training.config import TrainingConfig
 from agentic_trading.training.runner import RESULT_METRICS, TrainingOutcome, train
+from agentic_trading.training.walk_forward import GroupOutcome, train_group
+
+T = TypeVar("T")
 
 
 class _Rate(ProgressColumn):
@@ -59,7 +65,55 @@ async def _follow(settings: Settings, experiment_id: str, progress: Progress, ta
         await channel.close()
 
 
+def _progress(show: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:>9}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+        _Rate(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+    )
+
+
+def _followed(
+    settings: Settings, experiment_id: str, total: int, show: bool, work: Callable[[], T]
+) -> T:
+    """Run ``work`` with a bar fed from messaging by ``experiment_id``'s live state."""
+    progress = _progress(show)
+    task = progress.add_task("pending", total=total)
+    follower = BackgroundLoop.get().submit(_follow(settings, experiment_id, progress, task))
+    try:
+        with progress:
+            result = work()
+            try:
+                follower.result(timeout=5)
+            except Exception:
+                follower.cancel()
+    except KeyboardInterrupt:
+        follower.cancel()
+        console.print("[yellow]cancelled[/]: the run is recorded as cancelled")
+        raise
+    return result
+
+
 def run(
+    settings: Settings,
+    config: TrainingConfig,
+    experiment_name: str | None,
+    as_json: bool,
+    quiet: bool = False,
+    seeds: int = 1,
+) -> ExperimentStatus:
+    """One training, or a walk-forward group when ``config.folds`` or ``seeds`` exceed 1."""
+    if config.folds > 1 or seeds > 1:
+        return run_group(settings, config, experiment_name, as_json, seeds, quiet).status
+    return run_one(settings, config, experiment_name, as_json, quiet).status
+
+
+def run_one(
     settings: Settings,
     config: TrainingConfig,
     experiment_name: str | None,
@@ -70,74 +124,178 @@ def run(
     name = experiment_name or f"{config.agent_type}_{config.pair}"
     experiment_id = f"{name}-{uuid.uuid4().hex[:8]}"
     show = not (as_json or quiet)
-    progress = Progress(
-        TextColumn("[bold]{task.description:>9}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
-        _Rate(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not show,
-    )
-    task = progress.add_task("pending", total=config.timesteps)
     if show:
         console.print(
             f"Training {config.agent_type} on {config.pair} for {config.timesteps:,} steps: "
             f"experiment [bold]{name}[/], live id [bold]{experiment_id}[/] "
             f"(namespace {settings.message_namespace}, {settings.message_broker_type} broker)"
         )
-    follower = BackgroundLoop.get().submit(_follow(settings, experiment_id, progress, task))
-    try:
-        with progress:
-            outcome = train(config, name, experiment_id=experiment_id, settings=settings)
-            try:
-                follower.result(timeout=5)
-            except Exception:
-                follower.cancel()
-    except KeyboardInterrupt:
-        follower.cancel()
-        console.print("[yellow]cancelled[/]: the run is recorded as cancelled")
-        raise
+    outcome = _followed(
+        settings,
+        experiment_id,
+        config.timesteps,
+        show,
+        lambda: train(config, name, experiment_id=experiment_id, settings=settings),
+    )
     if as_json:
-        print_json(_as_data(outcome))
+        print_json(outcome_data(outcome))
     elif not quiet:
         print_outcome(outcome)
     return outcome
 
 
-def _as_data(outcome: TrainingOutcome) -> dict[str, Any]:
+def run_group(
+    settings: Settings,
+    config: TrainingConfig,
+    experiment_name: str | None,
+    as_json: bool,
+    seeds: int,
+    quiet: bool = False,
+) -> GroupOutcome:
+    """A walk-forward evaluation with one bar for all its trainings, then the group's verdict."""
+    name = experiment_name or f"{config.agent_type}_{config.pair}"
+    experiment_id = f"{name}-group-{uuid.uuid4().hex[:8]}"
+    show = not (as_json or quiet)
+    runs = config.folds * seeds
+    if show:
+        console.print(
+            f"Walk-forward evaluation of {config.agent_type} on {config.pair}: "
+            f"{config.folds} fold(s) x {seeds} seed(s) = {runs} trainings of "
+            f"{config.timesteps:,} steps; experiment [bold]{name}[/], live id "
+            f"[bold]{experiment_id}[/]"
+        )
+    outcome = _followed(
+        settings,
+        experiment_id,
+        config.timesteps * runs,
+        show,
+        lambda: train_group(
+            config, name, seeds=seeds, settings=settings, experiment_id=experiment_id
+        ),
+    )
+    if as_json:
+        print_json(group_data(outcome))
+    elif not quiet:
+        print_group(outcome)
+    return outcome
+
+
+def verdict_data(verdict: RunVerdict | GroupVerdict | None) -> dict[str, Any] | None:
+    """A verdict as JSON data: its label, its words and every figure."""
+    if verdict is None:
+        return None
+    return {
+        "label": verdict.label,
+        "summary": verdict.summary(),
+        "degenerate": verdict.degenerate,
+        **verdict.figures(),
+    }
+
+
+def outcome_data(outcome: TrainingOutcome) -> dict[str, Any]:
+    """One training's outcome as JSON data (``train --json``)."""
     return {
         "experiment_id": outcome.experiment_id,
         "run_id": outcome.run_id,
         "experiment": outcome.experiment_name,
         "status": outcome.status.value,
+        "fold": outcome.fold,
+        "seed": outcome.seed,
         "agent": outcome.agent,
         "buy_and_hold": outcome.baseline,
+        "validation": outcome.validation,
+        "verdict": verdict_data(outcome.verdict),
         "model": outcome.model_uri,
         "data": outcome.data,
     }
 
 
+def group_data(outcome: GroupOutcome) -> dict[str, Any]:
+    """A walk-forward evaluation as JSON data."""
+    return {
+        "group_id": outcome.group_id,
+        "experiment_id": outcome.experiment_id,
+        "experiment": outcome.experiment_name,
+        "status": outcome.status.value,
+        "folds": outcome.folds,
+        "seeds": outcome.seeds,
+        "verdict": verdict_data(outcome.verdict),
+        "runs": [outcome_data(member) for member in outcome.members],
+    }
+
+
+def print_verdict(verdict: RunVerdict | GroupVerdict) -> None:
+    """The verdict line, coloured by its label."""
+    console.print(
+        Text("verdict: ", style="bold") + Text(verdict.summary(), style=LABEL_STYLE[verdict.label])
+    )
+
+
 def print_outcome(outcome: TrainingOutcome) -> None:
-    """The held-out results, agent against buy-and-hold."""
+    """The test results, agent against buy-and-hold, and the verdict."""
     if outcome.status is not ExperimentStatus.COMPLETED:
         console.print(f"Training {outcome.status.value}: run {outcome.run_id}")
         return
     data = outcome.data
-    table = Table(title="held-out bars, never seen in training")
+    table = Table(title="test bars, never seen in training or validation")
     table.add_column("metric")
     table.add_column("agent", justify="right")
     table.add_column("buy & hold", justify="right")
+    table.add_column("agent on validation", justify="right", style="dim")
     for name in RESULT_METRICS:
         ours, theirs = outcome.agent[name], outcome.baseline[name]
-        better = ours < theirs if name == "max_drawdown" else ours > theirs
-        style = "green" if better and name != "n_trades" else ""
-        table.add_row(name, Text(metric_value(name, ours), style=style), metric_value(name, theirs))
+        better = ours < theirs if name in ("max_drawdown", "turnover") else ours > theirs
+        style = "green" if better and name not in ("n_trades", "exposure") else ""
+        table.add_row(
+            name,
+            Text(metric_value(name, ours), style=style),
+            metric_value(name, theirs),
+            metric_value(name, outcome.validation.get(name)),
+        )
     console.print(table)
     console.print(
-        f"held out: {data.get('evaluation_bars')} bars from {data.get('evaluation_from')} "
-        f"to {data.get('evaluation_to')}; trained on {data.get('training_bars')} bars before them"
+        f"test: {data.get('test_bars')} bars from {data.get('test_from')} to "
+        f"{data.get('test_to')}; validation: {data.get('validation_bars')} bars before them; "
+        f"trained on {data.get('training_bars')} bars before those"
     )
+    if outcome.verdict is not None:
+        print_verdict(outcome.verdict)
     console.print(f"run [bold]{outcome.run_id}[/] in experiment {outcome.experiment_name}")
     console.print(f"model: {outcome.model_uri}")
+
+
+def print_group(outcome: GroupOutcome) -> None:
+    """Each training of the group on its test block, then the group's verdict."""
+    if outcome.status is not ExperimentStatus.COMPLETED or outcome.verdict is None:
+        console.print(
+            f"Walk-forward evaluation {outcome.status.value} after {len(outcome.members)} "
+            f"training(s): group run {outcome.group_id}"
+        )
+        return
+    table = Table(title="each training on its own test block")
+    for column in ("fold", "seed", "run", "test bars", "Sharpe", "buy & hold", "excess", "PSR"):
+        table.add_column(column, justify="right" if column not in ("run",) else "left")
+    table.add_column("verdict")
+    for member, verdict in zip(outcome.members, outcome.verdict.members, strict=True):
+        table.add_row(
+            str(member.fold),
+            str(member.seed),
+            (member.run_id or "")[:8],
+            f"{verdict.bars:,}",
+            f"{verdict.sharpe:+.2f}",
+            f"{verdict.baseline_sharpe:+.2f}",
+            Text(
+                f"{verdict.excess_sharpe:+.2f}", style="green" if verdict.excess_sharpe > 0 else ""
+            ),
+            f"{verdict.psr:.2f}",
+            Text(
+                verdict.label + (" (degenerate)" if verdict.degenerate else ""),
+                style=LABEL_STYLE[verdict.label],
+            ),
+        )
+    console.print(table)
+    print_verdict(outcome.verdict)
+    console.print(
+        f"group run [bold]{outcome.group_id}[/] in experiment {outcome.experiment_name}: "
+        f"agentic-trading experiments show {outcome.group_id}"
+    )

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
-__all__ = ["METRIC_FORMATS", "duration", "metric_value", "rate"]
+from collections.abc import Mapping
+from typing import Any
 
-#: How a final metric reads; ``buy_and_hold_<name>`` reads as ``<name>``; others ``{:.4g}``.
+__all__ = ["METRIC_FORMATS", "duration", "metric_value", "rate", "verdict_label"]
+
+#: How a final metric reads; ``buy_and_hold_<name>`` and ``validation_<name>`` read as
+#: ``<name>``; others ``{:.4g}``.
 METRIC_FORMATS = {
     "total_profit": "{:+.2%}",
     "excess_profit": "{:+.2%}",
     "max_drawdown": "{:.2%}",
     "win_rate": "{:.0%}",
     "sharpe_ratio": "{:.2f}",
+    "sortino_ratio": "{:.2f}",
+    "calmar_ratio": "{:.2f}",
+    "excess_sharpe": "{:+.2f}",
+    "excess_sharpe_iqm": "{:+.2f}",
+    "excess_sharpe_ci_low": "{:+.2f}",
+    "excess_sharpe_ci_high": "{:+.2f}",
+    "psr": "{:.2f}",
+    "psr_vs_buy_and_hold": "{:.2f}",
+    "p_beats_buy_and_hold": "{:.2f}",
+    "dsr": "{:.2f}",
+    "pbo": "{:.2f}",
+    "min_track_record_bars": "{:,.0f} bars",
+    "break_even_cost_pips": "{:.1f} pips",
+    "turnover": "{:.3f}",
+    "exposure": "{:.0%}",
     "total_reward": "{:+.1f} pips",
     "n_trades": "{:.0f}",
 }
@@ -39,5 +58,18 @@ def metric_value(name: str, value: float | None) -> str:
     """A metric as people read it: ``+2.03%`` profit, ``1.67`` Sharpe; ``-`` for none."""
     if value is None:
         return "-"
-    fmt = METRIC_FORMATS.get(name.removeprefix("buy_and_hold_"), "{:.4g}")
+    fmt = METRIC_FORMATS.get(
+        name.removeprefix("buy_and_hold_").removeprefix("validation_"), "{:.4g}"
+    )
     return fmt.format(value)
+
+
+def verdict_label(config: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+    """A run's verdict in a word (``skill``, ``luck``, ``trails``), ``group: ...`` for a
+    walk-forward group's own run; empty without a verdict."""
+    from agentic_trading.evaluation.verdict import GROUP_KIND
+
+    label = str(params.get("verdict_label", ""))
+    if config.get("kind") == GROUP_KIND:
+        return f"group: {label}" if label else "group"
+    return label

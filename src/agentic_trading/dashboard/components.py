@@ -14,6 +14,7 @@ __all__ = [
     "EQUITY_SERIES",
     "curves_figure",
     "equity_figure",
+    "figure_layout",
     "run_link",
     "status_badge",
     "table",
@@ -51,7 +52,10 @@ def final(run: RunSummary, name: str) -> str:
     return metric_value(name, run.final_metrics.get(name))
 
 
-def _figure(title: str, traces: list[dict[str, Any]], x_title: str, y_title: str) -> dict[str, Any]:
+def figure_layout(
+    title: str, traces: list[dict[str, Any]], x_title: str, y_title: str
+) -> dict[str, Any]:
+    """A Plotly figure of ``traces`` in the dashboard's style."""
     return {
         "data": traces,
         "layout": {
@@ -71,7 +75,7 @@ def curves_figure(
         {"type": "scatter", "mode": "lines", "name": label, "x": s.steps, "y": s.values}
         for label, s in series
     ]
-    return _figure(title, traces, "step", y_title or title)
+    return figure_layout(title, traces, "step", y_title or title)
 
 
 def equity_figure(
@@ -94,4 +98,4 @@ def equity_figure(
                 "line": dashed,
             }
         )
-    return _figure("Held-out equity against buy-and-hold", traces, "held-out bar", "equity")
+    return figure_layout("Held-out equity against buy-and-hold", traces, "held-out bar", "equity")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
 
-from agentic_trading.common.formatting import duration
+from agentic_trading.common.formatting import duration, verdict_label
 from agentic_trading.dashboard.components import final, run_link, status_badge, table
 from agentic_trading.dashboard.context import DashboardContext
 from agentic_trading.status import ExperimentStatus
@@ -31,6 +31,7 @@ HEADER = [
     "excess",
     "Sharpe",
     "drawdown",
+    "verdict",
     "created",
     "duration",
 ]
@@ -90,6 +91,9 @@ def _row(run: RunSummary) -> html.Tr:
             html.Td(f"{run.config['timesteps']:,}" if "timesteps" in run.config else ""),
             *(html.Td(final(run, name)) for name in SHOWN_METRICS),
             html.Td(final(run, "max_drawdown")),
+            html.Td(
+                verdict_label(run.config, run.params), title=str(run.params.get("verdict", ""))
+            ),
             html.Td(run.created_at.strftime("%Y-%m-%d %H:%M")),
             html.Td(duration(run.duration_seconds)),
         ]

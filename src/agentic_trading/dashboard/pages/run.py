@@ -1,5 +1,6 @@
-"""The run page: one run's status and error, config, final metrics against buy-and-hold, every
-metric series as a chart, its artifacts, and a link to the same run in Aim's UI."""
+"""The run page: one run's status and error, its verdict, config, final metrics against
+buy-and-hold, every metric series as a chart, its artifacts, and a link to the same run in Aim's
+UI. A walk-forward group's page shows its trainings and their excess Sharpe by fold."""
 
 from __future__ import annotations
 
@@ -13,19 +14,45 @@ from agentic_trading.dashboard.components import (
     EQUITY_SERIES,
     curves_figure,
     equity_figure,
+    figure_layout,
+    run_link,
     status_badge,
     table,
 )
 from agentic_trading.dashboard.context import DashboardContext
+from agentic_trading.evaluation.verdict import GROUP_KIND
 from agentic_trading.tracking import RunDetail, TrackingError
 
 __all__ = ["layout"]
 
 
-def _final_table(run: RunDetail) -> Any:
-    names = [
-        n for n in run.final_metrics if not n.startswith("buy_and_hold_") and n != "excess_profit"
+def _final_tables(run: RunDetail) -> list[Any]:
+    """Test metrics against buy-and-hold; then validation metrics; then the verdict's figures."""
+    final = run.final_metrics
+    compared = [n for n in final if f"buy_and_hold_{n}" in final]
+    validation = [n for n in final if n.startswith("validation_")]
+    rest = [
+        n
+        for n in final
+        if n not in compared and n not in validation and not n.startswith("buy_and_hold_")
     ]
+    out = []
+    if compared:
+        out += [html.H2("Test bars: agent against buy-and-hold"), _compared_table(run, compared)]
+    if validation:
+        rows = [
+            html.Tr([html.Td(n.removeprefix("validation_")), html.Td(metric_value(n, final[n]))])
+            for n in validation
+        ]
+        out += [html.H2("Validation bars"), table(["metric", "agent"], rows, "run-validation")]
+    if rest:
+        rows = [html.Tr([html.Td(n), html.Td(metric_value(n, final[n]))]) for n in rest]
+        title = "The group's verdict" if run.config.get("kind") == GROUP_KIND else "Verdict"
+        out += [html.H2(title), table(["figure", "value"], rows, "run-figures")]
+    return out
+
+
+def _compared_table(run: RunDetail, names: list[str]) -> Any:
     rows = []
     for name in names:
         ours = run.final_metrics[name]
@@ -43,6 +70,104 @@ def _final_table(run: RunDetail) -> Any:
     return table(["metric", "agent", "buy & hold", "difference"], rows, body_id="run-final")
 
 
+def verdict_banner(params: dict[str, Any]) -> Any:
+    """The verdict's words, coloured by its label (skill, luck, trails)."""
+    words = params.get("verdict")
+    if not words:
+        return html.Div()
+    label = str(params.get("verdict_label", "luck"))
+    return html.P(
+        [html.B("Verdict: "), str(words)], className=f"verdict verdict-{label}", id="run-verdict"
+    )
+
+
+def _group_members(context: DashboardContext, run: RunDetail) -> list[Any]:
+    members = context.repository.list_runs(
+        experiment=run.experiment, group=run.run_id, order_by="created_at"
+    )
+    rows = []
+    points: dict[int, list[tuple[int, float]]] = {}
+    for member in members:
+        final = member.final_metrics
+        fold, seed = member.config.get("fold"), member.config.get("seed")
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(str(fold)),
+                    html.Td(str(seed)),
+                    html.Td(run_link(member.run_id)),
+                    html.Td(status_badge(member.status.value)),
+                    html.Td(metric_value("sharpe_ratio", final.get("sharpe_ratio"))),
+                    html.Td(metric_value("sharpe_ratio", final.get("buy_and_hold_sharpe_ratio"))),
+                    html.Td(metric_value("excess_sharpe", final.get("excess_sharpe"))),
+                    html.Td(metric_value("psr", final.get("psr"))),
+                    html.Td(str(member.params.get("verdict_label", ""))),
+                ]
+            )
+        )
+        if isinstance(fold, int) and isinstance(seed, int) and "excess_sharpe" in final:
+            points.setdefault(seed, []).append((fold, final["excess_sharpe"]))
+    header = ["fold", "seed", "run", "status", "Sharpe", "buy & hold", "excess", "PSR", "verdict"]
+    figure = excess_figure(points, run.final_metrics)
+    return [
+        html.H2(f"The group's {len(members)} trainings"),
+        dcc.Graph(figure=figure, config={"displaylogo": False}, id="group-excess"),
+        table(header, rows, body_id="group-members"),
+    ]
+
+
+def excess_figure(
+    points: dict[int, list[tuple[int, float]]], final: dict[str, float]
+) -> dict[str, Any]:
+    """Each training's excess Sharpe by fold (a marker per seed), with the group's interquartile
+    mean and its bootstrap interval as a band."""
+    traces: list[dict[str, Any]] = [
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": f"seed {seed}",
+            "x": [fold for fold, _ in values],
+            "y": [value for _, value in values],
+            "marker": {"size": 10},
+        }
+        for seed, values in sorted(points.items())
+    ]
+    folds = sorted({fold for values in points.values() for fold, _ in values})
+    shapes = []
+    if "excess_sharpe_iqm" in final and folds:
+        span = {"x0": folds[0] - 0.5, "x1": folds[-1] + 0.5, "xref": "x", "yref": "y"}
+        shapes.append(
+            {
+                **span,
+                "type": "rect",
+                "y0": final.get("excess_sharpe_ci_low", 0.0),
+                "y1": final.get("excess_sharpe_ci_high", 0.0),
+                "fillcolor": "rgba(23, 86, 169, 0.12)",
+                "line": {"width": 0},
+            }
+        )
+        shapes.append(
+            {
+                **span,
+                "type": "line",
+                "y0": final["excess_sharpe_iqm"],
+                "y1": final["excess_sharpe_iqm"],
+                "line": {"color": "#1756a9"},
+            }
+        )
+    shapes.append({"type": "line", "x0": 0, "x1": 1, "xref": "paper", "y0": 0, "y1": 0,
+                   "yref": "y", "line": {"color": "#888", "dash": "dash"}})  # fmt: skip
+    figure = figure_layout(
+        "Excess Sharpe over buy-and-hold by fold (band: interquartile mean, 95% interval)",
+        traces,
+        "fold",
+        "excess Sharpe (annualised)",
+    )
+    figure["layout"]["shapes"] = shapes
+    figure["layout"]["xaxis"].update({"dtick": 1, "zeroline": False})
+    return figure
+
+
 def _artifacts(run: RunDetail) -> Any:
     if not run.artifacts:
         return html.P("No artifacts.")
@@ -57,6 +182,19 @@ def _artifacts(run: RunDetail) -> Any:
             for name, uri in run.artifacts.items()
         ],
         id="run-artifacts",
+    )
+
+
+def _group_link(run: RunDetail) -> Any:
+    group = run.config.get("group_id")
+    if not isinstance(group, str):
+        return html.Div()
+    return html.P(
+        [
+            f"Fold {run.config.get('fold')}, seed {run.config.get('seed')} of walk-forward group ",
+            run_link(group),
+        ],
+        id="run-group",
     )
 
 
@@ -107,8 +245,10 @@ def layout(context: DashboardContext, run_id: str) -> html.Div:
                     dcc.Link("Compare with other runs", href=f"/compare?runs={run.run_id}"),
                 ]
             ),
-            html.H2("Final metrics on the held-out bars"),
-            _final_table(run) if run.final_metrics else html.P("No final metrics yet."),
+            verdict_banner(run.params),
+            _group_link(run),
+            *(_group_members(context, run) if run.config.get("kind") == GROUP_KIND else []),
+            *(_final_tables(run) if run.final_metrics else [html.P("No final metrics yet.")]),
             html.H2("Metrics"),
             html.Div(charts, className="grid", id="run-charts")
             if charts
