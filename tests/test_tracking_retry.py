@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from agentic_trading import ExperimentStatus
+from agentic_trading.common.retry import ServerRetry
 from agentic_trading.tracking import TrackingError, get_sync_experiment_repository
 from agentic_trading.tracking.backends import create_run_store
 from agentic_trading.tracking.errors import TrackingServerUnreachableError
 from agentic_trading.tracking.executor import RunExecutor
-from agentic_trading.tracking.retry import ServerRetry
 from tests.conftest import make_settings
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentic_trading.common.retry import ServerRetry
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.base import RunStore
@@ -24,7 +25,6 @@ from agentic_trading.tracking.errors import (
     TrackingServerUnreachableError,
     TrackingUnavailableError,
 )
-from agentic_trading.tracking.retry import ServerRetry
 
 __all__ = ["EXIT_ERROR", "RunExecutor", "error_from_wire", "error_to_wire"]
 

@@ -1,4 +1,4 @@
-"""How the tracking writer waits for a tracking server that stopped answering."""
+"""How a writer waits for a server that stopped answering: back-off through one outage, bounded."""
 
 from __future__ import annotations
 
@@ -8,24 +8,32 @@ from collections.abc import Callable
 
 __all__ = ["ServerRetry"]
 
-logger = logging.getLogger("agentic_trading.tracking")
-
 
 class ServerRetry:
-    """Exponential backoff (``base`` doubling up to ``cap`` seconds) through one outage of the
-    tracking server, for at most ``timeout`` seconds (``ML_RETRY_TIMEOUT``); after that each
-    operation is tried once until the server answers again."""
+    """Exponential backoff (``base`` doubling up to ``cap`` seconds) through one outage of a
+    server, for at most ``timeout`` seconds (a setting such as ``ML_RETRY_TIMEOUT``); after
+    that each operation is tried once until the server answers again.
+
+    ``server`` names it in the log lines (one when the outage starts, one when it gives up, one
+    when the server answers again); ``held`` says what waits meanwhile.
+    """
 
     def __init__(
         self,
         timeout: float,
         *,
+        server: str = "the tracking server",
+        held: str = "tracking data is held and retried",
+        setting: str = "ML_RETRY_TIMEOUT",
+        logger: logging.Logger | None = None,
         base: float = 0.1,
         cap: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.timeout = timeout
+        self._server, self._held, self._setting = server, held, setting
+        self._log = logger or logging.getLogger("agentic_trading.tracking")
         self._base = base
         self._cap = cap
         self._sleep = sleep
@@ -44,17 +52,15 @@ class ServerRetry:
         now = self._clock()
         if self._since is None:
             self._since, self._attempt, self._gave_up = now, 0, False
-            logger.warning(
-                "%s; tracking data is held and retried for up to %g s (ML_RETRY_TIMEOUT)",
-                error,
-                self.timeout,
+            self._log.warning(
+                "%s; %s for up to %g s (%s)", error, self._held, self.timeout, self._setting
             )
         if now - self._since >= self.timeout:
             if not self._gave_up:
                 self._gave_up = True
-                logger.error(
-                    "the tracking server has not answered for %.0f s; operations now fail "
-                    "until it answers again",
+                self._log.error(
+                    "%s has not answered for %.0f s; operations now fail until it answers again",
+                    self._server,
                     now - self._since,
                 )
             return False
@@ -65,8 +71,9 @@ class ServerRetry:
     def reached(self) -> None:
         """After a successful operation: end the outage, if there was one."""
         if self._since is not None:
-            logger.warning(
-                "the tracking server answers again after %.1f s; catching up",
+            self._log.warning(
+                "%s answers again after %.1f s; catching up",
+                self._server,
                 self._clock() - self._since,
             )
             self._since = None
