@@ -170,6 +170,7 @@ def test_degenerate_policies_are_named() -> None:
     assert degenerate_policy(mostly_short) == "it holds short on 97% of bars"
     flat = trade_positions(close, np.zeros(100))
     assert degenerate_policy(flat) == "it stays out of the market on 100% of bars"
+    assert flat.metrics()["n_trades"] == 0 and flat.metrics()["total_profit"] == 0.0
     mixed = trade_positions(close, [1.0, -1.0] * 50)
     assert degenerate_policy(mixed, hold) is None
     verdict = run_verdict(hold, hold)

@@ -7,7 +7,11 @@ import pytest
 from agentic_trading.status import ExperimentStatus as S
 from agentic_trading.status import InvalidTransitionError, check_transition
 
-FINISHED = [S.COMPLETED, S.FAILED, S.CANCELLED, S.CRASHED]
+FINISHED = [S.COMPLETED, S.FAILED, S.CANCELLED, S.CRASHED, S.PRUNED]
+
+
+def test_the_finished_statuses() -> None:
+    assert [s for s in S if s.is_finished] == FINISHED
 
 
 @pytest.mark.parametrize("new", list(S))

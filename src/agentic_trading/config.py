@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     ml_writer_buffer: int = Field(100_000, ge=1)
     ml_retry_timeout: float = Field(300.0, ge=0)
 
+    # --- Studies ------------------------------------------------------------------------------
+    study_storage: str = Field("sqlite:///./studies.db", repr=False)
+    study_heartbeat_interval: int = Field(10, ge=1, le=3600)
+    study_grace_period: int = Field(60, ge=2, le=86_400)
+    study_max_retry: int = Field(3, ge=0, le=100)
+    study_pool_size: int = Field(5, ge=1, le=100)
+    study_retry_timeout: float = Field(120.0, ge=0)
+
     # --- Dashboard ----------------------------------------------------------------------------
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(8050, ge=1, le=65535)
@@ -114,6 +122,16 @@ class Settings(BaseSettings):
         _host_ports(value)
         return value
 
+    @field_validator("study_storage")
+    @classmethod
+    def _study_storage_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgresql+")):
+            raise ValueError(
+                "an SQLAlchemy URL of the study database: sqlite:///path/studies.db or "
+                "postgresql://user:password@host:5432/database"
+            )
+        return value
+
     @field_validator("dashboard_aim_ui_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -143,12 +161,26 @@ class Settings(BaseSettings):
         "ml_heartbeat_interval",
         "ml_heartbeat_timeout",
         "ml_retry_timeout",
+        "study_retry_timeout",
     )
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):
             raise ValueError("must be a finite number of seconds")
         return value
+
+    @model_validator(mode="after")
+    def _grace_exceeds_heartbeat(self) -> Settings:
+        if self.study_grace_period <= self.study_heartbeat_interval:
+            raise ValueError(
+                "STUDY_GRACE_PERIOD must be larger than STUDY_HEARTBEAT_INTERVAL (got "
+                f"{self.study_grace_period} <= {self.study_heartbeat_interval})"
+            )
+        return self
+
+    def study_location(self) -> str:
+        """``STUDY_STORAGE`` without its password, for messages."""
+        return _mask_url(self.study_storage)
 
     @model_validator(mode="after")
     def _timeout_exceeds_interval(self) -> Settings:
@@ -196,7 +228,7 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********" if value.get_secret_value() else ""
-            elif name == "redis_url" and value:
+            elif name in ("redis_url", "study_storage") and value:
                 value = _mask_url(value)
             out[name.upper()] = value
         return out
@@ -234,6 +266,8 @@ def _describe(error: dict[str, Any]) -> str:
     reason = reason.removeprefix("Value error, ").removeprefix("Input should be ")
     if not loc:  # a cross-field check: its message already names the variables
         return reason
+    if isinstance(given, str) and "://" in given:
+        given = _mask_url(given)  # a URL's password never reaches a message
     shown = "********" if "PASSWORD" in variable else repr(given)
     return f"{variable}={shown} is not allowed: expected {reason}"
 

@@ -8,7 +8,11 @@ __all__ = ["ExperimentStatus", "InvalidTransitionError", "check_transition"]
 
 
 class ExperimentStatus(str, Enum):
-    """The life cycle of an experiment: ``pending`` -> ``running`` -> one finished status."""
+    """The life cycle of an experiment: ``pending`` -> ``running`` -> one finished status.
+
+    Finished: ``completed``, ``failed``, ``cancelled`` (a stop request, Ctrl-C), ``crashed``
+    (the process died), ``pruned`` (a study stopped the trial early: it looked hopeless).
+    """
 
     PENDING = "pending"
     RUNNING = "running"
@@ -16,6 +20,7 @@ class ExperimentStatus(str, Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     CRASHED = "crashed"
+    PRUNED = "pruned"
 
     def __str__(self) -> str:
         return self.value
@@ -45,6 +50,7 @@ _FINISHED = frozenset(
         ExperimentStatus.FAILED,
         ExperimentStatus.CANCELLED,
         ExperimentStatus.CRASHED,
+        ExperimentStatus.PRUNED,
     }
 )
 

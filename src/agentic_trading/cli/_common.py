@@ -14,6 +14,7 @@ from rich.console import Console
 
 from agentic_trading.config import Settings, SettingsError, load_settings
 from agentic_trading.messaging.brokers import BrokerError
+from agentic_trading.studies.storage import StudyStorageError
 from agentic_trading.tracking.errors import TrackingError
 
 console = Console()
@@ -38,6 +39,8 @@ def expected_errors() -> Iterator[None]:
         fail(f"bad setting: {exc}", EXIT_USAGE)
     except (BrokerError, TrackingError) as exc:
         fail(str(exc))
+    except StudyStorageError as exc:
+        fail(str(exc), EXIT_USAGE)
     except ValidationError as exc:
         fail("; ".join(_describe(e) for e in exc.errors()), EXIT_USAGE)
     except ValueError as exc:

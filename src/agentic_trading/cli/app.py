@@ -247,7 +247,9 @@ def _repository() -> Any:
 @experiments_app.command("list")
 def experiments_list(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
-    status: Annotated[str | None, typer.Option(help="Only this status (crashed included).")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only this status (crashed and pruned included).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 50,
     order_by: Annotated[
         str | None,
@@ -257,13 +259,16 @@ def experiments_list(
         str | None,
         typer.Option(help="Only the trainings of this walk-forward group (its group run id)."),
     ] = None,
+    study: Annotated[str | None, typer.Option(help="Only the trials of this study.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="A JSON list for scripts.")] = False,
 ) -> None:
     """Runs, newest first, with each one's verdict (skill, luck or trails buy-and-hold)."""
     from agentic_trading.cli import experiments as command
 
     with expected_errors():
-        command.list_runs(_repository(), experiment, status, limit, order_by, json_output, group)
+        command.list_runs(
+            _repository(), experiment, status, limit, order_by, json_output, group, study
+        )
 
 
 @experiments_app.command("show")
@@ -329,6 +334,188 @@ def experiments_delete(
     console.print(f"deleted run {run_id}")
 
 
+study_app = typer.Typer(
+    help=(
+        "Hyperparameter studies on Optuna (STUDY_STORAGE: an SQLite file, or PostgreSQL shared "
+        "by workers on many hosts). Every trial is a normal training, live and tracked; the "
+        "pruner stops hopeless ones early (pruned)."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(study_app, name="study")
+StudyName = Annotated[str, typer.Argument(help="The study's name.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON for scripts.")]
+
+
+@study_app.command("create")
+def study_create(
+    name: StudyName,
+    agent: Annotated[str, typer.Option(help="ppo, a2c or dqn.")] = "ppo",
+    space: Annotated[
+        str | None,
+        typer.Option(
+            help="YAML file of the search space (default: the agent's built-in space), e.g. "
+            "'learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}' and 'n_steps: [128, 512]'."
+        ),
+    ] = None,
+    trials: Annotated[int, typer.Option(help="Budget: complete + pruned trials.")] = 20,
+    timesteps: Annotated[int, typer.Option(help="Training steps of each trial.")] = 2_000,
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="Validation metric to optimise: sharpe_ratio, sortino_ratio, calmar_ratio, "
+            "excess_sharpe, total_profit, total_reward, max_drawdown."
+        ),
+    ] = "sharpe_ratio",
+    direction: Annotated[
+        str | None, typer.Option(help="maximize or minimize (default: the metric's own).")
+    ] = None,
+    sampler: Annotated[str, typer.Option(help="tpe or random.")] = "tpe",
+    pruner: Annotated[
+        str, typer.Option(help="median, successive_halving, hyperband or none.")
+    ] = "median",
+    eval_every: Annotated[
+        int | None,
+        typer.Option(help="Steps between validation scores for the pruner (default: a fifth)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every trial's training.")] = 1,
+    pair: Annotated[str, typer.Option(help="Currency pair of the bundled data.")] = "EUR_USD",
+    data: Annotated[str | None, typer.Option(help="CSV of your own bars.")] = None,
+    window_size: Annotated[int, typer.Option(help="Past bars the agent sees.")] = 10,
+    fee_pips: Annotated[float, typer.Option(help="Fee per unit traded, in pips.")] = 3.0,
+    spread_pips: Annotated[float, typer.Option(help="Spread per unit traded, in pips.")] = 0.0,
+    json_output: JsonOption = False,
+) -> None:
+    """Create a study: agent, search space, objective on the validation bars, budget, pruner.
+
+    Nothing is created when anything is wrong (a taken name, an unknown objective, a bad space,
+    a storage that does not answer). Then run it with `study run NAME --workers 2` on this
+    machine, or `study worker NAME` on every host (with STUDY_STORAGE=postgresql://...).
+    """
+    from agentic_trading.cli import study as command
+
+    with expected_errors():
+        base: dict[str, Any] = {
+            "pair": pair,
+            "window_size": window_size,
+            "fee_pips": fee_pips,
+            "spread_pips": spread_pips,
+        }
+        if data:
+            base["data"] = data
+        command.create(
+            settings_with(), name, agent, space, trials, timesteps, objective, direction,
+            sampler, pruner, eval_every, seed, base, json_output,
+        )  # fmt: skip
+
+
+@study_app.command("worker")
+def study_worker(
+    name: StudyName,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="At most this many trials (default: until done).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Run the study's trials until its budget is spent: one worker per host or core.
+
+    Workers share nothing but STUDY_STORAGE (and messaging and tracking). A worker that dies
+    loses no trial: after STUDY_GRACE_PERIOD another worker re-runs its parameters. Ctrl-C
+    ends the current trial as cancelled and exits.
+    """
+    from agentic_trading.cli import study as command
+
+    with expected_errors():
+        try:
+            command.worker(settings_with(), name, trials, json_output)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+
+@study_app.command("run")
+def study_run(
+    name: StudyName,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes to start.")] = 2,
+) -> None:
+    """Run the study on this machine with several worker processes and one progress bar."""
+    from agentic_trading.cli import study as command
+
+    with expected_errors():
+        code = command.run_local(settings_with(), name, workers, {})
+    if code:
+        raise typer.Exit(code)
+
+
+@study_app.command("list")
+def study_list(json_output: JsonOption = False) -> None:
+    """Every study: budget, trials per state, best value so far, workers active."""
+    from agentic_trading.cli import study as command
+
+    with expected_errors():
+        command.list_all(settings_with(), json_output)
+
+
+@study_app.command("show")
+def study_show(
+    name: StudyName,
+    limit: Annotated[int, typer.Option(min=0, help="Show the last this many trials.")] = 50,
+    json_output: JsonOption = False,
+) -> None:
+    """A study's trials, best trial, parameter importances and verdict (DSR, PBO)."""
+    from agentic_trading.cli import study as command
+
+    with expected_errors():
+        command.show(settings_with(), name, json_output, limit)
+
+
+@study_app.command("best")
+def study_best(name: StudyName, json_output: JsonOption = False) -> None:
+    """The best complete trial: its parameters, run, and how to re-run or judge it."""
+    from agentic_trading.cli import study as command
+
+    with expected_errors():
+        found = command.best(settings_with(), name, json_output)
+    if not found:
+        raise typer.Exit(1)
+
+
+@study_app.command("enqueue")
+def study_enqueue(
+    name: StudyName,
+    param: Annotated[
+        list[str],
+        typer.Option(
+            "--param", "-p", help="key=value of a searched parameter, or seed=N; repeat it."
+        ),
+    ],
+    count: Annotated[int, typer.Option(min=1, help="How many such trials.")] = 1,
+    json_output: JsonOption = False,
+) -> None:
+    """Queue a trial with fixed parameters (the next free worker runs it), e.g. the best
+    trial again with another seed. The study's budget grows by --count."""
+    from agentic_trading.cli import study as command
+
+    with expected_errors():
+        command.enqueue(settings_with(), name, param, count, json_output)
+
+
+@study_app.command("delete")
+def study_delete(
+    name: StudyName,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete a study and its trials from STUDY_STORAGE (the tracked runs stay)."""
+    from agentic_trading.studies import delete_study
+
+    with expected_errors():
+        if not yes and not typer.confirm(f"Delete study {name} and its trials?"):
+            raise typer.Exit(1)
+        delete_study(name, settings_with())
+    from agentic_trading.cli._common import console
+
+    console.print(f"deleted study {name}")
+
+
 @app.command()
 def monitor(
     namespace: NamespaceOption = None,
@@ -341,7 +528,7 @@ def monitor(
     status: Annotated[
         str | None,
         typer.Option(
-            help="Only this status: pending, running, completed, failed, cancelled, crashed."
+            help="Only this status: pending, running, completed, failed, cancelled, crashed, pruned."
         ),
     ] = None,
     refresh: Annotated[float, typer.Option(min=0.1, help="Seconds between screen updates.")] = 0.5,

@@ -33,9 +33,15 @@ def list_runs(
     order_by: str | None,
     as_json: bool,
     group: str | None = None,
+    study: str | None = None,
 ) -> None:
     runs = repo.list_runs(
-        experiment=experiment, status=status, order_by=order_by, limit=limit, group=group
+        experiment=experiment,
+        status=status,
+        order_by=order_by,
+        limit=limit,
+        group=group,
+        study=study,
     )
     if as_json:
         print_json([run_data(run) for run in runs])

@@ -17,6 +17,7 @@ STATUS_STYLE = {
     ExperimentStatus.FAILED: "bold red",
     ExperimentStatus.CANCELLED: "yellow",
     ExperimentStatus.CRASHED: "bold magenta",
+    ExperimentStatus.PRUNED: "dim yellow",
 }
 
 

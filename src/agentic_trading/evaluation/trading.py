@@ -59,6 +59,8 @@ class TradingRecord:
     def trades(self) -> list[float]:
         """The return of each trade: a stretch of one non-zero position, entry cost included."""
         changes = np.flatnonzero(np.diff(np.concatenate([[0.0], self.positions])) != 0)
+        if len(changes) == 0:
+            return []  # never in the market
         ends = np.append(changes[1:], len(self.positions))
         return [
             float(np.prod(1.0 + self.returns[start:end]) - 1.0)

@@ -383,11 +383,13 @@ def study_verdict(
     *,
     blocks: int = 16,
     confidence: float = CONFIDENCE,
+    trials: int | None = None,
 ) -> StudyVerdict:
     """The verdict of a search: ``returns`` maps each trial to its per-bar validation returns.
 
-    The best trial is the one with the highest Sharpe ratio. PBO needs every trial measured on
-    the same bars; it is left out (``None``) when they differ in length or are too few.
+    The best trial is the one with the highest Sharpe ratio. ``trials`` is N, every trial
+    tried (pruned and failed ones too; default: those in ``returns``). PBO needs every trial
+    measured on the same bars; it is left out (``None``) when they differ in length or are few.
     """
     if len(returns) < 1:
         raise ValueError("a study verdict needs at least one trial")
@@ -397,9 +399,8 @@ def study_verdict(
     best_returns = arrays[best]
     variance = float(np.var(list(sharpes.values()), ddof=1)) if len(sharpes) > 1 else 0.0
     skew, kurt = st.skewness(best_returns), st.kurtosis(best_returns)
-    dsr = st.deflated_sharpe_ratio(
-        sharpes[best], len(best_returns), len(arrays), variance, skew, kurt
-    )
+    tried = max(len(arrays), trials or 0)
+    dsr = st.deflated_sharpe_ratio(sharpes[best], len(best_returns), tried, variance, skew, kurt)
     pbo = None
     lengths = {len(r) for r in arrays.values()}
     if len(arrays) >= 2 and len(lengths) == 1 and lengths.pop() >= 2 * blocks:
@@ -407,10 +408,10 @@ def study_verdict(
         pbo = st.probability_of_backtest_overfitting(matrix, blocks).pbo
     label: Label = "skill" if dsr >= confidence and (pbo is None or pbo < 0.5) else "luck"
     return StudyVerdict(
-        trials=len(arrays),
+        trials=tried,
         best=best,
         best_sharpe=st.annualise(sharpes[best]),
-        expected_max_sharpe=st.annualise(st.expected_maximum_sharpe(len(arrays), variance)),
+        expected_max_sharpe=st.annualise(st.expected_maximum_sharpe(tried, variance)),
         dsr=dsr,
         pbo=pbo,
         blocks=blocks,

@@ -119,6 +119,7 @@ class SyncExperimentRepository:
         offset: int = 0,
         *,
         group: str | None = None,
+        study: str | None = None,
     ) -> list[RunSummary]:
         """Runs, newest first unless ``order_by`` says otherwise.
 
@@ -126,7 +127,8 @@ class SyncExperimentRepository:
         ``order_by`` is ``created_at``, ``ended_at``, ``duration``, ``experiment``, ``status``,
         ``run_id``, ``final_metrics.NAME`` or ``config.NAME``, with ``-`` for descending;
         runs without the value come last. ``limit`` and ``offset`` page through the result.
-        ``group`` keeps the trainings of one walk-forward evaluation (its group run's id).
+        ``group`` keeps the trainings of one walk-forward evaluation (its group run's id),
+        ``study`` the trials of one study.
         """
         statuses = _statuses(status)
         if limit is not None and (isinstance(limit, bool) or limit < 0):
@@ -139,6 +141,7 @@ class SyncExperimentRepository:
             if (experiment is None or run.experiment == experiment)
             and (statuses is None or run.status in statuses)
             and (group is None or run.config.get("group_id") == group)
+            and (study is None or run.config.get("study") == study)
         ]
         runs = _ordered(runs, order_by or "-created_at")
         return runs[offset : None if limit is None else offset + limit]
@@ -260,11 +263,12 @@ class ExperimentRepository:
         offset: int = 0,
         *,
         group: str | None = None,
+        study: str | None = None,
     ) -> list[RunSummary]:
         """See :meth:`SyncExperimentRepository.list_runs`."""
         return await asyncio.to_thread(
             lambda: self.sync.list_runs(
-                experiment, status, query, order_by, limit, offset, group=group
+                experiment, status, query, order_by, limit, offset, group=group, study=study
             )
         )
 

@@ -115,7 +115,7 @@ class _TrackerCore:
         if not final_status.is_finished:
             raise ValueError(
                 f"status {final_status.value!r} does not finish a run: use completed, failed, "
-                "cancelled or crashed"
+                "cancelled, crashed or pruned"
             )
         finite, skipped = split_metric_values(dict(final_metrics or {}))
         if skipped:

@@ -98,6 +98,8 @@ class ExperimentCallback(BaseCallback):
         self.run: RunHandle | None = None
         self.status: ExperimentStatus = ExperimentStatus.PENDING
         self.stop_reason: str | None = None
+        self.stop_status = ExperimentStatus.CANCELLED
+        self._stop_metrics: dict[str, float] = {}
         self.latest_metrics: dict[str, float] = {}
         self._total = 0
         self._started = 0.0
@@ -158,6 +160,8 @@ class ExperimentCallback(BaseCallback):
             logger.warning(
                 "experiment %s: could not report step %d: %s", self.experiment_id, step, exc
             )
+        if self.stop_reason is not None:
+            return False
         if self.channel.stop_requested(self.experiment_id):
             self.stop_reason = "stop requested"
             return False
@@ -165,9 +169,28 @@ class ExperimentCallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         if self.stop_reason is not None:
-            self.cancel(self.stop_reason)
+            if self.stop_status is ExperimentStatus.PRUNED:
+                self.prune(self.stop_reason, self._stop_metrics)
+            else:
+                self.cancel(self.stop_reason)
         elif self.finish_on_end:
             self.complete()
+
+    def stop(
+        self,
+        reason: str,
+        status: ExperimentStatus = ExperimentStatus.CANCELLED,
+        final_metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        """Stop at the next step and end as ``status`` (``cancelled`` or ``pruned``).
+
+        For another callback of the same ``learn`` (a study's pruner): return ``False`` from it
+        too, or the training stops one step later.
+        """
+        if status not in (ExperimentStatus.CANCELLED, ExperimentStatus.PRUNED):
+            raise ValueError(f"a training stops as cancelled or pruned, not {status.value}")
+        self.stop_reason, self.stop_status = reason, status
+        self._stop_metrics = dict(final_metrics or {})
 
     # --- metrics ---------------------------------------------------------------------------------
 
@@ -220,6 +243,11 @@ class ExperimentCallback(BaseCallback):
     def cancel(self, reason: str = "stopped") -> None:
         """Record ``cancelled`` in both systems."""
         self._finish(ExperimentStatus.CANCELLED, f"Training cancelled: {reason}", {}, error=None)
+
+    def prune(self, reason: str, final_metrics: Mapping[str, float] | None = None) -> None:
+        """Record ``pruned`` in both systems (a study stopped a hopeless trial early)."""
+        final = {"total_timesteps": float(self.num_timesteps), **(final_metrics or {})}
+        self._finish(ExperimentStatus.PRUNED, f"Training pruned: {reason}", final)
 
     def fail(self, error: BaseException | str) -> None:
         """Record ``failed`` with ``error`` in both systems."""

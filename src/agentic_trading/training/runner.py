@@ -25,7 +25,15 @@ from agentic_trading.training.data import PriceSplit, Window, load_prices, walk_
 from agentic_trading.training.env import ACTION_POSITIONS, TradingEnv
 from agentic_trading.training.features import FeatureScaler
 
-__all__ = ["RESULT_METRICS", "TrainingOutcome", "prepare", "run_policy", "train"]
+__all__ = [
+    "RESULT_METRICS",
+    "CallbackFactory",
+    "TrainingOutcome",
+    "TrainingSession",
+    "prepare",
+    "run_policy",
+    "train",
+]
 
 #: Trading metrics of the agent on the test bars shown first; the baseline's get a
 #: ``buy_and_hold_`` prefix and the validation bars' a ``validation_`` prefix.
@@ -63,6 +71,25 @@ class TrainingOutcome:
     test_record: TradingRecord | None = None
     baseline_record: TradingRecord | None = None
     validation_record: TradingRecord | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSession:
+    """What callbacks made for one training may need: its config, split, frozen features and
+    the :class:`ExperimentCallback` that reports it."""
+
+    config: TrainingConfig
+    split: PriceSplit
+    scaler: FeatureScaler
+    experiment: ExperimentCallback
+
+    def validation(self, model: Any) -> TradingRecord:
+        """``model``'s deterministic policy on the validation bars, as it is now."""
+        return run_policy(model, self.split.validation, self.config, self.scaler)
+
+
+#: Extra callbacks for ``learn``: a list, or a function of the session that makes them.
+CallbackFactory = Callable[[TrainingSession], Sequence[Any]]
 
 
 @dataclass(frozen=True)
@@ -131,7 +158,7 @@ def train(
     progress_every: int = 100,
     log_every: int = 1000,
     extra_config: Mapping[str, Any] | None = None,
-    callbacks: Sequence[Any] = (),
+    callbacks: Sequence[Any] | CallbackFactory = (),
     on_start: Callable[[ExperimentCallback], None] | None = None,
 ) -> TrainingOutcome:
     """Train ``config``'s agent on the training bars, score it on validation and test bars.
@@ -139,9 +166,10 @@ def train(
     Live state goes to messaging and the record to tracking through an
     :class:`ExperimentCallback`; final metrics (test, buy-and-hold, validation, verdict), both
     test equity curves and the model (artifact ``model.zip``) are tracked, the verdict's words as
-    the run's ``verdict`` attribute. ``callbacks`` run beside it (a study's pruning callback).
-    A stop request or Ctrl-C records ``cancelled``; an exception records ``failed`` and is
-    raised again.
+    the run's ``verdict`` attribute. ``callbacks`` run beside it: a list, or a function of the
+    :class:`TrainingSession` that makes them (a study's pruner scores validation bars). A stop
+    request or Ctrl-C records ``cancelled``, a pruner ``pruned``; an exception records
+    ``failed`` and is raised again.
     """
     (settings or get_settings()).check_artifact_store()  # before hours of training, not after
     prepared = prepare(config)
@@ -170,8 +198,13 @@ def train(
         callback.experiment_id, None, name, ExperimentStatus.RUNNING, config.fold, config.seed
     )
     outcome.data = split.describe()
+    extra = (
+        callbacks(TrainingSession(config, split, scaler, callback))
+        if callable(callbacks)
+        else callbacks
+    )
     with callback:
-        model.learn(config.timesteps, callback=[callback, *callbacks])
+        model.learn(config.timesteps, callback=[callback, *extra])
         outcome.run_id = callback.run.run_id if callback.run else None
         if callback.status is not ExperimentStatus.RUNNING:
             outcome.status = callback.status  # cancelled, or pruned by a study

@@ -1,0 +1,119 @@
+"""A study worker: a plain process on any host that runs a study's trials until its budget is
+spent. Start one per host or core; nothing schedules them but the study's storage.
+
+The budget counts complete and pruned trials. A worker takes a waiting trial (enqueued, or the
+retry of a trial whose worker died) before a new one, and starts a new one only while complete,
+pruned, running and waiting trials together stay under the budget; when the rest of the budget is
+running elsewhere it waits (a trial of a dead worker is failed after ``STUDY_GRACE_PERIOD`` and
+retried, so someone must be there to run it) and leaves once the budget is reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentic_trading.config import Settings
+from agentic_trading.studies.objective import TrialCancelled, TrialObjective
+from agentic_trading.studies.spec import SPEC_ATTRIBUTE, StudySpec
+from agentic_trading.studies.storage import import_optuna, quiet_optuna
+from agentic_trading.studies.study import StudyError, load_study
+
+__all__ = ["WorkerReport", "run_worker"]
+
+logger = logging.getLogger("agentic_trading.studies")
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did: trials by final state, and why it stopped."""
+
+    worker: str
+    trials: Counter[str] = field(default_factory=Counter)
+    reason: str = ""
+
+    def as_data(self) -> dict[str, Any]:
+        """As JSON data."""
+        return {"worker": self.worker, "trials": dict(self.trials), "stopped": self.reason}
+
+
+def run_worker(
+    name: str,
+    settings: Settings,
+    *,
+    max_trials: int | None = None,
+    on_trial: Callable[[Any], None] | None = None,
+    poll_interval: float = 2.0,
+) -> WorkerReport:
+    """Run trials of study ``name`` until its budget is spent (or ``max_trials`` ran here).
+
+    Ctrl-C stops the training of the current trial (``cancelled`` in messaging and tracking,
+    failed in Optuna) and raises ``KeyboardInterrupt``.
+    """
+    optuna = import_optuna()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    study, spec = load_study(name, settings, seed=_sampler_seed(name, worker))
+    objective = TrialObjective(spec, settings, worker)
+    report = WorkerReport(worker)
+    failures = 0
+    while max_trials is None or sum(report.trials.values()) < max_trials:
+        with quiet_optuna():
+            optuna.storages.fail_stale_trials(study)
+        budget = _budget(study, spec)
+        states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+        done = states["COMPLETE"] + states["PRUNED"]
+        if done >= budget:
+            report.reason = f"the budget of {budget} trials is spent"
+            return report
+        if states["WAITING"] == 0 and done + states["RUNNING"] >= budget:
+            time.sleep(poll_interval)  # the rest runs elsewhere; stay to run a retry
+            continue
+        if failures > max(3, budget // 2):
+            raise StudyError(
+                f"{failures} trials of study {name!r} failed on this worker; see the log above "
+                "(agentic-trading experiments list --study NAME shows their errors)"
+            )
+        trial = _run_one(study, objective)
+        report.trials[trial.state.name.lower() if trial else "lost"] += 1
+        if trial is not None and trial.state.name == "FAIL":
+            failures += 1
+        if on_trial is not None and trial is not None:
+            on_trial(trial)
+    report.reason = f"ran {max_trials} trial(s) as asked"
+    return report
+
+
+def _run_one(study: Any, objective: TrialObjective) -> Any:
+    """One trial through ``study.optimize``; the finished trial, or ``None`` if another worker
+    had already failed it (its heartbeat looked stale)."""
+    optuna = import_optuna()
+    before = {t.number for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING"}
+    try:
+        with quiet_optuna():
+            study.optimize(objective, n_trials=1, catch=(TrialCancelled, Exception))
+    except optuna.exceptions.UpdateFinishedTrialError as exc:
+        logger.warning("a trial was already failed by another worker (stale heartbeat): %s", exc)
+    mine = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.number not in before and t.user_attrs.get("worker") == objective.worker
+    ]
+    return mine[-1] if mine else None
+
+
+def _budget(study: Any, spec: StudySpec) -> int:
+    """The study's budget as it is now (enqueueing trials raises it)."""
+    data = study.user_attrs.get(SPEC_ATTRIBUTE)
+    return int(data["trials"]) if isinstance(data, dict) and "trials" in data else spec.trials
+
+
+def _sampler_seed(name: str, worker: str) -> int:
+    # Workers must not propose the same parameters: seed each from the study and itself.
+    return zlib.crc32(f"{name}/{worker}/{time.time_ns()}".encode())

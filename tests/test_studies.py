@@ -1,0 +1,360 @@
+"""Studies: Optuna studies whose trials are real trainings, live, tracked, pruned and judged."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from agentic_trading.cli.app import app
+from agentic_trading.config import Settings
+from agentic_trading.messaging.channels.sync import SyncTrainingChannel
+from agentic_trading.studies import (
+    SearchSpace,
+    SpaceError,
+    StudyError,
+    StudySpec,
+    create_study,
+    enqueue_trials,
+    judge,
+    list_studies,
+    load_study,
+    run_worker,
+    trial_rows,
+)
+from agentic_trading.tracking import get_sync_experiment_repository
+from tests import postgres
+from tests.aim_server import stop_process, wait_for_port
+from tests.conftest import delete_namespace, make_settings
+from tests.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "agentic_trading.cli.app"]
+
+#: Small, cheap trials: what the tests search.
+TINY_SPACE = {
+    "learning_rate": {"low": 1e-4, "high": 3e-3, "log": True},
+    "n_steps": [64, 128],
+    "n_epochs": [1, 3],
+    "net_arch": ["tiny"],
+}
+
+# --- search spaces ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("agent", ["ppo", "a2c", "dqn"])
+def test_builtin_spaces_are_valid(agent: str) -> None:
+    space = SearchSpace.builtin(agent)
+    assert space.parameters and not space.fixed
+    assert SearchSpace.from_mapping(space.as_data(), agent) == space
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty; give at least one parameter"),
+        ("lr: [0.1]", "unknown parameter 'lr' for PPO"),
+        ("learning_rate: {low: 1.0e-3, high: 1.0e-5}", "low 0.001 >= high 1e-05; an empty range"),
+        ("learning_rate: {low: 0, high: 0.1, log: true}", "log-scaled, so low must be above 0"),
+        ("n_steps: {low: 4, high: 64}", "n_steps=4 is not allowed"),
+        ("n_steps: []", "n_steps has no choices"),
+        ("net_arch: [tiny, tiny]", "lists a choice twice"),
+        ("net_arch: [huge]", "net_arch='huge' is not allowed"),
+        ("gamma: {low: a, high: 1}", "gamma.low must be a number"),
+        ("gamma: {low: 0.9, high: 0.99, sigma: 1}", "unknown key(s) sigma"),
+        ("n_epochs: {low: 1.5, high: 3, type: int}", "int range, so low and high must be whole"),
+        ("ent_coef: 0.01", "every parameter is fixed; nothing is searched"),
+        ("clip_range: [", "not readable YAML"),
+        ("buffer_size: [100]", "unknown parameter 'buffer_size'"),
+    ],
+)
+def test_a_bad_search_space_is_one_clear_error(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(content)
+    with pytest.raises(SpaceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        SearchSpace.from_file(path, "ppo")
+
+
+def test_a_space_file_as_people_write_it(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "learning_rate: {low: 1e-5, high: 2e-3, log: true}   # YAML reads 1e-5 as text\n"
+        "n_steps: [128, 256]\nn_epochs: {low: 3, high: 20}\nent_coef: 0.0\n"
+    )
+    space = SearchSpace.from_file(path, "PPO")
+    assert space.parameters["learning_rate"].low == 1e-5
+    assert space.parameters["n_epochs"].kind == "int"
+    assert space.fixed == {"ent_coef": 0.0}
+
+
+# --- creating studies ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(
+        ml_storage_path=str(tmp_path / "aim"),
+        study_storage=f"sqlite:///{tmp_path / 'studies.db'}",
+        study_heartbeat_interval=1,
+        study_grace_period=4,
+    )
+
+
+def tiny_spec(name: str, **overrides: Any) -> StudySpec:
+    values: dict[str, Any] = {
+        "name": name,
+        "space": TINY_SPACE,
+        "trials": 4,
+        "timesteps": 512,
+        "eval_every": 128,
+        "base": {"window_size": 5},
+    }
+    values.update(overrides)
+    return StudySpec(**values)
+
+
+def env_of(settings: Settings, **extra: str) -> dict[str, str]:
+    return {
+        "ML_STORAGE_PATH": settings.ml_storage_path,
+        "STUDY_STORAGE": settings.study_storage,
+        "STUDY_HEARTBEAT_INTERVAL": str(settings.study_heartbeat_interval),
+        "STUDY_GRACE_PERIOD": str(settings.study_grace_period),
+        **extra,
+    }
+
+
+def test_study_create_refuses_bad_input_and_creates_nothing(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env_of(settings).items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["study", "create", "first", "--trials", "3", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["trials"] == 3
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing\n")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("learning_rate: {low: 1.0e-5, high: 1.0e-3}\nmomentum: [0.9]\n")
+    cases = [
+        (["first"], "a study named 'first' already exists"),
+        (["second", "--objective", "accuracy"], "objective 'accuracy' is not a validation metric"),
+        (["second", "--space", str(empty)], "empty; give at least one parameter"),
+        (["second", "--space", str(unknown)], "unknown parameter 'momentum'"),
+        (["second", "--space", str(tmp_path / "missing.yaml")], "no such file"),
+        (["second", "--pruner", "patient"], "pruner='patient' is not allowed"),
+        (["second", "--eval-every", "5000", "--timesteps", "1000"], "exceeds the trial's"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["study", "create", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in " ".join(result.output.split()), (args, result.output)
+        assert "Traceback" not in result.output
+    monkeypatch.setenv("STUDY_STORAGE", "postgresql://postgres:s3cret@127.0.0.1:1/nothing")
+    down = runner.invoke(app, ["study", "create", "third"])
+    assert down.exit_code == 2 and "cannot be opened" in down.output
+    assert "s3cret" not in down.output and "********" in down.output
+    assert [s.name for s in list_studies(settings)] == ["first"]  # nothing half-created
+
+
+# --- running studies ----------------------------------------------------------------------------
+
+
+def trials_by_state(settings: Settings, name: str) -> dict[str, list[Any]]:
+    study, _ = load_study(name, settings)
+    out: dict[str, list[Any]] = {}
+    for row in trial_rows(study.get_trials()):
+        out.setdefault(row.state, []).append(row)
+    return out
+
+
+def assert_tracked(settings: Settings, name: str) -> None:
+    """Every finished trial is a tracked run of the study, with the same final status."""
+    study, _ = load_study(name, settings)
+    runs = {r.run_id: r for r in get_sync_experiment_repository(settings).list_runs(study=name)}
+    for trial in study.get_trials():
+        if trial.state.name not in ("COMPLETE", "PRUNED"):
+            continue
+        run = runs[trial.user_attrs["run_id"]]
+        assert run.config["study"] == name and run.config["trial"] == trial.number
+        assert run.config["params"] == trial.params
+        expected = "completed" if trial.state.name == "COMPLETE" else "pruned"
+        assert run.status.value == expected, (trial.number, run.status, run.error)
+        if expected == "completed":
+            objective = study.user_attrs["agentic_trading"]["objective"]
+            assert run.final_metrics[f"validation_{objective}"] == pytest.approx(trial.value)
+
+
+class LiveWatcher:
+    """Polls a messaging namespace and remembers every experiment it saw running."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.channel = SyncTrainingChannel(settings=settings)
+        self.running: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for state in self.channel.list_experiments("running"):
+                    self.running.add(state.experiment_id)
+            except Exception:
+                pass
+            time.sleep(0.2)
+
+    def __enter__(self) -> LiveWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.channel.close()
+
+
+@pytest.fixture
+def redis_namespace(redis_url: str, namespace: str) -> Iterator[dict[str, str]]:
+    yield {"MESSAGE_BROKER_TYPE": "redis", "REDIS_URL": redis_url, "MESSAGE_NAMESPACE": namespace}
+    delete_namespace(redis_url, namespace)
+
+
+@pytest.mark.redis
+def test_a_study_on_sqlite_with_two_local_workers(
+    settings: Settings, redis_namespace: dict[str, str]
+) -> None:
+    name = f"two-{uuid.uuid4().hex[:6]}"
+    create_study(tiny_spec(name, trials=6, pruner="successive_halving"), settings)
+    env = {**os.environ, **env_of(settings, **redis_namespace), "COLUMNS": "160"}
+    watched = settings.model_copy(
+        update={
+            "message_broker_type": "redis",
+            "redis_url": redis_namespace["REDIS_URL"],
+            "message_namespace": redis_namespace["MESSAGE_NAMESPACE"],
+        }
+    )
+    with LiveWatcher(watched) as watcher:
+        done = subprocess.run(
+            [*CLI, "study", "run", name, "--workers", "2"],
+            env=env, capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"{name}: PPO" in done.stdout and "6/6 trials done" in " ".join(done.stdout.split())
+    states = trials_by_state(settings, name)
+    finished = states.get("complete", []) + states.get("pruned", [])
+    assert 6 <= len(finished) <= 7  # two workers may both start the last trial
+    assert not states.get("fail") and not states.get("running")
+    assert len({row.worker for row in finished}) == 2  # both workers ran trials
+    # Every trial was a live experiment, seen running, and ended as its trial did.
+    live = SyncTrainingChannel(settings=watched)
+    for row in finished:
+        assert row.experiment_id in watcher.running, row
+        state = live.get_experiment(row.experiment_id)
+        assert state is not None
+        assert state.status.value == ("completed" if row.state == "complete" else "pruned")
+    live.close()
+    assert_tracked(settings, name)
+    listed = subprocess.run(
+        [*CLI, "experiments", "list", "--study", name, "--json", "--limit", "20"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert {r["run_id"] for r in json.loads(listed.stdout)} == {r.run_id for r in finished}
+
+
+@pytest.mark.skipif(not postgres.shared_available(), reason="no PostgreSQL at 127.0.0.1:5432")
+def test_a_study_on_postgresql_prunes_and_judges(tmp_path: Path) -> None:
+    with postgres.database() as url:
+        settings = make_settings(
+            ml_storage_path=str(tmp_path / "aim"),
+            study_storage=url,
+            study_heartbeat_interval=1,
+            study_grace_period=4,
+        )
+        name = "pg-study"
+        create_study(tiny_spec(name, trials=1, pruner="median"), settings)
+        # Fixed trials in a fixed order (one worker): a good one first, then hopeless ones.
+        good = {"learning_rate": 3e-4, "n_steps": 128, "n_epochs": 3, "net_arch": "tiny"}
+        enqueue_trials(name, dict(good), settings)
+        enqueue_trials(name, {**good, "learning_rate": 2.9e-3, "n_epochs": 1}, settings, count=2)
+        report = run_worker(name, settings, poll_interval=0.5)
+        assert report.reason == "the budget of 4 trials is spent"
+        states = trials_by_state(settings, name)
+        assert len(states.get("complete", [])) + len(states.get("pruned", [])) == 4
+        assert_tracked(settings, name)
+        study, _ = load_study(name, settings)
+        verdict = judge(study.get_trials())
+        assert verdict is not None and verdict.trials == 4
+        assert "DSR" in verdict.summary()
+        shown = CliRunner().invoke(app, ["study", "show", name, "--json"], env=env_of(settings))
+        data = json.loads(shown.output)
+        assert data["finished"] == 4 and data["budget"] == 4
+        assert data["verdict"]["label"] in ("skill", "luck")
+        assert all(t["run_id"] for t in data["trials"])
+        # The two hopeless trials (the same fixed parameters and seed: the same scores) fell
+        # below the first trial's validation Sharpe at the same step and were pruned there.
+        pruned = {row.number for row in states.get("pruned", [])}
+        assert {1, 2} <= pruned, states
+        for row in states.get("pruned", []):
+            assert row.intermediate and row.last_step is not None and row.last_step < 512
+
+
+def test_optuna_dashboard_shows_the_same_study(settings: Settings, tmp_path: Path) -> None:
+    name = "seen-by-optuna-dashboard"
+    create_study(tiny_spec(name), settings)
+    enqueue_trials(name, {"n_steps": 64}, settings, count=2)
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("optuna-dashboard")),
+            settings.study_storage,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, server, timeout=30)  # type: ignore[arg-type]
+        import urllib.request
+
+        def get(path: str) -> Any:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+                return json.loads(reply.read())
+
+        (summary,) = get("/api/studies")["study_summaries"]
+        assert summary["study_name"] == name and summary["directions"] == ["maximize"]
+        detail = get(f"/api/studies/{summary['study_id']}")
+        assert [t["state"] for t in detail["trials"]] == ["Waiting", "Waiting"]
+        assert detail["trials"][0]["fixed_params"][0]["name"] == "n_steps"
+    finally:
+        stop_process(server)  # type: ignore[arg-type]
+
+
+def test_enqueue_checks_parameters(settings: Settings) -> None:
+    create_study(tiny_spec("queue"), settings)
+    with pytest.raises(StudyError, match="momentum are not searched"):
+        enqueue_trials("queue", {"momentum": 0.9}, settings)
+    with pytest.raises(ValueError, match="n_steps"):
+        enqueue_trials("queue", {"n_steps": 2}, settings)
+    numbers = enqueue_trials("queue", {"n_steps": 64, "seed": 9}, settings, count=2)
+    study, spec = load_study("queue", settings)
+    waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]
+    assert [t.number for t in waiting] == numbers
+    assert all(t.user_attrs["seed"] == 9 for t in waiting)
+    assert spec.trials == 6  # the budget grew with the queued trials
+    with pytest.raises(StudyError, match="no study 'nope'"):
+        load_study("nope", settings)
