@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
 import subprocess
 import time
 import uuid
@@ -44,14 +45,18 @@ def shared_available() -> bool:
 def database(host: str = SHARED[0], port: int = SHARED[1]) -> Iterator[str]:
     """A new database on a PostgreSQL server, as a ``postgresql://`` URL; dropped afterwards."""
     name = f"test_{uuid.uuid4().hex[:12]}"
-    connection = _connect(host, port)
-    connection.execute(f'CREATE DATABASE "{name}"')  # type: ignore[attr-defined]
+    _admin(host, port, f'CREATE DATABASE "{name}"')
     try:
         yield f"postgresql://postgres@{host}:{port}/{name}"
+    finally:  # a new connection: the test may have restarted the server meanwhile
+        _admin(host, port, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(host: str, port: int, statement: str) -> None:
+    connection = _connect(host, port)
+    try:
+        connection.execute(statement)  # type: ignore[attr-defined]
     finally:
-        connection.execute(  # type: ignore[attr-defined]
-            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        )
         connection.close()  # type: ignore[attr-defined]
 
 
@@ -63,12 +68,12 @@ def as_postgres(*command: str) -> list[str]:
 
 
 class PostgresServer:
-    """A private PostgreSQL server on ``host``:``port`` over a data folder under ``workdir``;
-    ``prefix`` runs it in another network namespace."""
+    """A private PostgreSQL server on ``host``:``port`` over a data folder of its own (under
+    /tmp, which the ``postgres`` user can reach; pytest's folders it cannot); ``prefix`` runs
+    it in another network namespace. :meth:`remove` deletes the folder."""
 
     def __init__(
         self,
-        workdir: Path,
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
@@ -76,8 +81,8 @@ class PostgresServer:
     ) -> None:
         if not (BIN / "postgres").exists():
             raise RuntimeError(f"PostgreSQL 15 is not installed ({BIN} is missing)")
-        self.workdir = workdir
-        self.data = workdir / "data"
+        self.workdir = Path(tempfile.mkdtemp(prefix="agentic-trading-pg-"))
+        self.data = self.workdir / "data"
         self.host = host
         self.port = port or free_port()
         self.prefix = prefix
@@ -88,7 +93,6 @@ class PostgresServer:
         return f"postgresql://postgres@{self.host}:{self.port}/postgres"
 
     def init(self) -> PostgresServer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.workdir, "postgres", "postgres")
         subprocess.run(
@@ -151,3 +155,8 @@ class PostgresServer:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    def remove(self) -> None:
+        """Stop it and delete its data folder."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -163,3 +163,53 @@ def test_history_and_run_pages(dash_duo: Any, settings: Settings) -> None:
     assert link == f"http://127.0.0.1:43800/runs/{runs[2].run_id}"
     screenshot(dash_duo, "run")
     assert dash_duo.get_logs() == []
+
+
+def test_study_page_follows_trials_live_and_stops_one(
+    dash_duo: Any, settings: Settings, tmp_path: Path
+) -> None:
+    import threading
+
+    from agentic_trading.studies import StudySpec, create_study, load_study, run_worker
+
+    settings = settings.model_copy(update={"study_storage": f"sqlite:///{tmp_path / 'studies.db'}"})
+    space = {"learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}, "n_steps": [64]}
+    spec = StudySpec(
+        name="watched", space=space, trials=1, timesteps=6144, eval_every=1024,
+        base={"window_size": 5},
+    )  # fmt: skip
+    create_study(spec, settings)
+    dash_duo.start_server(create_app(settings))
+    dash_duo.driver.get(f"{dash_duo.server_url}/studies/watched")
+    dash_duo.wait_for_contains_text("#study-summary", "0 of 1 trials done", timeout=20)
+
+    worker = threading.Thread(target=run_worker, args=("watched", settings), daemon=True)
+    worker.start()
+    dash_duo.wait_for_contains_text("#study-trials", "running", timeout=60)  # no reload
+    progress = dash_duo.wait_for_element("#study-trials progress", timeout=30)
+    first = float(progress.get_attribute("value"))
+    wait_for(
+        lambda: (
+            float(dash_duo.find_element("#study-trials progress").get_attribute("value")) > first
+        ),
+        30,
+    )  # the running trial's progress moves, from messaging
+    dash_duo.find_element("#study-trials button.stop").click()
+    alert = WebDriverWait(dash_duo.driver, 10).until(alert_is_present())
+    alert.accept()
+    dash_duo.wait_for_contains_text("#study-trials", "cancelled", timeout=60)
+    # The budget counts complete and pruned trials: the worker runs another one to the end.
+    dash_duo.wait_for_contains_text("#study-summary", "1 of 1 trials done", timeout=120)
+    wait_for(lambda: len(dash_duo.find_elements("#study-history .scatterlayer .point")) >= 1)
+    wait_for(lambda: len(dash_duo.find_elements("#study-intermediate .scatterlayer .trace")) >= 1)
+    worker.join(60)
+    screenshot(dash_duo, "study")
+    study, _ = load_study("watched", settings)
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "COMPLETE"]
+    assert study.get_trials()[0].user_attrs["status"] == "cancelled"
+
+    dash_duo.driver.get(f"{dash_duo.server_url}/studies")
+    dash_duo.wait_for_contains_text("#studies-table", "watched", timeout=20)
+    dash_duo.wait_for_contains_text("#studies-table", "1/1")
+    assert dash_duo.get_logs() == []
+    get_sync_tracker(settings).close()

@@ -358,3 +358,111 @@ def test_enqueue_checks_parameters(settings: Settings) -> None:
     assert spec.trials == 6  # the budget grew with the queued trials
     with pytest.raises(StudyError, match="no study 'nope'"):
         load_study("nope", settings)
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+
+def start_worker(env: dict[str, str], name: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, "study", "worker", name],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def test_a_killed_workers_trial_is_rerun_by_another(settings: Settings) -> None:
+    name = "killed-worker"
+    create_study(tiny_spec(name, trials=2, timesteps=2048, eval_every=1024), settings)
+    env = env_of(settings)
+    first = start_worker(env, name)
+
+    def running_trial() -> Any:
+        study, _ = load_study(name, settings)
+        return next(
+            (
+                t
+                for t in study.get_trials()
+                if t.state.name == "RUNNING" and t.user_attrs.get("run_id")
+            ),
+            None,
+        )
+
+    try:
+        victim = wait_for(running_trial, 120, "a running trial with its run")
+        time.sleep(1.0)
+        first.kill()  # SIGKILL mid-trial: no goodbye to Optuna, messaging or tracking
+        first.wait(10)
+        second = start_worker(env, name)
+        out, err = second.communicate(timeout=240)
+        assert second.returncode == 0, err
+    finally:
+        for proc in (first,):
+            if proc.poll() is None:
+                proc.kill()
+    study, _ = load_study(name, settings)
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[victim.number].state.name == "FAIL"  # failed by the heartbeat...
+    retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retries) == 1 and retries[0].state.name in ("COMPLETE", "PRUNED")  # ...re-run
+    assert retries[0].params == victim.params
+    finished = [t for t in trials.values() if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 2  # the budget, not one trial more
+    run = get_sync_experiment_repository(settings).get_run(victim.user_attrs["run_id"])
+    assert run.status.value == "crashed"  # the dead trial's run, as tracking tells it
+
+
+@pytest.mark.stress
+def test_postgresql_restarted_mid_study_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    server = postgres.PostgresServer().start()
+    try:
+        with postgres.database(server.host, server.port) as url:
+            settings = make_settings(
+                ml_storage_path=str(tmp_path / "aim"),
+                study_storage=url,
+                study_heartbeat_interval=2,
+                study_grace_period=30,
+            )
+            name = "restarted"
+            create_study(tiny_spec(name, trials=3, timesteps=3072, eval_every=1024), settings)
+            worker = start_worker(env_of(settings), name)
+            try:
+                wait_for(
+                    lambda: any(
+                        t.state.name == "RUNNING" and t.intermediate_values
+                        for t in load_study(name, settings)[0].get_trials()
+                    ),
+                    120,
+                    "a trial that reported a validation score",
+                )
+                server.stop()  # the database goes away mid-trial...
+                time.sleep(5)
+                server.start()  # ...and comes back
+                out, err = worker.communicate(timeout=300)
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+            assert worker.returncode == 0, err
+            assert "did not answer" in err and "answers again" in err  # one line each
+            study, _ = load_study(name, settings)
+            trials = study.get_trials()
+            assert [
+                t.state.name for t in trials if t.state.name not in ("COMPLETE", "PRUNED")
+            ] == []
+            assert len(trials) == 3  # nothing lost, nothing run twice
+            assert len({t.user_attrs["run_id"] for t in trials}) == 3
+    finally:
+        server.remove()

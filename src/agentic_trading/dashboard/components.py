@@ -17,7 +17,9 @@ __all__ = [
     "figure_layout",
     "run_link",
     "status_badge",
+    "stop_controls",
     "table",
+    "trial_state_badge",
 ]
 
 #: The evaluation's equity curves, agent and buy-and-hold, tracked as series by ``train``.
@@ -40,6 +42,48 @@ def table(header: Sequence[str], rows: Iterable[Any], body_id: str | None = None
 def status_badge(status: str) -> html.Span:
     """The status as a coloured label (``status-<name>`` in the stylesheet)."""
     return html.Span(status, className=f"status status-{status}")
+
+
+#: Optuna trial states shown with the status colours they correspond to.
+TRIAL_STATE_STATUS = {
+    "complete": "completed",
+    "pruned": "pruned",
+    "running": "running",
+    "waiting": "pending",
+    "fail": "failed",
+    "cancelled": "cancelled",
+}
+
+
+def trial_state_badge(state: str) -> html.Span:
+    """A study trial's state as a coloured label."""
+    return html.Span(state, className=f"status status-{TRIAL_STATE_STATUS.get(state, state)}")
+
+
+def stop_controls(context: Any) -> list[Any]:
+    """The pieces a page with Stop buttons needs: the token field (when one is required), the
+    message line, the confirmation dialog and the stop target. The live page's callbacks serve
+    every page that has them."""
+    if not context.control.requires_token:
+        token: Any = html.Div(dcc.Input(id="token", type="hidden", value=""))
+    else:
+        token = html.Div(
+            html.Label(
+                [
+                    "dashboard token (DASHBOARD_TOKEN), needed to stop or start trainings",
+                    dcc.Input(
+                        id="token", type="password", persistence=True, persistence_type="session"
+                    ),
+                ]
+            ),
+            className="controls",
+        )
+    return [
+        token,
+        html.Div(id="control-message", className="message"),
+        dcc.ConfirmDialog(id="stop-confirm"),
+        dcc.Store(id="stop-target"),
+    ]
 
 
 def run_link(run_id: str) -> dcc.Link:

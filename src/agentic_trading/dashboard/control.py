@@ -76,6 +76,11 @@ class DashboardControl:
         with self._lock:
             return [eid for eid, thread in self._trainings.items() if thread.is_alive()]
 
+    @property
+    def through_studies(self) -> bool:
+        """Whether trainings started here go to study workers (``STUDY_STORAGE`` is set)."""
+        return "study_storage" in self.settings.model_fields_set
+
     def start_training(
         self,
         agent_type: Any,
@@ -83,10 +88,12 @@ class DashboardControl:
         learning_rate: Any,
         token: str | None = None,
     ) -> str:
-        """Start a training in this process (a thread); returns its experiment id at once.
+        """Start a training; returns what happened, in words, at once.
 
-        Values come from a form and are validated as a :class:`TrainingConfig`; a bad one raises
-        :class:`ControlError` naming it.
+        Without ``STUDY_STORAGE`` it runs in this process (a thread). With it, it is queued as a
+        trial of the study ``dashboard-<agent>-<timesteps>`` (created when missing) and a study
+        worker runs it, not the dashboard. Values come from a form and are validated as a
+        :class:`TrainingConfig`; a bad one raises :class:`ControlError` naming it.
         """
         self._authorize(token)
         from pydantic import ValidationError
@@ -104,6 +111,8 @@ class DashboardControl:
                 for e in exc.errors()
             )
             raise ControlError(problems) from None
+        if self.through_studies:
+            return self._queue_trial(config)
         with self._lock:
             running = [eid for eid, t in self._trainings.items() if t.is_alive()]
             if len(running) >= MAX_DASHBOARD_TRAININGS:
@@ -121,7 +130,39 @@ class DashboardControl:
             )
             self._trainings[experiment_id] = thread
             thread.start()
-        return experiment_id
+        return f"Started {experiment_id}."
+
+    def _queue_trial(self, config: Any) -> str:
+        from agentic_trading.studies import StudyError, StudySpec, create_study, enqueue_trials
+
+        name = f"dashboard-{config.agent_type.lower()}-{config.timesteps}"
+        spec = StudySpec(
+            name=name,
+            agent=config.agent_type,
+            space={"learning_rate": {"low": 1e-6, "high": 1.0, "log": True}},
+            trials=0,
+            timesteps=config.timesteps,
+        )
+        try:
+            create_study(spec, self.settings)
+        except StudyError:
+            pass  # it exists: add to it
+        (number,) = enqueue_trials(name, {"learning_rate": config.learning_rate}, self.settings)
+        return (
+            f"Queued as trial {number} of study {name} ({self.settings.study_location()}); "
+            f"a study worker runs it: agentic-trading study worker {name}"
+        )
+
+    def add_trials(self, study: str, count: Any, token: str | None = None) -> str:
+        """Grow ``study``'s budget by ``count`` trials for its workers; what happened, in words."""
+        self._authorize(token)
+        from agentic_trading.studies import StudyError, add_trials
+
+        try:
+            budget = add_trials(study, int(count) if count is not None else 0, self.settings)
+        except (StudyError, ValueError, TypeError) as exc:
+            raise ControlError(str(exc)) from None
+        return f"{study} now has a budget of {budget} trials; its workers run the new ones."
 
 
 def _train_quietly(

@@ -50,7 +50,7 @@ class StudySpec(BaseModel):
     name: str
     agent: Literal["PPO", "A2C", "DQN"] = "PPO"
     space: dict[str, Any]
-    trials: int = Field(20, ge=1, le=100_000)
+    trials: int = Field(20, ge=0, le=100_000)
     timesteps: int = Field(2_000, ge=100, le=100_000_000)
     objective: str = "sharpe_ratio"
     direction: Literal["maximize", "minimize"] | None = None

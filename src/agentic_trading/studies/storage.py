@@ -17,6 +17,7 @@ import contextlib
 import functools
 import importlib.util
 import logging
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -151,11 +152,28 @@ def _resilient_storage() -> type:
     return _storage_class()
 
 
+_storages: dict[tuple[Any, ...], Any] = {}
+_storages_lock = threading.Lock()
+
+
 def open_storage(settings: Settings) -> Any:
-    """The Optuna storage of ``STUDY_STORAGE``, with heartbeats and failed-trial retries.
+    """The Optuna storage of ``STUDY_STORAGE``, with heartbeats and failed-trial retries: one
+    per process and settings (it holds a connection pool).
 
     Raises :class:`StudyStorageError` (one line, no password) when it cannot be reached.
     """
+    key = tuple(getattr(settings, name) for name in _STORAGE_FIELDS)
+    with _storages_lock:
+        storage = _storages.get(key)
+        if storage is None:
+            storage = _storages[key] = _open_storage(settings)
+        return storage
+
+
+_STORAGE_FIELDS = tuple(name for name in Settings.model_fields if name.startswith("study_"))
+
+
+def _open_storage(settings: Settings) -> Any:
     optuna = import_optuna()
     _check_location(settings)
     location = settings.study_location()

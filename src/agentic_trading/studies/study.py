@@ -22,6 +22,7 @@ __all__ = [
     "StudyStorageError",
     "StudySummary",
     "TrialRow",
+    "add_trials",
     "create_study",
     "delete_study",
     "enqueue_trials",
@@ -166,7 +167,7 @@ class StudySummary:
 def summarise(study: Any, spec: StudySpec, trials: list[Any] | None = None) -> StudySummary:
     """The summary of one study (``trials`` if already read)."""
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    states = Counter(t.state.name.lower() for t in trials)
+    states = Counter(_state(t) for t in trials)
     best = _best(study, trials)
     running = [t for t in trials if t.state.name == "RUNNING"]
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
@@ -252,14 +253,20 @@ class TrialRow:
         }
 
 
+def _state(trial: Any) -> str:
+    """Optuna's state in lower case; a trial whose training was stopped reads ``cancelled``."""
+    state = str(trial.state.name.lower())
+    if state == "fail" and trial.user_attrs.get("status") == "cancelled":
+        return "cancelled"
+    return state
+
+
 def trial_rows(trials: list[Any]) -> list[TrialRow]:
     """Every trial, in order, as rows."""
     rows = []
     for t in trials:
         intermediate = dict(t.intermediate_values)
-        state = t.state.name.lower()
-        if state == "fail" and t.user_attrs.get("status") == "cancelled":
-            state = "cancelled"
+        state = _state(t)
         rows.append(
             TrialRow(
                 number=t.number,
@@ -298,14 +305,24 @@ def enqueue_trials(
     config = spec.training_config({**space.fixed, **params})  # the training accepts them
     del config
     attrs = {} if seed is None else {"seed": int(seed)}
-    numbers = []
     for _ in range(count):
         study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
     waiting = [t.number for t in study.get_trials(deepcopy=False) if t.state.name == "WAITING"]
-    numbers = waiting[-count:]
-    bigger = spec.model_copy(update={"trials": spec.trials + count})
+    add_trials(name, count, settings)
+    return waiting[-count:]
+
+
+def add_trials(name: str, count: int, settings: Settings) -> int:
+    """Grow the study's budget by ``count`` trials (the sampler picks their parameters);
+    returns the new budget. Running workers take them up; others must be started."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
+        raise StudyError(f"count must be a whole number from 1 to 10,000, got {count!r}")
+    study, spec = load_study(name, settings)
+    data = study.user_attrs.get(SPEC_ATTRIBUTE)
+    budget = int(data["trials"]) if isinstance(data, dict) else spec.trials
+    bigger = spec.model_copy(update={"trials": budget + count})
     study.set_user_attr(SPEC_ATTRIBUTE, bigger.model_dump(mode="json"))
-    return numbers
+    return budget + count
 
 
 def judge(trials: list[Any], blocks: int = 16) -> StudyVerdict | None:

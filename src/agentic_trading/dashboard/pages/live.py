@@ -13,7 +13,13 @@ from dash import ALL, Dash, Input, Output, Patch, State, ctx, dcc, html, no_upda
 from dash.exceptions import PreventUpdate
 
 from agentic_trading.common.formatting import duration, rate
-from agentic_trading.dashboard.components import final, run_link, status_badge, table
+from agentic_trading.dashboard.components import (
+    final,
+    run_link,
+    status_badge,
+    stop_controls,
+    table,
+)
 from agentic_trading.dashboard.context import DashboardContext
 from agentic_trading.dashboard.control import ControlError
 from agentic_trading.dashboard.data import LIVE_STATUSES
@@ -202,28 +208,18 @@ def _start_form(context: DashboardContext) -> html.Div:
                 className="controls",
             ),
             html.P(
-                "Trains on the bundled EUR/USD bars in the dashboard's own process "
-                f"({context.settings.message_broker_type} broker, tracked in "
-                f"{context.settings.ml_storage_path}).",
+                (
+                    "Queued as a trial of a study in STUDY_STORAGE "
+                    f"({context.settings.study_location()}): a study worker runs it."
+                    if context.control.through_studies
+                    else "Trains on the bundled EUR/USD bars in the dashboard's own process "
+                    f"({context.settings.message_broker_type} broker, tracked in "
+                    f"{context.settings.ml_storage_path}). Set STUDY_STORAGE to send it to "
+                    "study workers instead."
+                ),
                 style={"color": "#666", "fontSize": "0.85em"},
             ),
         ]
-    )
-
-
-def _token_input(context: DashboardContext) -> Any:
-    if not context.control.requires_token:
-        return html.Div(dcc.Input(id="token", type="hidden", value=""))
-    return html.Div(
-        html.Label(
-            [
-                "dashboard token (DASHBOARD_TOKEN), needed to stop or start trainings",
-                dcc.Input(
-                    id="token", type="password", persistence=True, persistence_type="session"
-                ),
-            ]
-        ),
-        className="controls",
     )
 
 
@@ -247,11 +243,8 @@ def layout(context: DashboardContext) -> html.Div:
         [
             html.H1("Live experiments"),
             html.Div(problem or "", id="banner", className="banner" if problem else ""),
-            _token_input(context),
+            *stop_controls(context),
             table(LIVE_HEADER, rows, body_id="live-table"),
-            html.Div(id="control-message", className="message"),
-            dcc.ConfirmDialog(id="stop-confirm"),
-            dcc.Store(id="stop-target"),
             dcc.Store(id="live-view", data=view),
             dcc.Graph(id="live-reward", figure=reward, config={"displaylogo": False}),
             _start_form(context) if context.control.enabled else html.Div(),
@@ -368,7 +361,7 @@ def register(app: Dash, context: DashboardContext) -> None:
         if not clicks:
             return no_update, no_update
         try:
-            experiment_id = context.control.start_training(agent, timesteps, learning_rate, token)
+            message = context.control.start_training(agent, timesteps, learning_rate, token)
         except ControlError as exc:
             return f"Not started: {exc}", no_update
-        return f"Started {experiment_id}.", False
+        return message, False
