@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import tempfile
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -70,7 +70,8 @@ def as_postgres(*command: str) -> list[str]:
 class PostgresServer:
     """A private PostgreSQL server on ``host``:``port`` over a data folder of its own (under
     /tmp, which the ``postgres`` user can reach; pytest's folders it cannot); ``prefix`` runs
-    it in another network namespace. :meth:`remove` deletes the folder."""
+    it in another network namespace, ``trusted`` (a CIDR) lets clients of a test network in
+    without a password. :meth:`remove` deletes the folder."""
 
     def __init__(
         self,
@@ -78,6 +79,7 @@ class PostgresServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         prefix: tuple[str, ...] = (),
+        trusted: str | None = None,
     ) -> None:
         if not (BIN / "postgres").exists():
             raise RuntimeError(f"PostgreSQL 15 is not installed ({BIN} is missing)")
@@ -86,6 +88,7 @@ class PostgresServer:
         self.host = host
         self.port = port or free_port()
         self.prefix = prefix
+        self.trusted = trusted
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -101,6 +104,9 @@ class PostgresServer:
             capture_output=True,
             timeout=60,
         )
+        if self.trusted:  # clients from a test network, as from inside a private one
+            with (self.data / "pg_hba.conf").open("a") as rules:
+                rules.write(f"host all all {self.trusted} trust\n")
         return self
 
     def start(self) -> PostgresServer:

@@ -1,8 +1,10 @@
 """Scale-out on real network hosts: Linux network namespaces joined by veth pairs to a switch.
 
-One host runs Redis and ``aim server``; two trainer hosts each run a short PPO training
-against them; a fourth host watches with ``monitor --once --json`` and reads the runs back
-through the Aim server. Addresses exist only inside the namespaces the test makes.
+One host runs Redis, ``aim server`` and PostgreSQL; two trainer hosts each run a study worker
+against them; a fourth host creates the study, watches both hosts' trials live with
+``monitor --once --json`` and ``study show --json``, and reads the runs back through the Aim
+server. One worker is killed mid-trial: the other host re-runs its trial. Addresses exist only
+inside the namespaces the test makes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 import pytest
 
 from tests.aim_server import AimServer
-from tests.trainings import CLI, ROOT, assert_complete, start_training
+from tests.postgres import PostgresServer
+from tests.trainings import CLI, ROOT, assert_complete
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -89,7 +92,13 @@ def network() -> Iterator[Network]:
         net.delete()
 
 
-def test_two_trainer_hosts_report_to_one_redis_and_one_aim_server(
+SPACE = (
+    "learning_rate: {low: 1.0e-4, high: 1.0e-3, log: true}\n"
+    "n_steps: [64, 128]\nn_epochs: [1, 2]\nnet_arch: [tiny]\n"
+)
+
+
+def test_a_study_on_two_trainer_hosts_with_shared_services(
     network: Network, tmp_path: Path
 ) -> None:
     services = network.address["services"]
@@ -117,6 +126,9 @@ def test_two_trainer_hosts_report_to_one_redis_and_one_aim_server(
     aim = AimServer(
         tmp_path / "tracking", host=services, port=53800, prefix=network.prefix("services")
     ).start()
+    database = PostgresServer(
+        host=services, port=5432, prefix=network.prefix("services"), trusted=f"{services}/16"
+    ).start()
     env = {
         **os.environ,
         "MESSAGE_BROKER_TYPE": "redis",
@@ -127,6 +139,9 @@ def test_two_trainer_hosts_report_to_one_redis_and_one_aim_server(
         # a folder every host sees, as an NFS mount would be
         "ML_ARTIFACTS_URI": (tmp_path / "shared-artifacts").as_uri(),
         "ML_HEARTBEAT_INTERVAL": "1",
+        "STUDY_STORAGE": f"postgresql://postgres@{services}:5432/postgres",
+        "STUDY_HEARTBEAT_INTERVAL": "1",
+        "STUDY_GRACE_PERIOD": "4",
     }
 
     def on(host: str, *args: str, timeout: float = 60) -> Any:
@@ -142,52 +157,96 @@ def test_two_trainer_hosts_report_to_one_redis_and_one_aim_server(
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
-    trainings = []
+    workers: dict[str, subprocess.Popen[str]] = {}
     try:
         _wait_for_services(network, services)
+        space = tmp_path / "space.yaml"
+        space.write_text(SPACE)
+        on(
+            "watcher", "study", "create", "spread", "--trials", "3", "--timesteps", "2048",
+            "--eval-every", "512", "--space", str(space), "--window-size", "5", "--json",
+        )  # fmt: skip
         for host in ("trainer1", "trainer2"):
-            trainings.append(start_training(env, host, 3000, prefix=network.prefix(host)))
-        # Both trainings are visible live from the watcher host while they run.
-        seen_running: set[str] = set()
+            workers[host] = subprocess.Popen(
+                [*network.prefix(host), *CLI, "study", "worker", "spread"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+        host_of = {f"{_hostname()}:{proc.pid}": host for host, proc in workers.items()}
+        # The watcher host sees a trial of each trainer host running, live, at the same time.
+        victim = None
         deadline = time.monotonic() + 120
-        while seen_running != {"trainer1", "trainer2"} and time.monotonic() < deadline:
-            for state in on("watcher", "monitor", "--once", "--json"):
-                if state["status"] == "running" and state["current_step"] > 0:
-                    seen_running.add(state["experiment_id"].rsplit("-", 1)[0])
+        while time.monotonic() < deadline:
+            trials = on("watcher", "study", "show", "spread", "--json")["trials"]
+            running = {t["experiment_id"]: t for t in trials if t["state"] == "running"}
+            live = {
+                s["experiment_id"]
+                for s in on("watcher", "monitor", "--once", "--json")
+                if s["status"] == "running" and s["current_step"] > 0
+            }
+            hosts = {host_of.get(running[e]["worker"]) for e in live if e in running}
+            if hosts == {"trainer1", "trainer2"}:
+                victim = next(
+                    t for e, t in running.items() if host_of.get(t["worker"]) == "trainer1"
+                )
+                break
             time.sleep(0.5)
-        assert seen_running == {"trainer1", "trainer2"}
-        outcomes = []
-        for proc in trainings:
-            out, err = proc.communicate(timeout=240)
-            assert proc.returncode == 0, err
-            outcomes.append(json.loads(out))
-        # Every run is complete in tracking: read from the watcher host through the Aim server...
-        runs = {run["experiment"]: run for run in on("watcher", "experiments", "list", "--json")}
-        assert {runs["trainer1"]["status"], runs["trainer2"]["status"]} == {"completed"}
-        # ...and in the server's own repository folder, every held-out point and the model.
-        for outcome in outcomes:
-            assert_complete(aim.repo, outcome["run_id"])
-            model = on("watcher", "experiments", "show", outcome["run_id"], "--json")["artifacts"]
-            assert model["model.zip"] == outcome["model"]
-            assert outcome["model"].startswith((tmp_path / "shared-artifacts").as_uri())
-        # The live state of both is final in Redis, as the watcher sees it.
-        states = on("watcher", "monitor", "--once", "--json")
-        final = {s["experiment_id"].rsplit("-", 1)[0]: s["status"] for s in states}
-        assert final == {"trainer1": "completed", "trainer2": "completed"}
+        assert victim is not None, "never saw trials of both hosts running at once"
+        workers["trainer1"].kill()  # SIGKILL mid-trial: the host is gone
+        workers["trainer1"].wait(10)
+        _out, err = workers["trainer2"].communicate(timeout=240)
+        assert workers["trainer2"].returncode == 0, err
+
+        shown = on("watcher", "study", "show", "spread", "--json")
+        trials = {t["number"]: t for t in shown["trials"]}
+        assert shown["finished"] == 3 and shown["budget"] == 3
+        assert trials[victim["number"]]["state"] == "fail"  # failed by its stale heartbeat...
+        (retry,) = [t for t in trials.values() if t["retry_of"] == victim["number"]]
+        assert retry["params"] == victim["params"] and retry["state"] in ("complete", "pruned")
+        assert host_of[retry["worker"]] == "trainer2"  # ...and re-run on the other host
+        # Tracking, read from the watcher host through the Aim server: every finished trial
+        # complete (or pruned) with its model in the shared store; the killed one crashed.
+        runs = {r["run_id"]: r for r in on("watcher", "experiments", "list", "--json")}
+        assert runs[victim["run_id"]]["status"] == "crashed"
+        for trial in trials.values():
+            if trial["state"] == "complete":
+                assert_complete(aim.repo, trial["run_id"])
+                uri = runs[trial["run_id"]]["artifacts"]["model.zip"]
+                assert uri.startswith((tmp_path / "shared-artifacts").as_uri())
+            elif trial["state"] == "pruned":
+                assert runs[trial["run_id"]]["status"] == "pruned"
+        # The live states are final in Redis, as the watcher sees them.
+        final = {
+            s["experiment_id"]: s["status"] for s in on("watcher", "monitor", "--once", "--json")
+        }
+        for trial in trials.values():
+            if trial["state"] in ("complete", "pruned"):
+                expected = "completed" if trial["state"] == "complete" else "pruned"
+                assert final[trial["experiment_id"]] == expected
     finally:
-        for proc in trainings:
+        for proc in workers.values():
             if proc.poll() is None:
                 proc.kill()
         aim.stop()
+        database.remove()
         redis.terminate()
         redis.wait(10)
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 def _wait_for_services(network: Network, address: str) -> None:
     probe = (
         "import socket, sys, time\n"
         "deadline = time.time() + 60\n"
-        "for port in (6379, 53800):\n"
+        "for port in (6379, 53800, 5432):\n"
         "    while socket.socket().connect_ex((sys.argv[1], port)) != 0:\n"
         "        assert time.time() < deadline, port\n"
         "        time.sleep(0.2)\n"

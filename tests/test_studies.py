@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -235,7 +236,7 @@ def test_a_study_on_sqlite_with_two_local_workers(
     settings: Settings, redis_namespace: dict[str, str]
 ) -> None:
     name = f"two-{uuid.uuid4().hex[:6]}"
-    create_study(tiny_spec(name, trials=6, pruner="successive_halving"), settings)
+    create_study(tiny_spec(name, trials=4, pruner="successive_halving"), settings)
     env = {**os.environ, **env_of(settings, **redis_namespace), "COLUMNS": "160"}
     watched = settings.model_copy(
         update={
@@ -250,10 +251,11 @@ def test_a_study_on_sqlite_with_two_local_workers(
             env=env, capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert f"{name}: PPO" in done.stdout and "6/6 trials done" in " ".join(done.stdout.split())
+    assert f"{name}: PPO" in done.stdout
+    assert re.search(r"[45]/4 trials done", " ".join(done.stdout.split())), done.stdout
     states = trials_by_state(settings, name)
     finished = states.get("complete", []) + states.get("pruned", [])
-    assert 6 <= len(finished) <= 7  # two workers may both start the last trial
+    assert 4 <= len(finished) <= 5  # two workers may both start the last trial
     assert not states.get("fail") and not states.get("running")
     assert len({row.worker for row in finished}) == 2  # both workers ran trials
     # Every trial was a live experiment, seen running, and ended as its trial did.
@@ -384,6 +386,7 @@ def wait_for(condition: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+@pytest.mark.stress  # make test kills a worker in tests/test_multi_host.py, across hosts
 def test_a_killed_workers_trial_is_rerun_by_another(settings: Settings) -> None:
     name = "killed-worker"
     create_study(tiny_spec(name, trials=2, timesteps=2048, eval_every=1024), settings)
@@ -407,7 +410,7 @@ def test_a_killed_workers_trial_is_rerun_by_another(settings: Settings) -> None:
         first.kill()  # SIGKILL mid-trial: no goodbye to Optuna, messaging or tracking
         first.wait(10)
         second = start_worker(env, name)
-        out, err = second.communicate(timeout=240)
+        _out, err = second.communicate(timeout=240)
         assert second.returncode == 0, err
     finally:
         for proc in (first,):
@@ -451,7 +454,7 @@ def test_postgresql_restarted_mid_study_loses_and_repeats_nothing(tmp_path: Path
                 server.stop()  # the database goes away mid-trial...
                 time.sleep(5)
                 server.start()  # ...and comes back
-                out, err = worker.communicate(timeout=300)
+                _out, err = worker.communicate(timeout=300)
             finally:
                 if worker.poll() is None:
                     worker.kill()
