@@ -221,7 +221,7 @@ async def raw_redis() -> dict[str, Any]:
 
 
 def training_overhead(rounds: int = 3, timesteps: int = 4096) -> dict[str, Any]:
-    """SB3 PPO on gym-anytrading forex-v0, plain vs publishing progress on every step."""
+    """SB3 PPO on our TradingEnv, plain vs publishing progress on every step."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class EveryStep(BaseCallback):

@@ -66,7 +66,7 @@ def caller_cost(path: Path) -> dict[str, Any]:
 
 
 def training_overhead(path: Path, rounds: int = 3, timesteps: int = 4096) -> dict[str, Any]:
-    """SB3 PPO on forex-v0: plain, tracking 4 metrics every step inline (raw Aim), and through
+    """SB3 PPO on our TradingEnv: plain, tracking 4 metrics every step inline (raw Aim), and through
     the tracker's writer."""
     import aim
     from stable_baselines3.common.callbacks import BaseCallback

@@ -10,8 +10,10 @@ from rich.table import Table
 
 from benchmarks import (
     bench_dashboard,
+    bench_evaluation,
     bench_messaging,
     bench_remote,
+    bench_studies,
     bench_tracking,
     bench_training,
 )
@@ -19,9 +21,11 @@ from benchmarks.common import save
 
 
 def main() -> int:
-    """``python -m benchmarks.run [messaging] [tracking] [remote] [training] [dashboard]``:
-    those suites, default all."""
-    wanted = set(sys.argv[1:]) or {"messaging", "tracking", "remote", "training", "dashboard"}
+    """``python -m benchmarks.run [messaging] [tracking] [remote] [training] [dashboard]
+    [evaluation] [studies]``: those suites, default all."""
+    wanted = set(sys.argv[1:]) or {
+        "messaging", "tracking", "remote", "training", "dashboard", "evaluation", "studies",
+    }  # fmt: skip
     console = Console()
     if "messaging" in wanted:
         messaging(console)
@@ -42,7 +46,75 @@ def main() -> int:
         console.print(f"written to {path}")
     if "dashboard" in wanted:
         dashboard(console)
+    if "evaluation" in wanted:
+        evaluation(console)
+    if "studies" in wanted:
+        studies(console)
     return 0
+
+
+def evaluation(console: Console) -> None:
+    console.rule("evaluation")
+    result = bench_evaluation.run()
+    path = save("evaluation", result)
+    stats = result["statistics_1000_trials"]
+    table = Table(title=f"walk-forward: {result['folds']} folds x {result['seeds']} seeds")
+    for column in ("measure", "value", "target"):
+        table.add_column(column)
+    table.add_row("the group, wall time", f"{result['group_seconds']} s", "")
+    table.add_row("its train() calls one by one (anchor)", f"{result['trainings_seconds']} s", "")
+    table.add_row(
+        "added by the group (run, verdict, bootstrap)",
+        f"{result['group_overhead_fraction']:.2%}",
+        "< 5%",
+    )
+    table.add_row(
+        "scoring and records inside train(), vs learn",
+        f"{result['scoring_and_records_fraction_of_learn']:.2%}",
+        "",
+    )
+    table.add_row(
+        f"study verdict of {stats['trials']:,} trials (DSR + PBO, 12,870 splits)",
+        f"{stats['study_verdict_seconds_median']} s",
+        "",
+    )
+    table.add_row("PSR of one run", f"{stats['psr_of_one_run_us']} µs", "")
+    console.print(table)
+    console.print(f"written to {path}")
+
+
+def studies(console: Console) -> None:
+    console.rule("studies")
+    result = bench_studies.run()
+    path = save("studies", result)
+    table = Table(
+        title=f"study machinery per trial (a 2,000-step trial trains in {result['trial_2000_steps_seconds']} s)"
+    )
+    for column in (
+        "storage",
+        "machinery per trial",
+        "of a trial",
+        "raw SELECT 1",
+        "raw INSERT+COMMIT",
+        "target",
+    ):
+        table.add_column(column)
+    for label in ("sqlite", "postgresql"):
+        if label not in result:
+            continue
+        row = result[label]
+        raw = row["raw_sqlalchemy"]
+        table.add_row(
+            label,
+            f"{row['ms_per_trial']} ms",
+            f"{row['fraction_of_2000_step_trial']:.2%}",
+            f"{raw['select_us']} µs",
+            f"{raw['insert_commit_us']} µs",
+            "< 2%",
+        )
+    console.print(table)
+    console.print(f"trials per minute (SQLite, study run): {result['trials_per_minute']}")
+    console.print(f"written to {path}")
 
 
 def remote(console: Console) -> None:

@@ -372,6 +372,28 @@ def test_start_training_validates_the_form(settings: Settings) -> None:
     assert control.running_trainings() == []
 
 
+def test_with_study_storage_the_form_queues_a_study_trial(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from agentic_trading.studies import load_study
+
+    studies = settings.model_copy(update={"study_storage": f"sqlite:///{tmp_path / 's.db'}"})
+    studies.model_fields_set.add("study_storage")  # as when STUDY_STORAGE is set
+    control = create_app(studies).context.control
+    message = control.start_training("A2C", 3000, 7e-4)
+    assert "Queued as trial 0 of study dashboard-a2c-3000" in message
+    assert "agentic-trading study worker dashboard-a2c-3000" in message
+    control.start_training("a2c", 3000, 1e-3)  # the same study, one more trial
+    study, spec = load_study("dashboard-a2c-3000", studies)
+    waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]
+    assert [t.params["learning_rate"] for t in waiting] == [7e-4, 1e-3]
+    assert (spec.agent, spec.timesteps, spec.trials) == ("A2C", 3000, 2)
+    assert control.running_trainings() == []  # nothing trains in the dashboard's process
+    assert "now has a budget of 12 trials" in control.add_trials("dashboard-a2c-3000", 10)
+    with pytest.raises(ControlError, match="no study 'nope'"):
+        control.add_trials("nope", 1)
+
+
 def test_cli_refuses_to_expose_control_without_a_token(settings: Settings) -> None:
     result = CliRunner().invoke(cli, ["dashboard", "--host", "0.0.0.0"])
     assert result.exit_code == 2

@@ -13,6 +13,8 @@ stop early (``pruned``). ::
     run_worker("ppo-eurusd", settings)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from agentic_trading.studies.space import SearchSpace, SpaceError
 from agentic_trading.studies.spec import OBJECTIVES, StudySpec
 from agentic_trading.studies.storage import StudyStorageError, open_storage
@@ -31,7 +33,9 @@ from agentic_trading.studies.study import (
     summarise,
     trial_rows,
 )
-from agentic_trading.studies.worker import WorkerReport, run_worker
+
+if TYPE_CHECKING:
+    from agentic_trading.studies.worker import WorkerReport, run_worker
 
 __all__ = [
     "OBJECTIVES",
@@ -56,3 +60,13 @@ __all__ = [
     "summarise",
     "trial_rows",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The worker trains (Stable-Baselines3, torch): import it when used, so that the CLI and
+    # the dashboard, which only read studies, start in a fraction of a second.
+    if name in ("run_worker", "WorkerReport"):
+        from agentic_trading.studies import worker
+
+        return getattr(worker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,162 @@
+"""Studies: what the study machinery (ask, tell, reports, heartbeats, our attributes) costs per
+trial on SQLite and PostgreSQL, against a 2,000-step trial's training and against raw
+SQLAlchemy round trips on the same database; and trials per minute with 1 and 2 workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from agentic_trading.config import Settings, load_settings
+from agentic_trading.studies import StudySpec, create_study
+from agentic_trading.studies import worker as worker_module
+from agentic_trading.studies.storage import sqlalchemy_url
+from agentic_trading.training import TrainingConfig, train
+
+SPACE = {"learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}, "n_steps": [128]}
+REPORTS = 4  # a trial scored every fifth of its steps reports four times
+
+
+class StorageOnlyObjective:
+    """What ``TrialObjective`` asks of the storage, without the training."""
+
+    def __init__(self, spec: StudySpec, settings: Settings, worker: str = "") -> None:
+        self.spec, self.worker = spec, worker or "bench"
+        self.space = spec.search_space
+
+    def __call__(self, trial: Any) -> float:
+        self.space.suggest(trial)
+        trial.set_user_attr("experiment_id", f"bench-{trial.number}")
+        trial.set_user_attr("worker", self.worker)
+        trial.set_user_attr("run_id", uuid.uuid4().hex[:24])
+        for k in range(1, REPORTS + 1):
+            trial.report(-1.0 / k, k * 400)
+            trial.should_prune()
+        trial.set_user_attr("validation", {"sharpe": 0.01, "bars": 996})
+        trial.set_user_attr("validation_returns", [0.0001] * 996)
+        return 0.5
+
+
+@contextmanager
+def postgres_url() -> Iterator[str | None]:
+    """A scratch database on the machine's PostgreSQL, or None if there is none."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(
+            host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True, connect_timeout=3
+        )
+    except Exception:
+        yield None
+        return
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def machinery(settings: Settings, trials: int = 30) -> dict[str, Any]:
+    """Seconds per trial of the worker loop with a storage-only objective."""
+    name = f"machinery-{uuid.uuid4().hex[:6]}"
+    create_study(StudySpec(name=name, space=SPACE, trials=trials, timesteps=2000), settings)
+    original = worker_module.TrialObjective
+    worker_module.TrialObjective = StorageOnlyObjective  # type: ignore[assignment, misc]
+    try:
+        start = time.perf_counter()
+        worker_module.run_worker(name, settings, poll_interval=0.1)
+        seconds = time.perf_counter() - start
+    finally:
+        worker_module.TrialObjective = original  # type: ignore[misc]
+    return {"trials": trials, "ms_per_trial": round(seconds / trials * 1000, 2)}
+
+
+def raw_round_trips(url: str, repeats: int = 200) -> dict[str, float]:
+    """Raw SQLAlchemy on the same database: SELECT 1, and an INSERT committed."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(sqlalchemy_url(url))
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE IF NOT EXISTS bench_rt (id INTEGER, v TEXT)"))
+    out = {}
+    with engine.connect() as connection:
+        start = time.perf_counter()
+        for _ in range(repeats):
+            connection.execute(text("SELECT 1")).scalar()
+        out["select_us"] = round((time.perf_counter() - start) / repeats * 1e6, 1)
+        start = time.perf_counter()
+        for i in range(repeats):
+            connection.execute(text("INSERT INTO bench_rt VALUES (:i, 'x')"), {"i": i})
+            connection.commit()
+        out["insert_commit_us"] = round((time.perf_counter() - start) / repeats * 1e6, 1)
+    engine.dispose()
+    return out
+
+
+def trial_seconds(settings: Settings, timesteps: int = 2000, repeats: int = 3) -> float:
+    """A 2,000-step trial's training on the bundled data (median), as a worker runs it."""
+    config = TrainingConfig(timesteps=timesteps, n_steps=128, window_size=5)
+    train(config.model_copy(update={"timesteps": 256}), "warm-up", settings=settings)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        train(config, "bench-trial", settings=settings)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def throughput(storage: str, folder: Path, workers: int, trials: int = 6) -> float:
+    """Trials per minute of ``study run --workers`` on this machine (2,000-step trials)."""
+    name = f"throughput-{workers}-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "STUDY_STORAGE": storage,
+        "ML_STORAGE_PATH": str(folder / "aim"),
+        "MESSAGE_BROKER_TYPE": "memory",
+    }
+    settings = load_settings(study_storage=storage, ml_storage_path=str(folder / "aim"))
+    spec = StudySpec(
+        name=name, space=SPACE, trials=trials, timesteps=2000, base={"window_size": 5},
+        pruner="none",
+    )  # fmt: skip
+    create_study(spec, settings)
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "agentic_trading.cli.app", "study", "run", name, "--workers",
+         str(workers)],
+        env=env, check=True, capture_output=True, timeout=900,
+    )  # fmt: skip
+    return round(trials / ((time.perf_counter() - start) / 60), 2)
+
+
+def run() -> dict[str, Any]:
+    """Every figure; PostgreSQL ones only where the machine's server answers."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp, postgres_url() as pg:
+        folder = Path(tmp)
+        sqlite = f"sqlite:///{folder / 'studies.db'}"
+        base = {"ml_storage_path": str(folder / "aim")}
+        trial = trial_seconds(load_settings(**base))
+        results["trial_2000_steps_seconds"] = round(trial, 3)
+        for label, url in (("sqlite", sqlite), ("postgresql", pg)):
+            if url is None:
+                continue
+            settings = load_settings(study_storage=url, **base)
+            cost = machinery(settings)
+            cost["fraction_of_2000_step_trial"] = round(cost["ms_per_trial"] / 1000 / trial, 4)
+            cost["raw_sqlalchemy"] = raw_round_trips(url)
+            results[label] = cost
+        results["trials_per_minute"] = {
+            f"{k}_workers": throughput(sqlite, folder, k) for k in (1, 2)
+        }
+    return results
