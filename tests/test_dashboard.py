@@ -375,7 +375,7 @@ def test_start_training_validates_the_form(settings: Settings) -> None:
 def test_with_study_storage_the_form_queues_a_study_trial(
     settings: Settings, tmp_path: Path
 ) -> None:
-    from agentic_trading.studies import load_study
+    from agentic_trading.studies import load_study, trial_rows
 
     studies = settings.model_copy(update={"study_storage": f"sqlite:///{tmp_path / 's.db'}"})
     studies.model_fields_set.add("study_storage")  # as when STUDY_STORAGE is set
@@ -385,8 +385,8 @@ def test_with_study_storage_the_form_queues_a_study_trial(
     assert "agentic-trading study worker dashboard-a2c-3000" in message
     control.start_training("a2c", 3000, 1e-3)  # the same study, one more trial
     study, spec = load_study("dashboard-a2c-3000", studies)
-    waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]
-    assert [t.params["learning_rate"] for t in waiting] == [7e-4, 1e-3]
+    waiting = [r for r in trial_rows(study.get_trials()) if r.state == "waiting"]
+    assert [r.params["learning_rate"] for r in waiting] == [7e-4, 1e-3]
     assert (spec.agent, spec.timesteps, spec.trials) == ("A2C", 3000, 2)
     assert control.running_trainings() == []  # nothing trains in the dashboard's process
     assert "now has a budget of 12 trials" in control.add_trials("dashboard-a2c-3000", 10)

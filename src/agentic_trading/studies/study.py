@@ -272,7 +272,8 @@ def trial_rows(trials: list[Any]) -> list[TrialRow]:
                 number=t.number,
                 state=state,
                 value=t.value,
-                params=dict(t.params),
+                # A queued trial's parameters are fixed in advance; Optuna sets them when it runs.
+                params=dict(t.params or t.system_attrs.get("fixed_params") or {}),
                 started_at=t.datetime_start,
                 completed_at=t.datetime_complete,
                 run_id=t.user_attrs.get("run_id"),
