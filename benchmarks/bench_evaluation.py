@@ -32,7 +32,7 @@ def run(folds: int = 3, seeds: int = 2, timesteps: int = 4096) -> dict[str, Any]
             start = time.perf_counter()
             outcome = original_train(*args, **kwargs)
             timed.append(time.perf_counter() - start)
-            learned.append(outcome.final_metrics.get("training_seconds", 0.0))
+            learned.append(outcome.training_seconds)
             return outcome
 
         config = TrainingConfig(timesteps=timesteps, folds=folds)

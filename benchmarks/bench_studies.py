@@ -18,6 +18,7 @@ from typing import Any
 from agentic_trading.config import Settings, load_settings
 from agentic_trading.studies import StudySpec, create_study
 from agentic_trading.studies import worker as worker_module
+from agentic_trading.studies.attributes import VALIDATION_ATTRIBUTE, update_trial_info
 from agentic_trading.studies.storage import sqlalchemy_url
 from agentic_trading.training import TrainingConfig, train
 
@@ -34,14 +35,14 @@ class StorageOnlyObjective:
 
     def __call__(self, trial: Any) -> float:
         self.space.suggest(trial)
-        trial.set_user_attr("experiment_id", f"bench-{trial.number}")
-        trial.set_user_attr("worker", self.worker)
-        trial.set_user_attr("run_id", uuid.uuid4().hex[:24])
+        update_trial_info(trial, experiment_id=f"bench-{trial.number}", worker=self.worker)
+        update_trial_info(trial, run_id=uuid.uuid4().hex[:24])
         for k in range(1, REPORTS + 1):
             trial.report(-1.0 / k, k * 400)
             trial.should_prune()
-        trial.set_user_attr("validation", {"sharpe": 0.01, "bars": 996})
-        trial.set_user_attr("validation_returns", [0.0001] * 996)
+        trial.set_user_attr(
+            VALIDATION_ATTRIBUTE, {"sharpe": 0.01, "bars": 996, "returns": [0.0001] * 996}
+        )
         return 0.5
 
 

@@ -171,6 +171,7 @@ def test_study_page_follows_trials_live_and_stops_one(
     import threading
 
     from agentic_trading.studies import StudySpec, create_study, load_study, run_worker
+    from agentic_trading.studies.attributes import trial_info
 
     settings = settings.model_copy(update={"study_storage": f"sqlite:///{tmp_path / 'studies.db'}"})
     space = {"learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}, "n_steps": [64]}
@@ -206,7 +207,7 @@ def test_study_page_follows_trials_live_and_stops_one(
     screenshot(dash_duo, "study")
     study, _ = load_study("watched", settings)
     assert [t.state.name for t in study.get_trials()] == ["FAIL", "COMPLETE"]
-    assert study.get_trials()[0].user_attrs["status"] == "cancelled"
+    assert trial_info(study.get_trials()[0])["status"] == "cancelled"
 
     dash_duo.driver.get(f"{dash_duo.server_url}/studies")
     dash_duo.wait_for_contains_text("#studies-table", "watched", timeout=20)

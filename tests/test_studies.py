@@ -33,6 +33,7 @@ from agentic_trading.studies import (
     run_worker,
     trial_rows,
 )
+from agentic_trading.studies.attributes import trial_info
 from agentic_trading.tracking import get_sync_experiment_repository
 from tests import postgres
 from tests.aim_server import stop_process, wait_for_port
@@ -187,7 +188,7 @@ def assert_tracked(settings: Settings, name: str) -> None:
     for trial in study.get_trials():
         if trial.state.name not in ("COMPLETE", "PRUNED"):
             continue
-        run = runs[trial.user_attrs["run_id"]]
+        run = runs[trial_info(trial)["run_id"]]
         assert run.config["study"] == name and run.config["trial"] == trial.number
         assert run.config["params"] == trial.params
         expected = "completed" if trial.state.name == "COMPLETE" else "pruned"
@@ -401,7 +402,7 @@ def test_a_killed_workers_trial_is_rerun_by_another(settings: Settings) -> None:
             (
                 t
                 for t in study.get_trials()
-                if t.state.name == "RUNNING" and t.user_attrs.get("run_id")
+                if t.state.name == "RUNNING" and trial_info(t).get("run_id")
             ),
             None,
         )
@@ -426,7 +427,7 @@ def test_a_killed_workers_trial_is_rerun_by_another(settings: Settings) -> None:
     assert retries[0].params == victim.params
     finished = [t for t in trials.values() if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 2  # the budget, not one trial more
-    run = get_sync_experiment_repository(settings).get_run(victim.user_attrs["run_id"])
+    run = get_sync_experiment_repository(settings).get_run(trial_info(victim)["run_id"])
     assert run.status.value == "crashed"  # the dead trial's run, as tracking tells it
 
 
@@ -468,6 +469,6 @@ def test_postgresql_restarted_mid_study_loses_and_repeats_nothing(tmp_path: Path
                 t.state.name for t in trials if t.state.name not in ("COMPLETE", "PRUNED")
             ] == []
             assert len(trials) == 3  # nothing lost, nothing run twice
-            assert len({t.user_attrs["run_id"] for t in trials}) == 3
+            assert len({trial_info(t)["run_id"] for t in trials}) == 3
     finally:
         server.remove()

@@ -33,6 +33,7 @@ from agentic_trading.studies import (
     summarise,
     trial_rows,
 )
+from agentic_trading.studies.attributes import trial_info
 
 STATE_STYLE = {
     "complete": "green",
@@ -98,7 +99,7 @@ def worker(settings: Settings, name: str, trials: int | None, as_json: bool) -> 
             value = "-" if trial.value is None else f"{trial.value:.4g}"
             console.print(
                 f"trial {trial.number}: {trial.state.name.lower()} "
-                f"(value {value}, run {trial.user_attrs.get('run_id', '-')})"
+                f"(value {value}, run {trial_info(trial).get('run_id', '-')})"
             )
 
     if not as_json:
@@ -115,10 +116,14 @@ def run_local(settings: Settings, name: str, workers: int, env: dict[str, str]) 
     """``workers`` worker processes on this machine, one bar for the study; their exit code."""
     study, spec = load_study(name, settings)
     command = [sys.executable, "-m", "agentic_trading.cli.app", "study", "worker", name]
+    # Each worker's torch would use every core: K of them oversubscribe the machine (two
+    # workers on two cores ran each trial four times slower). Share the cores out instead.
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    shared = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     procs = [
         subprocess.Popen(
             command,
-            env={**os.environ, **env},
+            env={**shared, **os.environ, **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -1,9 +1,9 @@
 """One trial: an ordinary training (live and tracked), scored and pruned on validation bars.
 
 The trial's run carries ``study``, ``trial`` and the parameters in its config; the Optuna trial
-holds the run id and the live experiment id back (user attributes ``run_id``,
-``experiment_id``) and, once complete, the validation record a study verdict needs
-(``validation``: Sharpe, bars, moments; ``validation_returns``: the per-bar returns). Every ``eval_every`` steps the policy trades the validation bars, the
+holds the run id, the live experiment id and the worker back (user attribute
+``agentic_trading``) and, once complete, the validation record a study verdict needs
+(``validation``: Sharpe, bars, moments, per-bar returns). Three storage writes a trial. Every ``eval_every`` steps the policy trades the validation bars, the
 objective metric is reported with ``trial.report`` and tracked as the series
 ``validation_<objective>``; when the pruner says so the training stops and ends ``pruned`` in
 messaging and tracking, and in Optuna.
@@ -21,6 +21,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from agentic_trading.config import Settings
 from agentic_trading.evaluation import statistics as st
 from agentic_trading.status import ExperimentStatus
+from agentic_trading.studies.attributes import (
+    VALIDATION_ATTRIBUTE,
+    trial_info,
+    update_trial_info,
+)
 from agentic_trading.studies.spec import StudySpec
 from agentic_trading.training.runner import TrainingSession, train
 
@@ -45,7 +50,7 @@ class PruningCallback(BaseCallback):
     def _on_training_start(self) -> None:
         run = self.session.experiment.run
         if run is not None:
-            self.trial.set_user_attr("run_id", run.run_id)
+            update_trial_info(self.trial, run_id=run.run_id)
 
     def _on_step(self) -> bool:
         step = self.num_timesteps
@@ -98,8 +103,7 @@ class TrialObjective:
         seed = trial.user_attrs.get("seed")
         config = self.spec.training_config(params, None if seed is None else int(seed))
         experiment_id = f"{self.spec.name}-t{trial.number}-{uuid.uuid4().hex[:6]}"
-        trial.set_user_attr("experiment_id", experiment_id)
-        trial.set_user_attr("worker", self.worker)
+        update_trial_info(trial, experiment_id=experiment_id, worker=self.worker)
         every = self.spec.evaluation_interval
         try:
             outcome = train(
@@ -113,30 +117,28 @@ class TrialObjective:
                 ],
             )
         except KeyboardInterrupt:
-            trial.set_user_attr("status", "cancelled")
+            update_trial_info(trial, status="cancelled")
             raise
-        if outcome.run_id:
-            trial.set_user_attr("run_id", outcome.run_id)
+        if outcome.run_id and trial_info(trial).get("run_id") != outcome.run_id:
+            update_trial_info(trial, run_id=outcome.run_id)
         if outcome.status is ExperimentStatus.PRUNED:
             raise optuna.TrialPruned()
         if outcome.status is not ExperimentStatus.COMPLETED:
-            trial.set_user_attr("status", outcome.status.value)
+            update_trial_info(trial, status=outcome.status.value)
             raise TrialCancelled(f"trial {trial.number} was {outcome.status.value}")
         validation = outcome.validation_record
         assert validation is not None
-        # What a Deflated Sharpe Ratio over the study needs, without reading tracking.
+        # What the study's verdict needs, without reading tracking: the moments for the
+        # Deflated Sharpe Ratio and the per-bar returns for PBO's cross-validation.
         trial.set_user_attr(
-            "validation",
+            VALIDATION_ATTRIBUTE,
             {
                 "sharpe": st.sharpe_ratio(validation.returns),
                 "bars": validation.bars,
                 "skewness": st.skewness(validation.returns),
                 "kurtosis": st.kurtosis(validation.returns),
+                "test_verdict": outcome.verdict.label if outcome.verdict else None,
+                "returns": [float(f"{r:.8g}") for r in validation.returns.tolist()],
             },
-        )
-        trial.set_user_attr("test_verdict", outcome.verdict.label if outcome.verdict else None)
-        # Every trial's per-bar validation returns: the matrix PBO's cross-validation needs.
-        trial.set_user_attr(
-            "validation_returns", [float(f"{r:.8g}") for r in validation.returns.tolist()]
         )
         return float(outcome.validation[self.spec.objective])

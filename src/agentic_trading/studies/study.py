@@ -14,6 +14,7 @@ from typing import Any
 
 from agentic_trading.config import Settings
 from agentic_trading.evaluation.verdict import StudyVerdict, study_verdict
+from agentic_trading.studies.attributes import VALIDATION_ATTRIBUTE, trial_info
 from agentic_trading.studies.spec import SPEC_ATTRIBUTE, StudySpec
 from agentic_trading.studies.storage import StudyStorageError, import_optuna, open_storage
 
@@ -182,7 +183,7 @@ def summarise(study: Any, spec: StudySpec, trials: list[Any] | None = None) -> S
         finished=states["complete"] + states["pruned"],
         best_value=None if best is None else best.value,
         best_trial=None if best is None else best.number,
-        workers=sorted({str(t.user_attrs.get("worker", "?")) for t in running}),
+        workers=sorted({str(trial_info(t).get("worker", "?")) for t in running}),
         created_at=min(starts).astimezone(UTC) if starts else None,
         spec=spec,
     )
@@ -256,7 +257,7 @@ class TrialRow:
 def _state(trial: Any) -> str:
     """Optuna's state in lower case; a trial whose training was stopped reads ``cancelled``."""
     state = str(trial.state.name.lower())
-    if state == "fail" and trial.user_attrs.get("status") == "cancelled":
+    if state == "fail" and trial_info(trial).get("status") == "cancelled":
         return "cancelled"
     return state
 
@@ -267,6 +268,7 @@ def trial_rows(trials: list[Any]) -> list[TrialRow]:
     for t in trials:
         intermediate = dict(t.intermediate_values)
         state = _state(t)
+        info = trial_info(t)
         rows.append(
             TrialRow(
                 number=t.number,
@@ -276,9 +278,9 @@ def trial_rows(trials: list[Any]) -> list[TrialRow]:
                 params=dict(t.params or t.system_attrs.get("fixed_params") or {}),
                 started_at=t.datetime_start,
                 completed_at=t.datetime_complete,
-                run_id=t.user_attrs.get("run_id"),
-                experiment_id=t.user_attrs.get("experiment_id"),
-                worker=t.user_attrs.get("worker"),
+                run_id=info.get("run_id"),
+                experiment_id=info.get("experiment_id"),
+                worker=info.get("worker"),
                 last_step=max(intermediate) if intermediate else None,
                 intermediate=intermediate,
                 retry_of=t.system_attrs.get("failed_trial"),
@@ -330,9 +332,11 @@ def judge(trials: list[Any], blocks: int = 16) -> StudyVerdict | None:
     """The study's verdict: DSR of the best trial against every trial tried, PBO over the
     complete trials' validation returns. ``None`` before any trial completed."""
     returns = {
-        str(t.number): t.user_attrs["validation_returns"]
+        str(t.number): record["returns"]
         for t in trials
-        if t.state.name == "COMPLETE" and isinstance(t.user_attrs.get("validation_returns"), list)
+        if t.state.name == "COMPLETE"
+        and isinstance(record := t.user_attrs.get(VALIDATION_ATTRIBUTE), dict)
+        and isinstance(record.get("returns"), list)
     }
     if not returns:
         return None

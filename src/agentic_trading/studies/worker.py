@@ -64,8 +64,6 @@ def run_worker(
     report = WorkerReport(worker)
     failures = 0
     while max_trials is None or sum(report.trials.values()) < max_trials:
-        with quiet_optuna():
-            optuna.storages.fail_stale_trials(study)
         budget = _budget(study, spec)
         states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
         done = states["COMPLETE"] + states["PRUNED"]
@@ -73,7 +71,11 @@ def run_worker(
             report.reason = f"the budget of {budget} trials is spent"
             return report
         if states["WAITING"] == 0 and done + states["RUNNING"] >= budget:
-            time.sleep(poll_interval)  # the rest runs elsewhere; stay to run a retry
+            # The rest runs elsewhere; stay to run the retry of a trial whose worker died.
+            # (Before each trial Optuna itself fails stale trials; here no trial starts.)
+            time.sleep(poll_interval)
+            with quiet_optuna():
+                optuna.storages.fail_stale_trials(study)
             continue
         if failures > max(3, budget // 2):
             raise StudyError(
@@ -94,18 +96,18 @@ def _run_one(study: Any, objective: TrialObjective) -> Any:
     """One trial through ``study.optimize``; the finished trial, or ``None`` if another worker
     had already failed it (its heartbeat looked stale)."""
     optuna = import_optuna()
-    before = {t.number for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING"}
+    finished: list[Any] = []
     try:
         with quiet_optuna():
-            study.optimize(objective, n_trials=1, catch=(TrialCancelled, Exception))
+            study.optimize(
+                objective,
+                n_trials=1,
+                catch=(TrialCancelled, Exception),
+                callbacks=[lambda _study, trial: finished.append(trial)],
+            )
     except optuna.exceptions.UpdateFinishedTrialError as exc:
         logger.warning("a trial was already failed by another worker (stale heartbeat): %s", exc)
-    mine = [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.number not in before and t.user_attrs.get("worker") == objective.worker
-    ]
-    return mine[-1] if mine else None
+    return finished[-1] if finished else None
 
 
 def _budget(study: Any, spec: StudySpec) -> int:

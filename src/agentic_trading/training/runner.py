@@ -7,6 +7,7 @@ pruning (studies); the test bars are scored once, for the verdict against buy-an
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ class TrainingOutcome:
     status: ExperimentStatus
     fold: int = 0
     seed: int = 0
+    training_seconds: float = 0.0
     agent: dict[str, float] = field(default_factory=dict)
     baseline: dict[str, float] = field(default_factory=dict)
     validation: dict[str, float] = field(default_factory=dict)
@@ -204,7 +206,9 @@ def train(
         else callbacks
     )
     with callback:
+        started = time.perf_counter()
         model.learn(config.timesteps, callback=[callback, *extra])
+        outcome.training_seconds = time.perf_counter() - started
         outcome.run_id = callback.run.run_id if callback.run else None
         if callback.status is not ExperimentStatus.RUNNING:
             outcome.status = callback.status  # cancelled, or pruned by a study
