@@ -40,10 +40,10 @@ typecheck: setup
 pytest: setup
 	$(BIN)/pytest -q
 
-bench: setup  ## Benchmarks against raw redis-py in the same run; JSON under benchmarks/results/
+bench: setup  ## Benchmarks against raw redis-py, the Aim SDK, plain SB3 and SQLAlchemy in the same run; JSON under benchmarks/results/
 	$(BIN)/python -m benchmarks.run
 
-stress: setup  ## Long fault and load runs: 8 trainings at once, Aim server outage, 100 experiments for 60 s, fault suites x5
+stress: setup  ## Long fault and load runs: 8 trainings at once, Aim server outage, PostgreSQL restart under a study, a killed worker, 100 experiments for 60 s, fault suites x5
 	RELIABILITY_TRAININGS=8 $(BIN)/pytest -q tests/test_reliability.py
 	$(BIN)/pytest -q -m stress tests/
 	$(BIN)/python -m tests.load --experiments 100 --seconds 60 --output benchmarks/results/load.json
