@@ -308,16 +308,19 @@ def best(settings: Settings, name: str, as_json: bool) -> bool:
         f"{row.value:.4g}, run {row.run_id}"
     )
     for key, value in row.params.items():
-        console.print(f"  {key} = {_param(value)}")
-    options = " ".join(f"--{k.replace('_', '-')} {_param(v)}" for k, v in row.params.items())
+        console.print(f"  {key} = {value}")
+    # Exact values on command lines: 0.9999 is not 1.
+    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in row.params.items())
     console.print(
         f"\nre-run it with other seeds: agentic-trading study enqueue {name} "
-        + " ".join(f"--param {k}={_param(v)}" for k, v in row.params.items())
-        + " --param seed=2"
+        + " ".join(f"--param {k}={v}" for k, v in row.params.items())
+        + " --param seed=2",
+        soft_wrap=True,
     )
     console.print(
         f"judge it walk-forward: agentic-trading train --agent {spec.agent.lower()} "
-        f"--timesteps {spec.timesteps} {options} --folds 5 --seeds 5"
+        f"--timesteps {spec.timesteps} {options} --folds 5 --seeds 5",
+        soft_wrap=True,
     )
     if verdict is not None:
         console.print(
