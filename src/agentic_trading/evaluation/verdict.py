@@ -65,9 +65,10 @@ def degenerate_policy(record: TradingRecord, baseline: TradingRecord | None = No
     share = counts[top] / len(positions)
     if share >= DEGENERATE_SHARE:
         word = _POSITION_WORDS.get(float(values[top]), f"position {values[top]:g}")
+        shown = f"{share:.0%}" if share == 1 or share < 0.995 else f"{share:.1%}"  # not "100%"
         if word == "flat":
-            return f"it stays out of the market on {share:.0%} of bars"
-        return f"it holds {word} on {share:.0%} of bars"
+            return f"it stays out of the market on {shown} of bars"
+        return f"it holds {word} on {shown} of bars"
     return None
 
 
