@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     message_heartbeat_timeout: float = Field(30.0, gt=0)
     message_stream_maxlen: int = Field(10_000, ge=100)
     message_progress_interval: float = Field(0.05, ge=0)
+    message_timeout: float = Field(10.0, gt=0)
 
     # --- Redis --------------------------------------------------------------------------------
     redis_url: str | None = Field(None, repr=False)
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
     ml_heartbeat_timeout: float = Field(30.0, gt=0)
     ml_writer_buffer: int = Field(100_000, ge=1)
     ml_retry_timeout: float = Field(300.0, ge=0)
+    ml_writer_timeout: float = Field(60.0, gt=0)
 
     # --- Studies ------------------------------------------------------------------------------
     study_storage: str = Field("sqlite:///./studies.db", repr=False)
@@ -158,9 +160,11 @@ class Settings(BaseSettings):
         "message_ttl_seconds",
         "message_heartbeat_interval",
         "message_heartbeat_timeout",
+        "message_timeout",
         "ml_heartbeat_interval",
         "ml_heartbeat_timeout",
         "ml_retry_timeout",
+        "ml_writer_timeout",
         "study_retry_timeout",
     )
     @classmethod

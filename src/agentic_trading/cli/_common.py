@@ -22,6 +22,8 @@ errors = Console(stderr=True)
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+#: The training completed and its results were printed, but tracking could not record all of it.
+EXIT_INCOMPLETE_RECORD = 3
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from agentic_trading.cli._common import expected_errors, fail, settings_with
+from agentic_trading.common import signals
 from agentic_trading.status import ExperimentStatus
 
 app = typer.Typer(
@@ -224,11 +225,14 @@ def train(
         if not 1 <= seeds <= 100:
             fail(f"--seeds {seeds} is not allowed: use 1 to 100", 2)
         try:
-            status = train_command.run(settings, config, experiment, json_output, seeds=seeds)
+            code = train_command.run(settings, config, experiment, json_output, seeds=seeds)
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
-    if status is not ExperimentStatus.COMPLETED:
-        raise typer.Exit(1)
+    signum = signals.received()
+    if signum is not None:  # recorded as cancelled; leave as a terminated process does
+        raise typer.Exit(signals.exit_code(signum))
+    if code:
+        raise typer.Exit(code)
 
 
 experiments_app = typer.Typer(
@@ -430,6 +434,9 @@ def study_worker(
             command.worker(settings_with(), name, trials, json_output)
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+    signum = signals.received()
+    if signum is not None:  # its trial is recorded as cancelled
+        raise typer.Exit(signals.exit_code(signum))
 
 
 @study_app.command("run")
@@ -614,6 +621,16 @@ def dashboard(
         if not control.enabled:
             errors.print("read-only: stop and start are disabled")
         errors.print(f"dashboard on http://{bind}:{bind_port} (Ctrl-C stops it)")
+
+        def terminated(reason: str) -> None:
+            # SIGTERM or SIGHUP: the trainings started here were asked to stop (they are
+            # watched too); let them record "cancelled", then leave with the signal's code.
+            left = control.wait_for_trainings(30.0)
+            if left:
+                errors.print(f"{reason}: trainings still running after 30 s: {', '.join(left)}")
+            raise SystemExit(signals.exit_code(signals.received() or 15))
+
+        signals.watch(terminated)
         server.run(host=bind, port=bind_port, debug=False)
 
 

@@ -18,7 +18,13 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from agentic_trading.cli._common import console, print_json
+from agentic_trading.cli._common import (
+    EXIT_FAILURE,
+    EXIT_INCOMPLETE_RECORD,
+    console,
+    errors,
+    print_json,
+)
 from agentic_trading.cli.format import LABEL_STYLE
 from agentic_trading.common.formatting import metric_value
 from agentic_trading.common.loop_thread import BackgroundLoop
@@ -106,11 +112,25 @@ def run(
     as_json: bool,
     quiet: bool = False,
     seeds: int = 1,
-) -> ExperimentStatus:
-    """One training, or a walk-forward group when ``config.folds`` or ``seeds`` exceed 1."""
+) -> int:
+    """One training, or a walk-forward group when ``config.folds`` or ``seeds`` exceed 1;
+    returns the exit code (see :func:`exit_code`)."""
     if config.folds > 1 or seeds > 1:
-        return run_group(settings, config, experiment_name, as_json, seeds, quiet).status
-    return run_one(settings, config, experiment_name, as_json, quiet).status
+        group = run_group(settings, config, experiment_name, as_json, seeds, quiet)
+        problems = [p for m in group.members for p in m.record_errors]
+        return exit_code(group.status, problems)
+    outcome = run_one(settings, config, experiment_name, as_json, quiet)
+    return exit_code(outcome.status, outcome.record_errors)
+
+
+def exit_code(status: ExperimentStatus, record_errors: list[str]) -> int:
+    """0: completed and recorded; 1: not completed (cancelled, failed, pruned); 3: completed,
+    but its tracking record is incomplete (a full disk, a stuck writer: the results printed
+    stand, tracking lacks some of them). Signals have their own (see ``agentic_trading.common
+    .signals``)."""
+    if status is not ExperimentStatus.COMPLETED:
+        return EXIT_FAILURE
+    return EXIT_INCOMPLETE_RECORD if record_errors else 0
 
 
 def run_one(
@@ -207,6 +227,7 @@ def outcome_data(outcome: TrainingOutcome) -> dict[str, Any]:
         "verdict": verdict_data(outcome.verdict),
         "model": outcome.model_uri,
         "data": outcome.data,
+        "record_errors": outcome.record_errors,
     }
 
 
@@ -262,10 +283,25 @@ def print_outcome(outcome: TrainingOutcome) -> None:
         print_verdict(outcome.verdict)
     console.print(f"run [bold]{outcome.run_id}[/] in experiment {outcome.experiment_name}")
     console.print(f"model: {outcome.model_uri}")
+    print_record_errors(outcome.run_id, outcome.record_errors)
+
+
+def print_record_errors(run_id: str | None, problems: list[str]) -> None:
+    """Say in one line on stderr what tracking could not record: the results above stand."""
+    if problems:
+        more = f" (and {len(problems) - 1} more, logged above)" if len(problems) > 1 else ""
+        errors.print(
+            f"[bold yellow]warning:[/] the tracking record of run {run_id} is incomplete: "
+            f"{problems[0]}{more}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def print_group(outcome: GroupOutcome) -> None:
     """Each training of the group on its test block, then the group's verdict."""
+    for member in outcome.members:
+        print_record_errors(member.run_id, member.record_errors)
     if outcome.status is not ExperimentStatus.COMPLETED or outcome.verdict is None:
         console.print(
             f"Walk-forward evaluation {outcome.status.value} after {len(outcome.members)} "

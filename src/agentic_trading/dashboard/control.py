@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -70,6 +71,16 @@ class DashboardControl:
         return BackgroundLoop.get().run(
             self._channel.request_stop(experiment_id, "stopped from the dashboard"), timeout=15
         )
+
+    def wait_for_trainings(self, timeout: float) -> list[str]:
+        """Wait up to ``timeout`` seconds for the trainings started here to end; the ids of
+        those still running."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._trainings.values())
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return self.running_trainings()
 
     def running_trainings(self) -> list[str]:
         """Experiment ids of the trainings this dashboard started that are still running."""

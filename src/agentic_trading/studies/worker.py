@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import time
 import zlib
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentic_trading.common import signals
 from agentic_trading.config import Settings
 from agentic_trading.studies.objective import TrialCancelled, TrialObjective
 from agentic_trading.studies.spec import SPEC_ATTRIBUTE, StudySpec
@@ -55,7 +57,8 @@ def run_worker(
     """Run trials of study ``name`` until its budget is spent (or ``max_trials`` ran here).
 
     Ctrl-C stops the training of the current trial (``cancelled`` in messaging and tracking,
-    failed in Optuna) and raises ``KeyboardInterrupt``.
+    failed in Optuna) and raises ``KeyboardInterrupt``; SIGTERM and SIGHUP do the same and
+    return (``report.reason`` names the signal; :func:`signals.received` has it).
     """
     optuna = import_optuna()
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -88,6 +91,10 @@ def run_worker(
             failures += 1
         if on_trial is not None and trial is not None:
             on_trial(trial)
+        signum = signals.received()
+        if signum is not None:  # SIGTERM or SIGHUP: the trial ended cancelled; so does the worker
+            report.reason = f"terminated by {signal.Signals(signum).name}"
+            return report
     report.reason = f"ran {max_trials} trial(s) as asked"
     return report
 

@@ -7,7 +7,9 @@ operations with an ``id`` expect a reply (the return value or the exception).
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from agentic_trading.tracking.errors import (
     TrackingUnavailableError,
 )
 
-__all__ = ["EXIT_ERROR", "RunExecutor", "error_from_wire", "error_to_wire"]
+__all__ = ["EXIT_ERROR", "RunExecutor", "error_from_wire", "error_to_wire", "storage_fault"]
 
 logger = logging.getLogger("agentic_trading.tracking")
 
@@ -49,6 +51,49 @@ _ERRORS: dict[str, type[Exception]] = {
         PermissionError,
     )
 }
+
+
+#: What a store says when the disk under it refuses writes (OSError's errno, or the text of
+#: errors that storage engines such as Aim's RocksDB raise without one).
+_STORAGE_FAULTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EROFS: "the file system is read-only",
+    errno.EDQUOT: "the disk quota is exceeded",
+}
+_FAULT_TEXTS = {
+    "No space left on device": errno.ENOSPC,
+    "Read-only file system": errno.EROFS,
+    "Disk quota exceeded": errno.EDQUOT,
+}
+
+
+#: Below this much free space a local store is not written: Aim's RocksDB, out of space, can
+#: hang inside a write instead of failing it.
+MIN_FREE_BYTES = 1 << 20
+_SPACE_CHECK_SECONDS = 0.5
+
+
+def free_bytes(location: str) -> int | None:
+    """Free bytes on the disk of a local store (``None`` for a server or an unknown path)."""
+    if "://" in location:
+        return None
+    path = Path(location)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """Why the storage refuses writes for good (a full disk, a read-only one), or ``None``
+    when ``exc`` is another failure."""
+    code = getattr(exc, "errno", None)
+    if code not in _STORAGE_FAULTS:
+        text = str(exc)
+        code = next((c for t, c in _FAULT_TEXTS.items() if t in text), None)
+    return None if code is None else _STORAGE_FAULTS[code]
 
 
 def error_to_wire(exc: BaseException) -> dict[str, str]:
@@ -86,6 +131,8 @@ class RunExecutor:
         self._runs: dict[str, _RunState] = {}
         self._failed: dict[str, str] = {}
         self._next_beat = time.monotonic() + heartbeat_interval
+        self.fault: str | None = None  # the store refuses writes for good: why, once seen
+        self._space_checked = 0.0
 
     @classmethod
     def for_settings(cls, store: RunStore, settings: Settings) -> RunExecutor:
@@ -94,6 +141,7 @@ class RunExecutor:
 
     def apply(self, op: dict[str, Any]) -> Any:
         """Apply one operation; return its result or raise its failure."""
+        self._check_space(op)
         while True:
             try:
                 result = self._apply(op)
@@ -102,8 +150,37 @@ class RunExecutor:
                     continue
                 self._give_up(op, exc)
                 raise
+            except Exception as exc:
+                self._note_fault(exc)
+                raise
             self.retry.reached()
             return result
+
+    def _check_space(self, op: dict[str, Any]) -> None:
+        if self.fault is not None and op["kind"] != "flush":
+            raise TrackingUnavailableError(self.fault)
+        now = time.monotonic()
+        if now - self._space_checked < _SPACE_CHECK_SECONDS:
+            return
+        self._space_checked = now
+        free = free_bytes(self.store.location)
+        if free is not None and free < MIN_FREE_BYTES:
+            self.fault = (
+                f"the tracking storage at {self.store.location} refuses writes: no space left "
+                f"on the device ({free // 1024} KiB free; the writer stops below "
+                f"{MIN_FREE_BYTES // 1024} KiB)"
+            )
+            logger.error("%s", self.fault)
+            if op["kind"] != "flush":
+                raise TrackingUnavailableError(self.fault)
+
+    def _note_fault(self, exc: BaseException) -> None:
+        reason = storage_fault(exc)
+        if reason is not None and self.fault is None:
+            self.fault = (
+                f"the tracking storage at {self.store.location} refuses writes: {reason} "
+                f"({type(exc).__name__}: {str(exc)[:200]})"
+            )
 
     def _give_up(self, op: dict[str, Any], exc: Exception) -> None:
         run_id = str(op.get("run"))
@@ -165,6 +242,7 @@ class RunExecutor:
         state.skipped.update(op["skipped"])
 
     def _count_failure(self, state: _RunState, run_id: str, exc: Exception) -> None:
+        self._note_fault(exc)
         state.failures += 1
         if state.first_failure is None:
             state.first_failure = f"{type(exc).__name__}: {exc}"

@@ -147,10 +147,7 @@ class Tracker(_TrackerCore):
         return pending
 
     async def _do(self, op: dict[str, Any]) -> Any:
-        pending = await self._submit(op)
-        if pending is None or pending.future is None:
-            return None
-        return await asyncio.wrap_future(pending.future)
+        return await self._writer.result_async(await self._submit(op))
 
     async def create_run(
         self,
@@ -167,8 +164,8 @@ class Tracker(_TrackerCore):
         """
         op = self._open(experiment_name, config, tags)
         pending = await self._submit(op)
-        if self._writer.waits_for_open and pending is not None and pending.future is not None:
-            await asyncio.wrap_future(pending.future)
+        if self._writer.waits_for_open:
+            await self._writer.result_async(pending)
         return self._writer.handle(op)
 
     async def log_metrics(
@@ -233,9 +230,7 @@ class SyncTracker(_TrackerCore):
     """
 
     def _do(self, op: dict[str, Any], timeout: float | None = None) -> Any:
-        pending = self._writer.submit(op)
-        assert pending is not None
-        return None if pending.future is None else pending.future.result(timeout)
+        return self._writer.result(self._writer.submit(op), timeout)
 
     def create_run(
         self,
@@ -247,8 +242,8 @@ class SyncTracker(_TrackerCore):
         """See :meth:`Tracker.create_run`."""
         op = self._open(experiment_name, config, tags)
         pending = self._writer.submit(op)
-        if self._writer.waits_for_open and pending is not None and pending.future is not None:
-            pending.future.result()
+        if self._writer.waits_for_open:
+            self._writer.result(pending)
         return self._writer.handle(op)
 
     def log_metrics(

@@ -12,6 +12,7 @@ its training process (kill -9) records the open runs as ``crashed`` and exits.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -25,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -45,6 +47,7 @@ __all__ = ["EXIT_ERROR", "BackgroundWriter", "read_frame", "write_frame"]
 
 logger = logging.getLogger("agentic_trading.tracking")
 
+_POLL = 1.0  # seconds between two looks at the writer's health while waiting on it
 _BATCH = 512  # operations per frame to the writer process
 _LINGER = 0.02  # seconds a point may wait for others to share its frame
 _HEADER = struct.Struct(">I")
@@ -105,11 +108,15 @@ class BackgroundWriter:
         )
         self._accepted = 0
         self._sent = 0
-        self._done = 0
+        self._done = 0  # taken: applied (a thread), or read by the writer process
+        self._applied = 0  # applied to the store
+        self._progress_at = time.monotonic()  # when the store last applied something
         self._progress = threading.Condition()
         self._broken: str | None = None
         self._lost = 0
         self._child: subprocess.Popen[bytes] | None = None
+        self._waiting: dict[int, _Pending] = {}
+        self._waiting_lock = threading.Lock()
         target = self._run_process if self._mode == "process" else self._run_thread
         self._thread = threading.Thread(
             target=target, name="agentic-trading-tracking-writer", daemon=True
@@ -137,21 +144,94 @@ class BackgroundWriter:
                 self._open_runs.clear()
                 self._start()
         if self._broken is not None:
-            if op["kind"] == "track":
-                self._lost += 1
-                return _Pending(op, None)
-            raise TrackingError(self._broken)
+            return self._refuse(op)
         future: Future[Any] | None = None
         if op["kind"] != "track":
             op["id"] = next(self._ids)
             future = Future()
         item = _Pending(op, future)
-        try:
-            self._queue.put(item, block=block)
-        except queue.Full:
-            return None
+        while True:  # back-pressure waits while the writer makes progress, never longer
+            try:
+                self._queue.put(item, block=block, timeout=_POLL if block else None)
+                break
+            except queue.Full:
+                if not block:
+                    return None
+                self.check_health()
+                if self._broken is not None:
+                    return self._refuse(op)
         self._accepted += 1
         return item
+
+    def _refuse(self, op: dict[str, Any]) -> _Pending:
+        """An operation for a broken writer: a point is counted as lost, anything else raises."""
+        if op["kind"] == "track":
+            self._lost += 1
+            return _Pending(op, None)
+        raise TrackingError(self.failure or "the tracking writer failed")
+
+    @property
+    def failure(self) -> str | None:
+        """Why the writer stopped writing, and what was lost since; ``None`` while it works."""
+        if self._broken is None:
+            return None
+        lost = f"; {self._lost} tracking points were not recorded" if self._lost else ""
+        return self._broken + lost
+
+    def check_health(self) -> None:
+        """Find a writer that died or is stuck (work in flight, nothing applied for the
+        stuck timeout) and fail it, so that nobody waits on it any more."""
+        if self._broken is not None:
+            return
+        child = self._child
+        if child is not None and child.poll() is not None and not self._closed:
+            self._fail(f"the tracking writer process exited unexpectedly (code {child.returncode})")
+            return
+        in_flight = (self._sent if self._mode == "process" else self._accepted) - self._applied
+        idle = time.monotonic() - self._progress_at
+        if in_flight > 0 and idle > self._stuck_after:
+            self._fail(
+                f"the tracking writer has written nothing to {self.store.location} for "
+                f"{idle:.0f} s with {in_flight} operations waiting: it is stuck "
+                "(ML_WRITER_TIMEOUT)",
+                stop_child=True,
+            )
+
+    @property
+    def _stuck_after(self) -> float:
+        # While Aim's server is away the writer retries for ML_RETRY_TIMEOUT without progress.
+        timeout = self._settings.ml_writer_timeout
+        if self._settings.is_remote_tracking():
+            timeout += self._settings.ml_retry_timeout
+        return timeout
+
+    def result(self, pending: _Pending | None, timeout: float | None = None) -> Any:
+        """Wait for ``pending``'s reply: while the writer makes progress, at most ``timeout``
+        seconds if given; a writer that died or is stuck raises :class:`TrackingError`."""
+        if pending is None or pending.future is None:
+            return None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _POLL if deadline is None else min(_POLL, max(0.0, deadline - time.monotonic()))
+            try:
+                return pending.future.result(wait)
+            except FutureTimeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TrackingError(
+                        f"the tracking writer did not answer within {timeout:g} s"
+                    ) from None
+                self.check_health()
+
+    async def result_async(self, pending: _Pending | None) -> Any:
+        """:meth:`result` for the event loop: waits without blocking it."""
+        if pending is None or pending.future is None:
+            return None
+        wrapped = asyncio.wrap_future(pending.future)
+        while True:
+            done, _ = await asyncio.wait({wrapped}, timeout=_POLL)
+            if done:
+                return wrapped.result()
+            self.check_health()
 
     def open_op(self, experiment: str, config: dict[str, Any], tags: list[str]) -> dict[str, Any]:
         """Open a run under a new id; the run is open for writes at once (the writer creates
@@ -245,15 +325,31 @@ class BackgroundWriter:
         if self._closed:
             return
         if self._broken is None:
-            flush = self.submit(self.flush_op())
-            assert flush is not None and flush.future is not None
-            flush.future.result(timeout)
+            try:
+                self.result(self.submit(self.flush_op()), timeout)
+            except TrackingError as exc:
+                logger.error("tracking could not write everything before closing: %s", exc)
         self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout)
+        try:
+            self._queue.put(None, timeout=_POLL)
+        except queue.Full:  # a broken writer's queue: nobody takes from it any more
+            pass
+        self._thread.join(timeout if self._broken is None else _POLL)
+        self._stop_child()
         self.store.close()
         if self._lost:
             logger.error("%d tracking points were lost: %s", self._lost, self._broken)
+
+    def _stop_child(self) -> None:
+        """End the writer process if it is still there (stuck in its store, say)."""
+        child = self._child
+        if child is None or child.poll() is not None:
+            return
+        try:
+            child.wait(_POLL)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(10)
 
     def _at_exit(self) -> None:
         if self._closed or self._pid != os.getpid() or not self._thread.is_alive():
@@ -281,6 +377,11 @@ class BackgroundWriter:
                 continue
             if item is None:
                 return
+            if self._broken is not None:  # the store refused writes: nothing more goes to it
+                self._refuse_pending(item)
+                continue
+            if self._applied == self._accepted - 1:
+                self._progress_at = time.monotonic()  # work starts after idling
             try:
                 result = executor.apply(item.op)
             except BaseException as exc:
@@ -290,12 +391,21 @@ class BackgroundWriter:
                 if item.future is not None:
                     item.future.set_result(result)
             self._done += 1
+            self._applied += 1
+            self._progress_at = time.monotonic()
+            if executor.fault is not None:
+                self._fail(executor.fault)
             executor.beat_if_due()
+
+    def _refuse_pending(self, item: _Pending) -> None:
+        if item.op["kind"] == "track":
+            self._lost += 1
+        elif item.future is not None and not item.future.done():
+            item.future.set_exception(TrackingError(self.failure or "the tracking writer failed"))
 
     # --- writer process (ML_WRITER=process) -----------------------------------------------------
 
     def _run_process(self) -> None:
-        waiting: dict[int, _Pending] = {}
         try:
             child = self._child = subprocess.Popen(
                 [sys.executable, "-m", "agentic_trading.tracking.writer_process"],
@@ -309,11 +419,9 @@ class BackgroundWriter:
                 {"settings": self._settings.model_dump(include=fields), "owner_pid": self._pid},
             )
         except OSError as exc:
-            self._fail(f"the tracking writer process could not start: {exc}", waiting)
+            self._fail(f"the tracking writer process could not start: {exc}")
             return
-        replies = threading.Thread(
-            target=self._read_replies, args=(child.stdout, waiting), daemon=True
-        )
+        replies = threading.Thread(target=self._read_replies, args=(child.stdout,), daemon=True)
         replies.start()
         # At most ML_QUEUE_SIZE operations in flight to the process as well: memory stays
         # bounded and back-pressure reaches the caller when the process falls behind.
@@ -346,10 +454,17 @@ class BackgroundWriter:
                     else:
                         batch.append(more)
                         urgent = urgent or more.future is not None
-                for pending in batch:
-                    if pending.future is not None:
-                        waiting[pending.op["id"]] = pending
+                with self._waiting_lock:
+                    for pending in batch:
+                        if pending.future is not None:
+                            self._waiting[pending.op["id"]] = pending
+                if batch and self._broken is not None:
+                    for pending in batch:
+                        self._refuse_pending(pending)
+                    batch = []
                 if batch:
+                    if self._sent == self._applied:
+                        self._progress_at = time.monotonic()  # work starts after idling
                     self._sent += len(batch)
                     write_frame(child.stdin, [pending.op for pending in batch])
                 if stop:
@@ -358,9 +473,9 @@ class BackgroundWriter:
                     replies.join(5)
                     return
         except (OSError, ValueError) as exc:
-            self._fail(f"the tracking writer process stopped taking data: {exc}", waiting)
+            self._fail(f"the tracking writer process stopped taking data: {exc}")
 
-    def _read_replies(self, stream: IO[bytes], waiting: dict[int, _Pending]) -> None:
+    def _read_replies(self, stream: IO[bytes]) -> None:
         while True:
             frame = read_frame(stream)
             if frame is None:
@@ -371,8 +486,16 @@ class BackgroundWriter:
                         self._done += reply["taken"]
                         self._progress.notify_all()
                     continue
-                pending = waiting.pop(reply["id"], None)
-                if pending is None or pending.future is None:
+                if "applied" in reply:
+                    self._applied += reply["applied"]
+                    self._progress_at = time.monotonic()
+                    continue
+                if "fault" in reply:
+                    self._fail(str(reply["fault"]), stop_child=True)
+                    continue
+                with self._waiting_lock:
+                    pending = self._waiting.pop(reply["id"], None)
+                if pending is None or pending.future is None or pending.future.done():
                     continue
                 if reply.get("ok"):
                     pending.future.set_result(reply.get("result"))
@@ -380,24 +503,32 @@ class BackgroundWriter:
                     pending.future.set_exception(error_from_wire(reply))
         if not self._closed:
             code = self._child.poll() if self._child else None
-            self._fail(f"the tracking writer process exited unexpectedly (code {code})", waiting)
+            self._fail(f"the tracking writer process exited unexpectedly (code {code})")
 
-    def _fail(self, message: str, waiting: dict[int, _Pending]) -> None:
-        self._broken = message
+    def _fail(self, message: str, *, stop_child: bool = False) -> None:
+        """The writer writes no more: say so once, fail everyone waiting, drop what is queued
+        (points are counted as lost); ``stop_child`` ends a writer process stuck in its store."""
+        with self._waiting_lock:
+            if self._broken is not None:
+                return
+            self._broken = message
+            waiting = list(self._waiting.values())
+            self._waiting.clear()
         with self._progress:
             self._progress.notify_all()
-        logger.error("%s; tracking points from now on are lost", message)
-        for pending in list(waiting.values()):
+        logger.error("%s; tracking points from now on are not recorded", message)
+        for pending in waiting:
             if pending.future is not None and not pending.future.done():
                 pending.future.set_exception(TrackingError(message))
-        waiting.clear()
         while True:  # free callers waiting for room, fail their futures
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None and item.future is not None:
-                item.future.set_exception(TrackingError(message))
+            if item is not None:
+                self._refuse_pending(item)
+        if stop_child and self._child is not None and self._child.poll() is None:
+            self._child.kill()  # stuck in a store that refuses writes: it would never return
 
 
 def serve(
@@ -446,6 +577,7 @@ def serve(
         frames.put(None)
 
     threading.Thread(target=read_all, daemon=True).start()
+    fault_told = False
     while True:
         try:
             batch = frames.get(timeout=executor.seconds_to_beat())
@@ -464,11 +596,15 @@ def serve(
             else:
                 if "id" in op:
                     replies.append({"id": op["id"], "ok": True, "result": result})
+            if executor.fault is not None and not fault_told:
+                # Told at once: a store that refuses writes may also hang on the next one.
+                fault_told = True
+                send([{"fault": executor.fault}])
         with held:
             held_ops[0] -= len(batch)
             held.notify_all()
-        if replies:
-            send(replies)
+        replies.append({"applied": len(batch)})
+        send(replies)
         executor.beat_if_due()
     executor.abandon(EXIT_ERROR)
     executor.store.close()

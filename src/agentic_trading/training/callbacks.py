@@ -25,12 +25,18 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from agentic_trading.common import signals
 from agentic_trading.common.exit_hooks import register_exit
 from agentic_trading.common.ids import validate_name
 from agentic_trading.config import Settings, get_settings
 from agentic_trading.messaging.channels.sync import SyncTrainingChannel
 from agentic_trading.status import ExperimentStatus
-from agentic_trading.tracking import SyncTracker, TrainingMetrics, get_sync_tracker
+from agentic_trading.tracking import (
+    SyncTracker,
+    TrackingError,
+    TrainingMetrics,
+    get_sync_tracker,
+)
 from agentic_trading.tracking.models import RunHandle
 
 __all__ = ["SB3_METRICS", "ExperimentCallback"]
@@ -63,6 +69,12 @@ class ExperimentCallback(BaseCallback):
     :param finish_on_end: record ``completed`` when ``learn`` returns; ``False`` leaves it to
         :meth:`complete` (to add final metrics from an evaluation first).
     :param settings: settings to use instead of the environment's.
+    :param exit_on_signal: after SIGTERM or SIGHUP stopped the training and it was recorded
+        ``cancelled``, leave with the conventional exit code (``SystemExit(143)`` for SIGTERM)
+        instead of returning from ``learn``; a caller that handles it itself passes ``False``.
+
+    While it trains, SIGTERM and SIGHUP stop it like a stop request (see
+    :mod:`agentic_trading.common.signals`); handlers you installed before still run.
     """
 
     def __init__(
@@ -78,6 +90,7 @@ class ExperimentCallback(BaseCallback):
         channel: SyncTrainingChannel | None = None,
         tracker: SyncTracker | None = None,
         verbose: int = 0,
+        exit_on_signal: bool = True,
     ) -> None:
         super().__init__(verbose)
         self.experiment_name = validate_name(experiment_name, "experiment name")
@@ -91,6 +104,8 @@ class ExperimentCallback(BaseCallback):
         self.progress_every = progress_every
         self.log_every = log_every
         self.finish_on_end = finish_on_end
+        self.exit_on_signal = exit_on_signal
+        self._signals: int | None = None
         self.settings = settings or get_settings()
         self._own_channel = channel is None
         self.channel = channel
@@ -107,6 +122,9 @@ class ExperimentCallback(BaseCallback):
         self._last_episode: tuple[float, float] | None = None
         self._train_values: dict[str, float] = {}
         self._tracked: dict[str, float] = {}
+        #: What could not be written to tracking (a full disk, a stuck writer): the training's
+        #: results stand, its record is incomplete.
+        self.record_errors: list[str] = []
 
     # --- SB3 hooks -----------------------------------------------------------------------------
 
@@ -130,6 +148,12 @@ class ExperimentCallback(BaseCallback):
         )
         self.status = ExperimentStatus.RUNNING
         register_exit(self._at_exit)
+        self._signals = signals.watch(self._terminated)
+
+    def _terminated(self, reason: str) -> None:
+        # From the signal handler: stop at the next step, as a stop request would.
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_status = reason, ExperimentStatus.CANCELLED
 
     def _on_rollout_start(self) -> None:
         self._train_values.update(self._logged())
@@ -175,6 +199,9 @@ class ExperimentCallback(BaseCallback):
                 self.cancel(self.stop_reason)
         elif self.finish_on_end:
             self.complete()
+        signum = signals.received()
+        if signum is not None and self.exit_on_signal and self.status.is_finished:
+            raise SystemExit(signals.exit_code(signum))  # recorded and written: now leave
 
     def stop(
         self,
@@ -241,8 +268,9 @@ class ExperimentCallback(BaseCallback):
         self._finish(ExperimentStatus.COMPLETED, message or "Training finished successfully", final)
 
     def cancel(self, reason: str = "stopped") -> None:
-        """Record ``cancelled`` in both systems."""
-        self._finish(ExperimentStatus.CANCELLED, f"Training cancelled: {reason}", {}, error=None)
+        """Record ``cancelled`` in both systems; ``reason`` is the live message and the run's
+        ``error`` (why it ended early)."""
+        self._finish(ExperimentStatus.CANCELLED, f"Training cancelled: {reason}", {}, error=reason)
 
     def prune(self, reason: str, final_metrics: Mapping[str, float] | None = None) -> None:
         """Record ``pruned`` in both systems (a study stopped a hopeless trial early)."""
@@ -267,14 +295,32 @@ class ExperimentCallback(BaseCallback):
         if self.status.is_finished or self.run is None:
             return
         self.status = status
+        if self._signals is not None:
+            signals.unwatch(self._signals)
+            self._signals = None
         assert self.channel is not None and self.tracker is not None
         try:
             self.channel.publish_status(self.experiment_id, status, message)
             self.tracker.finish_run(self.run, status, dict(final), error=error)
+        except TrackingError as exc:  # the training's own outcome stands; its record is short
+            self.note_record_error(f"the final record was not written: {exc}")
         finally:
-            self.channel.flush()
+            try:
+                self.channel.flush()
+            except TimeoutError:
+                logger.warning(
+                    "experiment %s: messaging did not take the final status in time; it is "
+                    "retried in the background",
+                    self.experiment_id,
+                )
             if self._own_channel:
                 self.channel.close()
+
+    def note_record_error(self, problem: str) -> None:
+        """Remember (and log once) that part of this run's tracking record is missing."""
+        if problem not in self.record_errors:
+            self.record_errors.append(problem)
+            logger.error("experiment %s: %s", self.experiment_id, problem)
 
     def __enter__(self) -> ExperimentCallback:
         return self

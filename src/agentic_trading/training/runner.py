@@ -19,6 +19,7 @@ from agentic_trading.config import Settings, get_settings
 from agentic_trading.evaluation.trading import TradingRecord, buy_and_hold, trade_positions
 from agentic_trading.evaluation.verdict import RunVerdict, run_verdict
 from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking import TrackingError
 from agentic_trading.training.agents import make_agent
 from agentic_trading.training.callbacks import ExperimentCallback
 from agentic_trading.training.config import TrainingConfig
@@ -54,7 +55,8 @@ RESULT_METRICS = (
 @dataclass
 class TrainingOutcome:
     """What a training produced: ids, final status, test results against buy-and-hold, the
-    validation results, and the verdict."""
+    validation results, and the verdict. ``record_errors`` says what of it tracking could not
+    record (the results stand)."""
 
     experiment_id: str
     run_id: str | None
@@ -70,6 +72,7 @@ class TrainingOutcome:
     model_uri: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     final_metrics: dict[str, float] = field(default_factory=dict)
+    record_errors: list[str] = field(default_factory=list)
     test_record: TradingRecord | None = None
     baseline_record: TradingRecord | None = None
     validation_record: TradingRecord | None = None
@@ -193,6 +196,7 @@ def train(
         log_every,
         finish_on_end=False,
         settings=settings,
+        exit_on_signal=False,  # the caller decides (the CLI exits 143 after its results)
     )
     if on_start is not None:
         on_start(callback)
@@ -214,23 +218,37 @@ def train(
             outcome.status = callback.status  # cancelled, or pruned by a study
             return outcome
         _score(outcome, model, split, config, scaler)
-        assert callback.tracker is not None and callback.run is not None
-        assert outcome.test_record is not None and outcome.baseline_record is not None
-        for step, (ours, theirs) in enumerate(
-            zip(outcome.test_record.equity, outcome.baseline_record.equity, strict=True)
-        ):
-            callback.tracker.log_metrics(
-                callback.run, {"eval_equity": ours, "eval_buy_and_hold_equity": theirs}, step=step
-            )
+        _record(outcome, model, callback)
+        callback.complete(outcome.final_metrics)
+    outcome.status = callback.status
+    outcome.record_errors = list(callback.record_errors)
+    return outcome
+
+
+def _record(outcome: TrainingOutcome, model: Any, callback: ExperimentCallback) -> None:
+    """Track the test equity curves, the model and the verdict's words. Tracking that fails (a
+    full disk, a stuck writer) is noted on the callback; the results stand."""
+    assert callback.tracker is not None and callback.run is not None
+    assert outcome.test_record is not None and outcome.baseline_record is not None
+    assert outcome.verdict is not None
+    tracker, run = callback.tracker, callback.run
+    for step, (ours, theirs) in enumerate(
+        zip(outcome.test_record.equity, outcome.baseline_record.equity, strict=True)
+    ):
+        tracker.log_metrics(
+            run, {"eval_equity": ours, "eval_buy_and_hold_equity": theirs}, step=step
+        )
+    try:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "model.zip"
             model.save(path)
-            outcome.model_uri = callback.tracker.log_artifact(callback.run, path, "model.zip")
-        assert outcome.verdict is not None
-        callback.tracker.log_params(callback.run, outcome.verdict.attributes())
-        callback.complete(outcome.final_metrics)
-    outcome.status = callback.status
-    return outcome
+            outcome.model_uri = tracker.log_artifact(run, path, "model.zip")
+    except (TrackingError, OSError) as exc:
+        callback.note_record_error(f"the model was not stored: {exc}")
+    try:
+        tracker.log_params(run, outcome.verdict.attributes())
+    except TrackingError as exc:
+        callback.note_record_error(f"the verdict was not stored: {exc}")
 
 
 def _score(

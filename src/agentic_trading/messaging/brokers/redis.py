@@ -22,6 +22,7 @@ from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     NoScriptError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisError,
     ResponseError,
@@ -227,9 +228,21 @@ class RedisBroker:
                 f"Redis at {self.location} is a read-only replica now: {exc}"
             ) from None
         except ResponseError as exc:
-            if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            text = str(exc)
+            if "NOAUTH" in text or "WRONGPASS" in text:
                 raise BrokerUnavailableError(
                     f"Redis at {self.location} needs a password (set REDIS_PASSWORD): {exc}"
+                ) from None
+            # Refused writes are an outage, not a bad command: they pass when memory is freed
+            # (maxmemory with noeviction) or a failover ends (a replica), and then we resend.
+            if isinstance(exc, OutOfMemoryError) or "used memory > 'maxmemory'" in text:
+                raise BrokerUnavailableError(
+                    f"Redis at {self.location} refuses writes: it is out of memory (maxmemory "
+                    f"with the noeviction policy): {exc}"
+                ) from None
+            if "READONLY" in text:
+                raise BrokerUnavailableError(
+                    f"Redis at {self.location} refuses writes: it is a read-only replica: {exc}"
                 ) from None
             raise BrokerError(f"Redis at {self.location} refused a command: {exc}") from None
         except RedisError as exc:

@@ -133,12 +133,16 @@ class SyncTrainingChannel:
     def _call(self, experiment_id: str | None, call: Callable[[], Awaitable[Any]]) -> None:
         self._enqueue(_Op(next(self._seq), experiment_id, call))
 
+    def _wait(self, timeout: float | None) -> float:
+        """``timeout``, or ``MESSAGE_TIMEOUT``: no call waits on the broker without a bound."""
+        return self.settings.message_timeout if timeout is None else timeout
+
     def _ask(self, call: Callable[[], Awaitable[T]], timeout: float | None) -> T:
         if self._background.in_loop_thread:
             raise RuntimeError("SyncTrainingChannel reads cannot run inside its own event loop")
         result: Future[T] = Future()
         self._enqueue(_Op(next(self._seq), None, call, result, flush_all=True))
-        return result.result(timeout)
+        return result.result(self._wait(timeout))
 
     def _pending_for(self, experiment_id: str) -> tuple[_Pending, bool]:
         pending = self._pending.get(experiment_id)
@@ -218,7 +222,7 @@ class SyncTrainingChannel:
             self._background.loop.call_soon_threadsafe(self._wake.set)
 
     def request_stop(
-        self, experiment_id: str, reason: str | None = None, timeout: float | None = 10.0
+        self, experiment_id: str, reason: str | None = None, timeout: float | None = None
     ) -> bool:
         """Ask an experiment to stop; waits for the broker. False if there is none to stop."""
         validate_name(experiment_id)
@@ -235,44 +239,44 @@ class SyncTrainingChannel:
         return self._channel.stop_requested_cached(experiment_id)
 
     def get_experiment(
-        self, experiment_id: str, timeout: float | None = 10.0
+        self, experiment_id: str, timeout: float | None = None
     ) -> ExperimentState | None:
         """The current state of one experiment (after this channel's own pending updates)."""
         validate_name(experiment_id)
         return self._ask(lambda: self._channel.get_experiment(experiment_id), timeout)
 
     def list_experiments(
-        self, status: ExperimentStatus | str | None = None, timeout: float | None = 10.0
+        self, status: ExperimentStatus | str | None = None, timeout: float | None = None
     ) -> list[ExperimentState]:
         """Every live experiment of the namespace (see :meth:`TrainingChannel.list_experiments`)."""
         wanted = ExperimentStatus.parse(status) if status is not None else None
         return self._ask(lambda: self._channel.list_experiments(wanted), timeout)
 
-    def delete_experiment(self, experiment_id: str, timeout: float | None = 10.0) -> bool:
+    def delete_experiment(self, experiment_id: str, timeout: float | None = None) -> bool:
         """Remove an experiment's live state."""
         validate_name(experiment_id)
         with self._lock:
             self._status.pop(experiment_id, None)
         return self._ask(lambda: self._channel.delete_experiment(experiment_id), timeout)
 
-    def flush(self, timeout: float | None = 10.0) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Wait until everything published so far has been handed to the broker (or retried)."""
         result: Future[None] = Future()
         self._enqueue(_Op(next(self._seq), None, _nothing, result, flush_all=True))
-        result.result(timeout)
+        result.result(self._wait(timeout))
 
     @property
     def connected(self) -> bool:
         """False while the broker is unreachable and publishing is being retried."""
         return self._channel.connected
 
-    def close(self, timeout: float | None = 10.0) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Deliver everything published, stop heartbeats, and stop the worker. Idempotent."""
         if self._closed:
             return
         try:
             self.flush(timeout)
-            self._background.run(self._channel.close(), timeout)
+            self._background.run(self._channel.close(), self._wait(timeout))
         except TimeoutError:
             log.warning(
                 "messaging: closing took longer than %ss; some updates may be unsent", timeout
