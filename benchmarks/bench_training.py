@@ -1,7 +1,20 @@
-"""Training: SB3 PPO steps/s with ExperimentCallback against plain SB3, same env and seed."""
+"""Training: what ExperimentCallback costs a training, measured the way users meet it.
+
+Each training runs in a fresh process with a fresh callback: the whole ``model.learn`` call is
+timed (start-up and the final record included), against plain SB3 PPO in a fresh process on
+the same environment and seed, interleaved round by round. Reported: the whole-run kept
+fraction at the seed's cadence (progress every 100 steps, metrics every 1,000) and with both
+every step, the start-up block before the first step (on a new repository and on an existing
+one), and ``_on_step``'s mean cost. The old figure (rounds in one warm process sharing one
+writer) is measured too, beside them.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,24 +24,105 @@ from agentic_trading.training import ExperimentCallback
 from benchmarks.bench_messaging import kept_fraction
 from benchmarks.common import ppo_steps_per_second
 
+#: One training in a fresh process; prints its figures as JSON.
+_ONE = """
+import json, sys, time
+from stable_baselines3 import PPO
+from agentic_trading.config import load_settings
+from agentic_trading.training import ExperimentCallback, load_prices, split_prices
+from agentic_trading.training.env import make_env
 
-def run(rounds: int = 5, timesteps: int = 8192) -> dict[str, Any]:
-    """Interleaved rounds of plain, seed cadence (progress every 100 steps, metrics every 1000)
-    and every step (both every step), on the embedded defaults (memory broker, local Aim)."""
+mode, timesteps, storage = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+env = make_env(split_prices(load_prices(), 10).training)
+model = PPO("MlpPolicy", env, n_steps=512, seed=1, verbose=0, device="cpu")
+out = {}
+callback = None
+if mode != "plain":
+    every = (1, 1) if mode == "every_step" else (100, 1000)
+    settings = load_settings(ml_storage_path=storage)
+    callback = ExperimentCallback("bench", {}, None, *every, settings=settings)
+    start_hook, step_hook = callback._on_training_start, callback._on_step
+    spent = [0]
+
+    def timed_start():
+        began = time.perf_counter()
+        start_hook()
+        out["startup_ms"] = (time.perf_counter() - began) * 1000
+
+    def timed_step():
+        began = time.perf_counter_ns()
+        keep = step_hook()
+        spent[0] += time.perf_counter_ns() - began
+        return keep
+
+    callback._on_training_start, callback._on_step = timed_start, timed_step
+began = time.perf_counter()
+model.learn(timesteps, callback=callback)
+out["learn_seconds"] = time.perf_counter() - began
+if callback is not None:
+    out["on_step_us"] = spent[0] / 1000 / timesteps
+print(json.dumps(out))
+"""
+
+
+def _fresh(mode: str, timesteps: int, storage: str) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE, mode, str(timesteps), storage],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+        env={**os.environ, "MESSAGE_BROKER_TYPE": "memory"},
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run(rounds: int = 5, timesteps: int = 6144) -> dict[str, Any]:
+    """Interleaved rounds of fresh processes: plain, seed cadence on a new repository, every
+    step on an existing one; then the old warm in-process figure."""
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(ml_storage_path=str(Path(tmp) / "aim"))
-        results: dict[str, list[float]] = {"plain": [], "seed_cadence": [], "every_step": []}
-        ppo_steps_per_second(None, timesteps)  # warm-up
+        existing = str(Path(tmp) / "existing")
+        _fresh("seed_cadence", 512, existing)  # an existing repository to start on
+        learn: dict[str, list[float]] = {"plain": [], "seed_cadence": [], "every_step": []}
+        startup: dict[str, list[float]] = {"new_repository": [], "existing_repository": []}
+        on_step: dict[str, list[float]] = {"seed_cadence": [], "every_step": []}
         for i in range(rounds):
-            results["plain"].append(ppo_steps_per_second(None, timesteps))
-            for name, (progress, log) in (("seed_cadence", (100, 1000)), ("every_step", (1, 1))):
-                callback = ExperimentCallback(
-                    "bench", {}, f"bench-{name}-{i}", progress, log, settings=settings
-                )
-                results[name].append(ppo_steps_per_second(callback, timesteps))
+            learn["plain"].append(_fresh("plain", timesteps, existing)["learn_seconds"])
+            new = _fresh("seed_cadence", timesteps, str(Path(tmp) / f"new-{i}"))
+            old = _fresh("every_step", timesteps, existing)
+            learn["seed_cadence"].append(new["learn_seconds"])
+            learn["every_step"].append(old["learn_seconds"])
+            startup["new_repository"].append(new["startup_ms"])
+            startup["existing_repository"].append(old["startup_ms"])
+            on_step["seed_cadence"].append(new["on_step_us"])
+            on_step["every_step"].append(old["on_step_us"])
+        warm = _warm(Path(tmp) / "warm", timesteps)
+    speeds = {k: [timesteps / s for s in v] for k, v in learn.items()}
+    median = lambda values: round(sorted(values)[len(values) // 2], 2)  # noqa: E731
     return {
         "timesteps": timesteps,
+        "fresh_processes": {
+            "learn_seconds": {k: [round(x, 3) for x in v] for k, v in learn.items()},
+            "kept_fraction_seed_cadence": kept_fraction(speeds["seed_cadence"], speeds["plain"]),
+            "kept_fraction_every_step": kept_fraction(speeds["every_step"], speeds["plain"]),
+            "startup_ms_median": {k: median(v) for k, v in startup.items()},
+            "on_step_us_mean_median": {k: median(v) for k, v in on_step.items()},
+        },
+        "warm_in_process": warm,
+    }
+
+
+def _warm(storage: Path, timesteps: int, rounds: int = 3) -> dict[str, Any]:
+    """The old figure: rounds in this process, one warm writer and repository for all."""
+    settings = load_settings(ml_storage_path=str(storage))
+    results: dict[str, list[float]] = {"plain": [], "seed_cadence": []}
+    ppo_steps_per_second(None, 1024)  # warm-up
+    for i in range(rounds):
+        results["plain"].append(ppo_steps_per_second(None, timesteps))
+        callback = ExperimentCallback("bench", {}, f"bench-warm-{i}", 100, 1000, settings=settings)
+        results["seed_cadence"].append(ppo_steps_per_second(callback, timesteps))
+    return {
         "steps_per_second": {k: [round(x) for x in v] for k, v in results.items()},
         "kept_fraction_seed_cadence": kept_fraction(results["seed_cadence"], results["plain"]),
-        "kept_fraction_every_step": kept_fraction(results["every_step"], results["plain"]),
     }

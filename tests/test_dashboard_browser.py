@@ -214,3 +214,39 @@ def test_study_page_follows_trials_live_and_stops_one(
     dash_duo.wait_for_contains_text("#studies-table", "1/1")
     assert dash_duo.get_logs() == []
     get_sync_tracker(settings).close()
+
+
+def test_live_page_shows_a_trainings_whole_history_then_grows(
+    dash_duo: Any, settings: Settings
+) -> None:
+    tracker = get_sync_tracker(settings)
+    channel = SyncTrainingChannel(settings=settings)
+    channel.create_experiment("long-run", {"agent_type": "PPO"})
+    run = tracker.create_run("PPO_EUR_USD", {"experiment_id": "long-run", "agent_type": "PPO"})
+    for step in range(1000, 6000, 1000):  # an hour of training, before the page is opened
+        tracker.log_metrics(run, {"reward": step / 1000, "learning_rate": 3e-4}, step=step)
+        channel.publish_progress("long-run", step, 10_000)
+        channel.publish_metrics("long-run", step, {"reward": step / 1000})
+    tracker.flush()
+    channel.flush()
+
+    dash_duo.start_server(create_app(settings))
+    dash_duo.wait_for_contains_text("#live-table", "5,000/10,000", timeout=20)
+    points = "#live-reward .scatterlayer .point"
+    wait_for(lambda: len(dash_duo.find_elements(points)) == 5)  # all five at once
+    channel.publish_progress("long-run", 6000, 10_000)
+    channel.publish_metrics("long-run", 6000, {"reward": 6.0})
+    channel.flush()
+    wait_for(lambda: len(dash_duo.find_elements(points)) == 6)  # then it grows
+    screenshot(dash_duo, "live-history")
+
+    # The run's own page refreshes itself while it runs; a constant series says its value.
+    dash_duo.driver.get(f"{dash_duo.server_url}/runs/{run.run_id}")
+    dash_duo.wait_for_contains_text("#run-charts", "learning_rate: 0.0003 (constant)", timeout=20)
+    tracker.log_metrics(run, {"late_metric": 1.0}, step=6000)
+    tracker.flush()
+    dash_duo.wait_for_contains_text("#run-charts", "late_metric", timeout=20)  # no reload
+    tracker.finish_run(run, "completed", {"total_reward": 1.0})
+    channel.publish_status("long-run", "completed")
+    channel.close()
+    assert dash_duo.get_logs() == []

@@ -184,6 +184,36 @@ def test_callback_reports_live_and_tracks_a_plain_sb3_training(settings: Setting
     assert repo.get_metric_series(run.run_id, "learning_rate").values[-1] == pytest.approx(3e-4)
 
 
+def test_a_repository_set_up_while_the_training_runs_has_every_point(tmp_path: Path) -> None:
+    settings = make_settings(ml_storage_path=str(tmp_path / "new"))
+    assert not (tmp_path / "new").exists()  # the writer sets it up; the training does not wait
+    callback = ExperimentCallback("fresh", {}, log_every=128, settings=settings)
+    small_ppo().learn(1024, callback=callback)
+    assert callback.run is not None
+    repo = get_sync_experiment_repository(settings)
+    assert repo.get_run(callback.run.run_id).status is ExperimentStatus.COMPLETED
+    steps = repo.get_metric_series(callback.run.run_id, "reward").steps
+    assert steps == list(range(128, 1025, 128))  # not one point lost while it was set up
+
+
+def test_a_store_that_cannot_record_is_told_once_and_the_training_goes_on(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken" / ".aim"
+    broken.mkdir(parents=True)
+    (broken / "VERSION").write_text("9.9\n")  # a repository this Aim cannot open
+    settings = make_settings(ml_storage_path=str(tmp_path / "broken"))  # the writer process
+    callback = ExperimentCallback("unrecorded", {}, log_every=256, settings=settings)
+    small_ppo().learn(1024, callback=callback)  # found in the background: it trains on
+    state = SyncTrainingChannel(settings=settings).get_experiment(callback.experiment_id)
+    assert state is not None and state.status is ExperimentStatus.COMPLETED
+    (problem,) = callback.record_errors  # finish_run's report of what was not recorded
+    assert "the final record was not written" in problem and "could not be created" in problem
+    told = [line for line in capfd.readouterr().err.splitlines() if "could not be created" in line]
+    assert len([line for line in told if line.startswith("run ")]) == 1  # the writer, once
+    assert all(len(line) < 600 for line in told)  # one line each, not a SQL dump
+
+
 class FailingFeed:
     """A wrapper whose data feed breaks at a given step."""
 

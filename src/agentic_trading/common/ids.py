@@ -10,6 +10,9 @@ MAX_NAME_LENGTH = 128
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 
+_KNOWN: set[str] = set()  # names already checked: a training sends the same ids every step
+
+
 def validate_name(value: object, what: str = "experiment_id") -> str:
     """Return ``value`` if it is a safe name, else raise ``ValueError`` naming it.
 
@@ -17,6 +20,8 @@ def validate_name(value: object, what: str = "experiment_id") -> str:
     letter or digit, so it can never reach a key outside its namespace (no ``:``, ``*``, ``{``,
     spaces or control characters).
     """
+    if value.__class__ is str and value in _KNOWN:
+        return value
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a string, got {type(value).__name__} {value!r}")
     if not value:
@@ -31,4 +36,6 @@ def validate_name(value: object, what: str = "experiment_id") -> str:
             f"{what} {value!r} is not allowed: use letters, digits, '_', '.' and '-', "
             "starting with a letter or digit"
         )
+    if len(_KNOWN) < 100_000:
+        _KNOWN.add(value)
     return value

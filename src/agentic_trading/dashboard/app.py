@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Das
             return compare.layout(context, run_ids)
         return html.Div([html.H1("Not found"), dcc.Link("Back to the live view", href="/")])
 
-    for page in (live, history, compare, studies, study):
+    for page in (live, history, compare, run, studies, study):
         page.register(app, context)
     _add_routes(app.server, context)
     return app

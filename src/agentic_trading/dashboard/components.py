@@ -114,12 +114,22 @@ def figure_layout(
 def curves_figure(
     title: str, series: Sequence[tuple[str, MetricSeries]], y_title: str | None = None
 ) -> dict[str, Any]:
-    """One line per ``(label, series)``, by training step."""
+    """One line per ``(label, series)``, by training step. A series of one point is drawn as a
+    marker, and a series that never changes says its value in the title (a flat line at an
+    unreadable scale is easy to miss)."""
     traces = [
-        {"type": "scatter", "mode": "lines", "name": label, "x": s.steps, "y": s.values}
+        {
+            "type": "scatter",
+            "mode": "lines" if len(s.steps) > 1 else "markers",
+            "name": label,
+            "x": s.steps,
+            "y": s.values,
+        }
         for label, s in series
     ]
-    return figure_layout(title, traces, "step", y_title or title)
+    if len(series) == 1 and series[0][1].values and len(set(series[0][1].values)) == 1:
+        title = f"{title}: {series[0][1].values[0]:.6g} (constant)"
+    return figure_layout(title, traces, "step", y_title or title.split(":")[0])
 
 
 def equity_figure(

@@ -205,7 +205,18 @@ def check_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         raise ValueError(f"{len(metrics)} metrics in one call; at most {MAX_METRICS} are allowed")
     out: dict[str, float] = {}
     for name, value in metrics.items():
-        if not isinstance(name, str) or not name or len(name) > 128 or not name.isprintable():
-            raise ValueError(f"metric name {name!r} is not allowed: use 1-128 printable characters")
-        out[name] = check_number(value, f"metric {name!r}")
+        if name.__class__ is not str or name not in _METRIC_NAMES:
+            if not isinstance(name, str) or not name or len(name) > 128 or not name.isprintable():
+                raise ValueError(
+                    f"metric name {name!r} is not allowed: use 1-128 printable characters"
+                )
+            if len(_METRIC_NAMES) < 10_000:
+                _METRIC_NAMES.add(name)
+        if value.__class__ is float and value - value == 0.0:  # finite: the common case, fast
+            out[name] = value
+        else:
+            out[name] = check_number(value, f"metric {name!r}")
     return out
+
+
+_METRIC_NAMES: set[str] = set()  # names already checked: the same few arrive every step

@@ -24,7 +24,8 @@ class RunStore(Protocol):
     location: str
 
     def check_writable(self) -> None:
-        """Raise ``TrackingUnavailableError`` if no run could be created (called by callers)."""
+        """Raise ``TrackingUnavailableError`` if no run could be created; called by callers
+        before queuing a run, so it must take milliseconds (set-up belongs to ``open_run``)."""
 
     def open_run(
         self, run_id: str, experiment: str, config: Mapping[str, Any], tags: Sequence[str]

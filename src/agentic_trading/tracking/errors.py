@@ -8,6 +8,7 @@ __all__ = [
     "TrackingError",
     "TrackingServerUnreachableError",
     "TrackingUnavailableError",
+    "describe",
 ]
 
 
@@ -29,3 +30,11 @@ class RunNotFoundError(TrackingError, LookupError):
 
 class RunFinishedError(TrackingError):
     """The run was already finished (or never opened by this tracker): it takes no more writes."""
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of ``exc`` in one line of at most ``limit`` characters (a storage
+    engine's errors carry whole SQL statements and tracebacks after their first line)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -26,6 +26,7 @@ from agentic_trading.tracking.errors import (
     TrackingError,
     TrackingServerUnreachableError,
     TrackingUnavailableError,
+    describe,
 )
 
 __all__ = ["EXIT_ERROR", "RunExecutor", "error_from_wire", "error_to_wire", "storage_fault"]
@@ -185,7 +186,7 @@ class RunExecutor:
     def _give_up(self, op: dict[str, Any], exc: Exception) -> None:
         run_id = str(op.get("run"))
         if op["kind"] == "open":
-            self._failed[run_id] = f"run {run_id} could not be created: {exc}"
+            self._failed[run_id] = f"run {run_id} could not be created: {describe(exc)}"
             logger.error("%s", self._failed[run_id])
         elif op["kind"] == "close":
             self._runs.pop(run_id, None)
@@ -205,7 +206,7 @@ class RunExecutor:
                 raise
             except Exception as exc:
                 # create_run returned long ago: keep the reason for the run's next sync call.
-                self._failed[run_id] = f"run {run_id} could not be created: {exc}"
+                self._failed[run_id] = f"run {run_id} could not be created: {describe(exc)}"
                 logger.error("%s", self._failed[run_id])
                 raise
             self._runs[run_id] = _RunState()
@@ -245,7 +246,7 @@ class RunExecutor:
         self._note_fault(exc)
         state.failures += 1
         if state.first_failure is None:
-            state.first_failure = f"{type(exc).__name__}: {exc}"
+            state.first_failure = describe(exc)
             logger.error("run %s: a point could not be written: %s", run_id, exc)
 
     def _close(

@@ -117,6 +117,7 @@ class BackgroundWriter:
         self._child: subprocess.Popen[bytes] | None = None
         self._waiting: dict[int, _Pending] = {}
         self._waiting_lock = threading.Lock()
+        self._urgent = threading.Event()
         target = self._run_process if self._mode == "process" else self._run_thread
         self._thread = threading.Thread(
             target=target, name="agentic-trading-tracking-writer", daemon=True
@@ -161,6 +162,8 @@ class BackgroundWriter:
                 if self._broken is not None:
                     return self._refuse(op)
         self._accepted += 1
+        if future is not None:
+            self._urgent.set()  # someone waits for this one: no lingering
         return item
 
     def _refuse(self, op: dict[str, Any]) -> _Pending:
@@ -437,23 +440,22 @@ class BackgroundWriter:
                 stop = item is None
                 batch = [] if item is None else [item]
                 # Points wait up to _LINGER for company: one frame per 20 ms instead of one per
-                # training step spares both processes hundreds of wake-ups a second. An
-                # operation someone waits for (create, finish, flush) goes at once.
-                deadline = time.monotonic() + _LINGER
-                urgent = item is not None and item.future is not None
+                # training step spares both processes hundreds of wake-ups a second. The
+                # thread sleeps through the linger instead of waiting on the queue, so a point
+                # put meanwhile wakes nobody; an operation someone waits for (create, finish,
+                # flush) cuts the linger short.
+                if item is not None and item.future is None and not self._urgent.is_set():
+                    self._urgent.wait(_LINGER)
+                self._urgent.clear()
                 while not stop and len(batch) < room:
-                    wait = 0.0 if urgent else deadline - time.monotonic()
                     try:
-                        more = (
-                            self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-                        )
+                        more = self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if more is None:
                         stop = True
                     else:
                         batch.append(more)
-                        urgent = urgent or more.future is not None
                 with self._waiting_lock:
                     for pending in batch:
                         if pending.future is not None:

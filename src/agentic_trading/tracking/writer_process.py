@@ -37,12 +37,16 @@ def _quiet_aim_finalizers(unraisable: Any) -> None:
 
 
 def main() -> None:
-    # The training comes first: the writer takes the CPU the training leaves, and back-pressure
-    # slows the training only when the writer falls a whole queue behind.
+    # The training comes first: the writer takes only CPU the training leaves idle (Linux's
+    # SCHED_IDLE; elsewhere the lowest priority), and back-pressure slows the training only
+    # when the writer falls a whole queue behind - and then the CPU is idle for it.
     try:
-        os.nice(10)
-    except OSError:  # pragma: no cover - not permitted here
-        pass
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux, or not permitted
+        try:
+            os.nice(19)
+        except OSError:
+            pass
     sys.unraisablehook = _quiet_aim_finalizers
     logging.getLogger("aim.ext.transport").setLevel(logging.CRITICAL)  # we log outages ourselves
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")

@@ -14,7 +14,6 @@ steps, heartbeats, stop requests honoured (``cancelled``), and the final status:
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 import traceback
@@ -34,7 +33,6 @@ from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking import (
     SyncTracker,
     TrackingError,
-    TrainingMetrics,
     get_sync_tracker,
 )
 from agentic_trading.tracking.models import RunHandle
@@ -56,6 +54,10 @@ SB3_METRICS = {
     "train/approx_kl": "approx_kl",
     "train/clip_fraction": "clip_fraction",
 }
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
 
 
 class ExperimentCallback(BaseCallback):
@@ -117,6 +119,7 @@ class ExperimentCallback(BaseCallback):
         self._stop_metrics: dict[str, float] = {}
         self.latest_metrics: dict[str, float] = {}
         self._total = 0
+        self._next_report = 0  # the next step that reports progress, metrics or the stop flag
         self._started = 0.0
         self._episode_reward = 0.0
         self._last_episode: tuple[float, float] | None = None
@@ -130,6 +133,7 @@ class ExperimentCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self._total = int(self.model._total_timesteps)
+        self._next_report = min(self.progress_every, self.log_every, self._total)
         self._started = time.monotonic()
         if self.channel is None:
             self.channel = SyncTrainingChannel(settings=self.settings)
@@ -158,22 +162,36 @@ class ExperimentCallback(BaseCallback):
     def _on_rollout_start(self) -> None:
         self._train_values.update(self._logged())
 
+    def _on_rollout_end(self) -> None:
+        # Off-policy agents (DQN) train inside their rollouts: read their values here too.
+        self._train_values.update(self._logged())
+
     def _on_step(self) -> bool:
+        # Runs every training step: the common case is a few attribute reads and one compare.
         step = self.num_timesteps
         rewards = self.locals.get("rewards")
         if rewards is not None:
             self._episode_reward += float(rewards[0])
             dones = self.locals.get("dones")
             if dones is not None and dones[0]:
-                info = self.locals.get("infos", [{}])[0].get("episode") or {}
-                self._last_episode = (
-                    float(info.get("r", self._episode_reward)),
-                    float(info.get("l", 0)),
-                )
-                self._episode_reward = 0.0
+                self._episode_ended()
+        if step >= self._next_report:
+            self._report(step)
+        return self.stop_reason is None
+
+    def _episode_ended(self) -> None:
+        info = self.locals.get("infos", [{}])[0].get("episode") or {}
+        self._last_episode = (
+            float(info.get("r", self._episode_reward)),
+            float(info.get("l", 0)),
+        )
+        self._episode_reward = 0.0
+
+    def _report(self, step: int) -> None:
+        """Progress, metrics and the stop flag, at their cadence (``_next_report``)."""
         assert self.channel is not None
         try:
-            if step % self.progress_every == 0 or step == self._total:
+            if step % self.progress_every == 0 or step >= self._total:
                 # SB3 finishes its last rollout past total_timesteps: report at most 100 %.
                 self.channel.publish_progress(
                     self.experiment_id, min(step, self._total), self._total
@@ -184,12 +202,15 @@ class ExperimentCallback(BaseCallback):
             logger.warning(
                 "experiment %s: could not report step %d: %s", self.experiment_id, step, exc
             )
-        if self.stop_reason is not None:
-            return False
-        if self.channel.stop_requested(self.experiment_id):
+        # The flag is refreshed by the channel's writes, so reading it at the progress cadence
+        # sees a request as soon as it can be seen.
+        if self.stop_reason is None and self.channel.stop_requested(self.experiment_id):
             self.stop_reason = "stop requested"
-            return False
-        return True
+        self._next_report = min(
+            _next_multiple(step, self.progress_every),
+            _next_multiple(step, self.log_every),
+            max(self._total, step + 1),
+        )
 
     def _on_training_end(self) -> None:
         if self.stop_reason is not None:
@@ -232,26 +253,32 @@ class ExperimentCallback(BaseCallback):
         return values
 
     def _log(self, step: int) -> None:
-        values = {**self._train_values, **self._logged()}
+        # SB3's update values (loss, entropy...) change once per update: they were read at the
+        # rollout's start. Per step only the episode and the portfolio are new.
+        values = dict(self._train_values)
         if self._last_episode is not None:
             values["reward"], values["episode_length"] = self._last_episode
         else:
-            values["reward"] = (
-                self._episode_reward
-            )  # the first episode so far: FX episodes are long
-        info = (self.locals.get("infos") or [{}])[0]
-        if "total_profit" in info:
-            values["portfolio_value"] = float(info["total_profit"])
-        # Most values change once per update or episode, not per step: track a value again
-        # only when it changed, so reporting every step does not write the same loss 512 times.
-        changed = {k: v for k, v in values.items() if self._tracked.get(k) != v}
+            values["reward"] = self._episode_reward  # the first episode so far: FX's are long
+        infos = self.locals.get("infos")
+        if infos:
+            profit = infos[0].get("total_profit")
+            if profit is not None:
+                values["portfolio_value"] = float(profit)
+        # Track a value again only when it changed, so reporting every step does not write the
+        # same loss 512 times.
+        tracked = self._tracked
+        changed = {k: v for k, v in values.items() if tracked.get(k) != v}
         if not changed:
             return
-        self._tracked.update(changed)
+        tracked.update(changed)
         assert self.tracker is not None and self.run is not None and self.channel is not None
-        self.tracker.log_metrics(self.run, TrainingMetrics(step=step, **changed))
-        self.latest_metrics.update({k: v for k, v in changed.items() if math.isfinite(v)})
-        self.channel.publish_metrics(self.experiment_id, step, self.latest_metrics)
+        self.tracker.log_metrics(self.run, changed, step=step)
+        latest = self.latest_metrics
+        for name, value in changed.items():
+            if value - value == 0.0:  # finite
+                latest[name] = value
+        self.channel.publish_metrics(self.experiment_id, step, latest)
 
     # --- endings ---------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from agentic_trading.dashboard.data import LIVE_STATUSES
 from agentic_trading.dashboard.live import is_live
 from agentic_trading.messaging.brokers import BrokerError
 from agentic_trading.messaging.messages import ExperimentState
-from agentic_trading.tracking import RunSummary
+from agentic_trading.tracking import RunSummary, TrackingError
 
 __all__ = ["layout", "live_row", "live_update", "register", "run_rows"]
 
@@ -94,6 +94,53 @@ def _trace(state: ExperimentState, reward: float) -> dict[str, Any]:
         "name": state.experiment_id,
         "x": [state.metrics_step],
         "y": [reward],
+    }
+
+
+def reward_history(
+    context: DashboardContext, states: list[ExperimentState], view: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The reward curve of each live training as far back as tracking has it, joined with the
+    newest point messaging carries (tracking is written every ``log_every`` steps; messaging
+    may be ahead). ``view["steps"]`` is set to each curve's last step, so the live refresh
+    extends the curves from there."""
+    by_experiment = _tracked_runs(context, [s for s in states if s.experiment_id in view["traces"]])
+    traces = []
+    for state in states:
+        eid = state.experiment_id
+        if eid not in view["traces"]:
+            continue
+        trace = _trace(state, state.latest_metrics["reward"])
+        run_id = by_experiment.get(eid)
+        if run_id is not None:
+            try:
+                series = context.repository.get_metric_series(run_id, "reward")
+            except (TrackingError, ValueError):
+                series = None
+            if series is not None:
+                steps, values = list(series.steps), list(series.values)
+                if state.metrics_step is not None and (not steps or state.metrics_step > steps[-1]):
+                    steps.append(state.metrics_step)
+                    values.append(state.latest_metrics["reward"])
+                trace["x"], trace["y"] = steps, values
+                view["steps"][eid] = steps[-1] if steps else view["steps"].get(eid, -1)
+        traces.append(trace)
+    return traces
+
+
+def _tracked_runs(context: DashboardContext, states: list[ExperimentState]) -> dict[str, str]:
+    """The tracked run of each live experiment (its config names the experiment id)."""
+    if not states:
+        return {}
+    wanted = {s.experiment_id for s in states}
+    try:
+        runs = context.repository.list_runs(status="running")
+    except (TrackingError, ValueError):
+        return {}
+    return {
+        str(r.config.get("experiment_id")): r.run_id
+        for r in runs
+        if r.config.get("experiment_id") in wanted
     }
 
 
@@ -235,10 +282,7 @@ def layout(context: DashboardContext) -> html.Div:
     can_stop = context.control.enabled
     rows, _, view = live_update(states, None, can_stop)
     reward = _reward_figure()
-    by_id = {s.experiment_id: s for s in states}
-    reward["data"] = [
-        _trace(by_id[eid], by_id[eid].latest_metrics["reward"]) for eid in view["traces"]
-    ]
+    reward["data"] = reward_history(context, states, view)
     return html.Div(
         [
             html.H1("Live experiments"),

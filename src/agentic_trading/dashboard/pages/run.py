@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from dash import dcc, html
+from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from agentic_trading.common.formatting import duration, metric_value
 from agentic_trading.dashboard.components import (
@@ -21,9 +21,10 @@ from agentic_trading.dashboard.components import (
 )
 from agentic_trading.dashboard.context import DashboardContext
 from agentic_trading.evaluation.verdict import GROUP_KIND
+from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking import RunDetail, TrackingError
 
-__all__ = ["layout"]
+__all__ = ["layout", "register"]
 
 
 def _final_tables(run: RunDetail) -> list[Any]:
@@ -198,13 +199,47 @@ def _group_link(run: RunDetail) -> Any:
     )
 
 
+#: How often the page of a running run refreshes itself.
+REFRESH_MS = 3000
+
+
 def layout(context: DashboardContext, run_id: str) -> html.Div:
-    """The page of ``run_id``; a clear message if there is no such run."""
+    """The page of ``run_id``; a clear message if there is no such run. While the run is
+    running the page refreshes itself every few seconds."""
     try:
-        run = context.repository.get_run(run_id)
-        series = context.repository.get_metrics(run_id)
+        body, running = _body(context, run_id)
     except (TrackingError, ValueError) as exc:
         return html.Div([html.H1("Run not found"), html.P(str(exc), className="error")])
+    return html.Div(
+        [
+            html.Div(body, id="run-body"),
+            dcc.Store(id="run-id", data=run_id),
+            dcc.Interval(id="run-tick", interval=REFRESH_MS, disabled=not running),
+        ]
+    )
+
+
+def register(app: Dash, context: DashboardContext) -> None:
+    """Refresh a running run's page until it has finished."""
+
+    @app.callback(
+        Output("run-body", "children"),
+        Output("run-tick", "disabled"),
+        Input("run-tick", "n_intervals"),
+        State("run-id", "data"),
+        prevent_initial_call=True,
+    )
+    def refresh(_: int | None, run_id: str) -> tuple[Any, bool]:
+        try:
+            body, running = _body(context, run_id)
+        except (TrackingError, ValueError):
+            return no_update, True
+        return body, not running
+
+
+def _body(context: DashboardContext, run_id: str) -> tuple[list[Any], bool]:
+    run = context.repository.get_run(run_id)
+    series = context.repository.get_metrics(run_id)
     charts = []
     if EQUITY_SERIES[0] in series:
         figure = equity_figure([("agent", series[EQUITY_SERIES[0]])], series.get(EQUITY_SERIES[1]))
@@ -221,41 +256,40 @@ def layout(context: DashboardContext, run_id: str) -> html.Div:
         f"duration {duration(run.duration)}" + (f" · {run.host} pid {run.pid}" if run.host else "")
     )
     config_rows = [html.Tr([html.Td(k), html.Td(str(v))]) for k, v in run.config.items()]
-    return html.Div(
-        [
-            html.H1(
-                [
-                    "Run ",
-                    html.Span(run.run_id, className="mono"),
-                    " ",
-                    status_badge(run.status.value),
-                ]
-            ),
-            html.P(info),
-            html.Pre(run.error, className="error", id="run-error") if run.error else html.Div(),
-            html.P(
-                [
-                    html.A(
-                        "Open in Aim's UI",
-                        href=f"{context.aim_ui_url}/runs/{run.run_id}",
-                        target="_blank",
-                        id="aim-link",
-                    ),
-                    " (start it with agentic-trading tracking-ui) · ",
-                    dcc.Link("Compare with other runs", href=f"/compare?runs={run.run_id}"),
-                ]
-            ),
-            verdict_banner(run.params),
-            _group_link(run),
-            *(_group_members(context, run) if run.config.get("kind") == GROUP_KIND else []),
-            *(_final_tables(run) if run.final_metrics else [html.P("No final metrics yet.")]),
-            html.H2("Metrics"),
-            html.Div(charts, className="grid", id="run-charts")
-            if charts
-            else html.P("No metrics tracked."),
-            html.H2("Config"),
-            table(["key", "value"], config_rows, body_id="run-config"),
-            html.H2("Artifacts"),
-            _artifacts(run),
-        ]
-    )
+    body = [
+        html.H1(
+            [
+                "Run ",
+                html.Span(run.run_id, className="mono"),
+                " ",
+                status_badge(run.status.value),
+            ]
+        ),
+        html.P(info),
+        html.Pre(run.error, className="error", id="run-error") if run.error else html.Div(),
+        html.P(
+            [
+                html.A(
+                    "Open in Aim's UI",
+                    href=f"{context.aim_ui_url}/runs/{run.run_id}",
+                    target="_blank",
+                    id="aim-link",
+                ),
+                " (start it with agentic-trading tracking-ui) · ",
+                dcc.Link("Compare with other runs", href=f"/compare?runs={run.run_id}"),
+            ]
+        ),
+        verdict_banner(run.params),
+        _group_link(run),
+        *(_group_members(context, run) if run.config.get("kind") == GROUP_KIND else []),
+        *(_final_tables(run) if run.final_metrics else [html.P("No final metrics yet.")]),
+        html.H2("Metrics"),
+        html.Div(charts, className="grid", id="run-charts")
+        if charts
+        else html.P("No metrics tracked."),
+        html.H2("Config"),
+        table(["key", "value"], config_rows, body_id="run-config"),
+        html.H2("Artifacts"),
+        _artifacts(run),
+    ]
+    return body, run.status is ExperimentStatus.RUNNING

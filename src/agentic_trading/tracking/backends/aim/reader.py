@@ -23,7 +23,7 @@ from agentic_trading.tracking.backends.aim._storage import (
     import_aim,
     repo_location,
 )
-from agentic_trading.tracking.errors import TrackingUnavailableError
+from agentic_trading.tracking.errors import TrackingUnavailableError, describe
 from agentic_trading.tracking.models import (
     RECORD_ATTRIBUTES,
     MetricSeries,
@@ -78,7 +78,7 @@ class AimRunReader:
                 self._repo = aim.Repo(self.location)
             except Exception as exc:
                 raise TrackingUnavailableError(
-                    f"cannot open the Aim repository {self.location!r}: {type(exc).__name__}: {exc}"
+                    f"cannot open the Aim repository {self.location!r}: {describe(exc)}"
                 ) from None
         return self._repo
 

@@ -36,6 +36,7 @@ from agentic_trading.tracking.errors import (
     TrackingError,
     TrackingServerUnreachableError,
     TrackingUnavailableError,
+    describe,
 )
 
 __all__ = ["AimRunStore"]
@@ -70,13 +71,15 @@ class AimRunStore:
         self._indexer = AimIndexer(self.location)
 
     def check_writable(self) -> None:
+        # Milliseconds: the folder exists or can be made, and is writable. Setting up a new
+        # Aim repository takes seconds; the writer does that (open_run), not the training.
         ensure_writable(self.location)
-        ensure_repository(self.location)
 
     def open_run(
         self, run_id: str, experiment: str, config: Mapping[str, Any], tags: Sequence[str]
     ) -> datetime:
-        self.check_writable()
+        ensure_writable(self.location)
+        ensure_repository(self.location)
         run = self._runs.get(run_id)  # created before the server stopped answering: go on
         if run is None:
             run = self._create(run_id, experiment)
@@ -115,8 +118,7 @@ class AimRunStore:
             raise
         except Exception as exc:
             raise TrackingUnavailableError(
-                f"cannot create a run in the Aim repository {self.location!r}: "
-                f"{type(exc).__name__}: {exc}"
+                f"cannot create a run in the Aim repository {self.location!r}: {describe(exc)}"
             ) from None
         finally:
             setattr(base_run, "generate_run_hash", generate)  # noqa: B010
