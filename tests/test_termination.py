@@ -118,7 +118,7 @@ def test_sigterm_cancels_a_cli_training_in_both_systems(
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert took < 2.0, f"cancelled after {took:.2f} s"
+    assert took < 3.0, f"cancelled after {took:.2f} s"  # about 0.5 s here; a loaded CI is slower
     assert proc.returncode == 143, err  # 128 + SIGTERM
     assert json.loads(out)["status"] == "cancelled"
     final = watcher.get_experiment(state.experiment_id)
@@ -184,12 +184,21 @@ def test_sighup_twice_exits_at_once(live: tuple[dict[str, str], Any], tmp_path: 
     proc = start_script(tmp_path, env)
     try:
         running_experiment(watcher)
+        lines: list[str] = []
+        reader = threading.Thread(
+            target=lambda: lines.extend(iter(proc.stderr.readline, "")),  # type: ignore[union-attr]
+            daemon=True,
+        )
+        reader.start()
         proc.send_signal(signal.SIGHUP)
-        time.sleep(0.2)  # handled (two pending signals of one kind are delivered as one)
+        # Two pending signals of one kind are delivered as one: wait until the first is handled.
+        wait_until(lambda: any("SIGHUP received" in line for line in lines), 10, "the first")
         proc.send_signal(signal.SIGHUP)
         sent = time.monotonic()
-        _, err = proc.communicate(timeout=30)
+        proc.wait(30)
         took = time.monotonic() - sent
+        reader.join(5)
+        err = "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -257,6 +266,10 @@ def test_a_stuck_writer_is_found_and_nobody_waits_on_it(tmp_path: Path) -> None:
     settings = make_settings(
         ml_storage_path=str(tmp_path / "aim"), ml_writer="thread", ml_writer_timeout=1.0
     )
+    from agentic_trading.tracking.backends.aim._storage import ensure_repository
+
+    (tmp_path / "aim").mkdir()
+    ensure_repository(str(tmp_path / "aim"))  # set up before: it takes longer than the timeout
     store = create_run_store(settings)
     hang = threading.Event()
     real_track = store.track

@@ -71,7 +71,7 @@ _FAULT_TEXTS = {
 #: Below this much free space a local store is not written: Aim's RocksDB, out of space, can
 #: hang inside a write instead of failing it.
 MIN_FREE_BYTES = 1 << 20
-_SPACE_CHECK_SECONDS = 0.5
+_SPACE_CHECK_SECONDS = 0.02  # a few kilobytes of points at most between two looks
 
 
 def free_bytes(location: str) -> int | None:

@@ -37,16 +37,13 @@ def _quiet_aim_finalizers(unraisable: Any) -> None:
 
 
 def main() -> None:
-    # The training comes first: the writer takes only CPU the training leaves idle (Linux's
-    # SCHED_IDLE; elsewhere the lowest priority), and back-pressure slows the training only
-    # when the writer falls a whole queue behind - and then the CPU is idle for it.
+    # The training comes first: the writer runs at the lowest priority (nice 19), so it takes
+    # the CPU the training leaves, yet is never starved for good (SCHED_IDLE could be, on
+    # cores a training keeps busy, and its "no progress" would read as a stuck writer).
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux, or not permitted
-        try:
-            os.nice(19)
-        except OSError:
-            pass
+        os.nice(19)
+    except OSError:  # pragma: no cover - not permitted here
+        pass
     sys.unraisablehook = _quiet_aim_finalizers
     logging.getLogger("aim.ext.transport").setLevel(logging.CRITICAL)  # we log outages ourselves
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
