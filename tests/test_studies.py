@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -472,3 +473,35 @@ def test_postgresql_restarted_mid_study_loses_and_repeats_nothing(tmp_path: Path
             assert len({trial_info(t)["run_id"] for t in trials}) == 3
     finally:
         server.remove()
+
+
+def test_sigterm_to_a_worker_cancels_its_trial_and_it_exits_143(settings: Settings) -> None:
+    name = "terminated-worker"
+    create_study(tiny_spec(name, trials=3, timesteps=20_000, eval_every=5000), settings)
+    worker = start_worker(env_of(settings), name)
+    try:
+        trial = wait_for(
+            lambda: next(
+                (
+                    t
+                    for t in load_study(name, settings)[0].get_trials()
+                    if t.state.name == "RUNNING" and trial_info(t).get("run_id")
+                ),
+                None,
+            ),
+            120,
+            "a running trial",
+        )
+        time.sleep(1.0)
+        worker.send_signal(signal.SIGTERM)  # as systemd, Kubernetes or Slurm would
+        _, err = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 143, err
+    study, _ = load_study(name, settings)
+    ended = next(t for t in study.get_trials() if t.number == trial.number)
+    assert ended.state.name == "FAIL" and trial_info(ended)["status"] == "cancelled"
+    assert [t.state.name for t in study.get_trials()] == ["FAIL"]  # no trial started after it
+    run = get_sync_experiment_repository(settings).get_run(trial_info(ended)["run_id"])
+    assert run.status.value == "cancelled" and run.error == "terminated by SIGTERM"
