@@ -40,6 +40,7 @@ from tests import postgres
 from tests.aim_server import stop_process, wait_for_port
 from tests.conftest import delete_namespace, make_settings
 from tests.redis_server import free_port
+from tests.trainings import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "agentic_trading.cli.app"]
@@ -369,6 +370,19 @@ def test_enqueue_checks_parameters(settings: Settings) -> None:
 # --- faults -------------------------------------------------------------------------------------
 
 
+def running_trial(name: str, settings: Settings) -> Any:
+    """A running trial of study ``name`` whose run has started, or None."""
+    study, _ = load_study(name, settings)
+    return next(
+        (
+            t
+            for t in study.get_trials()
+            if t.state.name == "RUNNING" and trial_info(t).get("run_id")
+        ),
+        None,
+    )
+
+
 def start_worker(env: dict[str, str], name: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*CLI, "study", "worker", name],
@@ -380,16 +394,6 @@ def start_worker(env: dict[str, str], name: str) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 @pytest.mark.stress  # make test kills a worker in tests/test_multi_host.py, across hosts
 def test_a_killed_workers_trial_is_rerun_by_another(settings: Settings) -> None:
     name = "killed-worker"
@@ -397,19 +401,8 @@ def test_a_killed_workers_trial_is_rerun_by_another(settings: Settings) -> None:
     env = env_of(settings)
     first = start_worker(env, name)
 
-    def running_trial() -> Any:
-        study, _ = load_study(name, settings)
-        return next(
-            (
-                t
-                for t in study.get_trials()
-                if t.state.name == "RUNNING" and trial_info(t).get("run_id")
-            ),
-            None,
-        )
-
     try:
-        victim = wait_for(running_trial, 120, "a running trial with its run")
+        victim = wait_until(lambda: running_trial(name, settings), 120, "a running trial")
         time.sleep(1.0)
         first.kill()  # SIGKILL mid-trial: no goodbye to Optuna, messaging or tracking
         first.wait(10)
@@ -447,7 +440,7 @@ def test_postgresql_restarted_mid_study_loses_and_repeats_nothing(tmp_path: Path
             create_study(tiny_spec(name, trials=3, timesteps=3072, eval_every=1024), settings)
             worker = start_worker(env_of(settings), name)
             try:
-                wait_for(
+                wait_until(
                     lambda: any(
                         t.state.name == "RUNNING" and t.intermediate_values
                         for t in load_study(name, settings)[0].get_trials()
@@ -480,18 +473,7 @@ def test_sigterm_to_a_worker_cancels_its_trial_and_it_exits_143(settings: Settin
     create_study(tiny_spec(name, trials=3, timesteps=20_000, eval_every=5000), settings)
     worker = start_worker(env_of(settings), name)
     try:
-        trial = wait_for(
-            lambda: next(
-                (
-                    t
-                    for t in load_study(name, settings)[0].get_trials()
-                    if t.state.name == "RUNNING" and trial_info(t).get("run_id")
-                ),
-                None,
-            ),
-            120,
-            "a running trial",
-        )
+        trial = wait_until(lambda: running_trial(name, settings), 120, "a running trial")
         time.sleep(1.0)
         worker.send_signal(signal.SIGTERM)  # as systemd, Kubernetes or Slurm would
         _, err = worker.communicate(timeout=60)

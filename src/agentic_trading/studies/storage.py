@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agentic_trading.common.extras import require
 from agentic_trading.common.retry import ServerRetry
 from agentic_trading.config import Settings
 
@@ -39,12 +40,7 @@ class StudyStorageError(RuntimeError):
 
 def import_optuna() -> Any:
     """The ``optuna`` package, or an error that names the extra to install."""
-    try:
-        import optuna
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise StudyStorageError(
-            "studies need Optuna: pip install 'agentic-trading[studies]'"
-        ) from exc
+    optuna = require("optuna", "studies", "studies need Optuna", StudyStorageError)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happened
     return optuna
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentic_trading.common.extras import require
 from agentic_trading.training.config import TrainingConfig
 
 __all__ = ["make_agent"]
@@ -11,11 +12,6 @@ __all__ = ["make_agent"]
 
 def make_agent(config: TrainingConfig, env: Any) -> Any:
     """A new SB3 model of ``config.agent_type`` with an MLP policy on ``env``."""
-    try:
-        import stable_baselines3
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise ImportError(
-            "training needs Stable-Baselines3: pip install 'agentic-trading[training]'"
-        ) from exc
+    stable_baselines3 = require("stable_baselines3", "training", "training needs Stable-Baselines3")
     cls = getattr(stable_baselines3, config.agent_type)
     return cls("MlpPolicy", env, **config.agent_kwargs())

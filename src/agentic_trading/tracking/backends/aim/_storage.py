@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentic_trading.common.extras import require
 from agentic_trading.config import Settings
 from agentic_trading.tracking.errors import TrackingUnavailableError
 
@@ -46,13 +47,7 @@ ATTR_SKIPPED = "skipped_non_finite"
 
 def import_aim() -> Any:
     """The ``aim`` package, or an error that names the extra to install."""
-    try:
-        import aim
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise TrackingUnavailableError(
-            "the Aim tracker is not installed: pip install 'agentic-trading[tracking]'"
-        ) from exc
-    return aim
+    return require("aim", "tracking", "the Aim tracker is not installed", TrackingUnavailableError)
 
 
 def repo_location(settings: Settings) -> str:
