@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentic_trading.common.ids import validate_name
 
-__all__ = ["Settings", "SettingsError", "get_settings", "load_settings"]
+__all__ = ["Settings", "SettingsError", "get_settings", "load_settings", "mask_url"]
 
 
 class SettingsError(ValueError):
@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     ml_writer_buffer: int = Field(100_000, ge=1)
     ml_retry_timeout: float = Field(300.0, ge=0)
     ml_writer_timeout: float = Field(60.0, gt=0)
+    ml_catalog_url: str | None = Field(None, repr=False)
 
     # --- Studies ------------------------------------------------------------------------------
     study_storage: str = Field("sqlite:///./studies.db", repr=False)
@@ -112,6 +113,19 @@ class Settings(BaseSettings):
         if "://" not in value:
             raise ValueError(
                 "a URI with a scheme, such as file:///data/artifacts or s3://bucket/path"
+            )
+        return value
+
+    @field_validator("ml_catalog_url")
+    @classmethod
+    def _catalog_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if value != "none" and not value.startswith(("sqlite:///", "postgresql://", "postgresql+")):
+            raise ValueError(
+                "an SQLAlchemy URL of the run catalogue (sqlite:///path/catalogue.db or "
+                "postgresql://user:password@host:5432/database), or none"
             )
         return value
 
@@ -184,7 +198,7 @@ class Settings(BaseSettings):
 
     def study_location(self) -> str:
         """``STUDY_STORAGE`` without its password, for messages."""
-        return _mask_url(self.study_storage)
+        return mask_url(self.study_storage)
 
     @model_validator(mode="after")
     def _timeout_exceeds_interval(self) -> Settings:
@@ -208,7 +222,7 @@ class Settings(BaseSettings):
         if self.redis_sentinels:
             return f"sentinel://{self.redis_sentinels}/{self.redis_sentinel_master}"
         if self.redis_url:
-            return _mask_url(self.redis_url)
+            return mask_url(self.redis_url)
         scheme = "rediss" if self.redis_ssl else "redis"
         return f"{scheme}://{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
@@ -232,8 +246,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********" if value.get_secret_value() else ""
-            elif name in ("redis_url", "study_storage") and value:
-                value = _mask_url(value)
+            elif name in ("redis_url", "study_storage", "ml_catalog_url") and value:
+                value = mask_url(value)
             out[name.upper()] = value
         return out
 
@@ -251,11 +265,14 @@ def _host_ports(value: str) -> list[tuple[str, int]]:
     return pairs
 
 
-def _mask_url(url: str) -> str:
+def mask_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``********``."""
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
         return url
     creds, _, host = rest.rpartition("@")
+    if ":" not in creds and scheme.startswith(("postgres", "mysql")):
+        return url  # a user name alone (redis://secret@host is a password alone)
     user = creds.split(":", 1)[0] if ":" in creds else ""
     return (
         f"{scheme}{sep}{quote(user)}:********@{host}" if user else f"{scheme}{sep}********@{host}"
@@ -271,7 +288,7 @@ def _describe(error: dict[str, Any]) -> str:
     if not loc:  # a cross-field check: its message already names the variables
         return reason
     if isinstance(given, str) and "://" in given:
-        given = _mask_url(given)  # a URL's password never reaches a message
+        given = mask_url(given)  # a URL's password never reaches a message
     shown = "********" if "PASSWORD" in variable else repr(given)
     return f"{variable}={shown} is not allowed: expected {reason}"
 

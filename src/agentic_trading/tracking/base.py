@@ -72,6 +72,9 @@ class RunReader(Protocol):
     def list_runs(self, query: str | None = None) -> list[RunSummary]:
         """Every run (matching the backend's ``query`` language, when given)."""
 
+    def run_ids(self) -> set[str]:
+        """The ids of every run the store holds (cheap: what a catalogue catches up with)."""
+
     def get_run(self, run_id: str) -> RunDetail | None:
         """One run in full, or ``None``."""
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from agentic_trading.common.retry import ServerRetry
-from agentic_trading.config import Settings
+from agentic_trading.config import Settings, mask_url
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.base import RunStore
+from agentic_trading.tracking.catalogue.database import catalogue_url
+from agentic_trading.tracking.catalogue.mirror import CatalogueMirror
+from agentic_trading.tracking.catalogue.runs import RunCatalogue
 from agentic_trading.tracking.errors import (
     RunFinishedError,
     RunNotFoundError,
@@ -124,10 +129,19 @@ class RunExecutor:
     """
 
     def __init__(
-        self, store: RunStore, heartbeat_interval: float, retry: ServerRetry | None = None
+        self,
+        store: RunStore,
+        heartbeat_interval: float,
+        retry: ServerRetry | None = None,
+        *,
+        mirror: CatalogueMirror | None = None,
+        owner_pid: int | None = None,
     ) -> None:
         self.store = store
         self.retry = retry or ServerRetry(300.0)
+        self.mirror = mirror
+        self._owner_pid = owner_pid or os.getpid()
+        self._host = socket.gethostname()
         self._interval = heartbeat_interval
         self._runs: dict[str, _RunState] = {}
         self._failed: dict[str, str] = {}
@@ -136,9 +150,24 @@ class RunExecutor:
         self._space_checked = 0.0
 
     @classmethod
-    def for_settings(cls, store: RunStore, settings: Settings) -> RunExecutor:
-        """An executor with the settings' heartbeat interval and ``ML_RETRY_TIMEOUT``."""
-        return cls(store, settings.ml_heartbeat_interval, ServerRetry(settings.ml_retry_timeout))
+    def for_settings(
+        cls, store: RunStore, settings: Settings, owner_pid: int | None = None
+    ) -> RunExecutor:
+        """An executor with the settings' heartbeat interval, ``ML_RETRY_TIMEOUT`` and run
+        catalogue (``ML_CATALOG_URL``)."""
+        url = catalogue_url(settings)
+        mirror = None
+        if url is not None:
+            mirror = CatalogueMirror(
+                lambda: RunCatalogue(url, settings.ml_heartbeat_timeout), mask_url(url)
+            )
+        return cls(
+            store,
+            settings.ml_heartbeat_interval,
+            ServerRetry(settings.ml_retry_timeout),
+            mirror=mirror,
+            owner_pid=owner_pid,
+        )
 
     def apply(self, op: dict[str, Any]) -> Any:
         """Apply one operation; return its result or raise its failure."""
@@ -201,7 +230,7 @@ class RunExecutor:
         if kind == "open":
             run_id = op["run"]
             try:
-                self.store.open_run(run_id, op["experiment"], op["config"], op["tags"])
+                created = self.store.open_run(run_id, op["experiment"], op["config"], op["tags"])
             except TrackingServerUnreachableError:
                 raise
             except Exception as exc:
@@ -210,6 +239,11 @@ class RunExecutor:
                 logger.error("%s", self._failed[run_id])
                 raise
             self._runs[run_id] = _RunState()
+            if self.mirror is not None:
+                self.mirror.apply(
+                    "open_run", run_id, op["experiment"], op["config"], op["tags"],
+                    created.timestamp(), self._host, self._owner_pid,
+                )  # fmt: skip
             return None
         if kind == "call":
             if op["run"] in self._failed:
@@ -221,13 +255,25 @@ class RunExecutor:
             args = list(op["args"])
             if op["method"] == "log_artifact":
                 args[0] = Path(args[0])
-            return getattr(self.store, op["method"])(op["run"], *args)
+            result = getattr(self.store, op["method"])(op["run"], *args)
+            self._mirror_call(op["run"], op["method"], args, result)
+            return result
         if kind == "close":
             self._close(op["run"], ExperimentStatus(op["status"]), op["final"], op["error"])
             return None
         if kind == "flush":
             return None
         raise ValueError(f"unknown tracking operation kind {kind!r}")
+
+    def _mirror_call(self, run_id: str, method: str, args: list[Any], result: Any) -> None:
+        if self.mirror is None:
+            return
+        if method == "set_attributes":
+            self.mirror.apply("update", run_id, params=args[0])
+        elif method == "add_tags":
+            self.mirror.apply("update", run_id, tags=args[0])
+        elif method == "log_artifact":
+            self.mirror.apply("update", run_id, artifacts={args[1]: result})
 
     def _track(self, op: dict[str, Any]) -> None:
         state = self._runs.get(op["run"])
@@ -262,6 +308,8 @@ class RunExecutor:
             self.store.set_attributes(run_id, {"skipped_non_finite": dict(state.skipped)})
         self.store.close_run(run_id, status, final, error)
         del self._runs[run_id]  # only now: after an outage the close is tried again
+        if self.mirror is not None:
+            self.mirror.apply("close_run", run_id, status, final, error, time.time())
         if state.failures:
             raise TrackingError(
                 f"run {run_id}: {state.failures} points could not be written: {state.first_failure}"
@@ -277,6 +325,8 @@ class RunExecutor:
             return
         self._next_beat = time.monotonic() + self._interval
         now = time.time()
+        if self.mirror is not None:
+            self.mirror.apply("heartbeat", list(self._runs), now)  # and retries a backlog
         for run_id, state in self._runs.items():
             try:
                 self.store.heartbeat(run_id, now)

@@ -21,7 +21,7 @@ from agentic_trading.tracking.writer import serve
 def _executor(hello: dict[str, Any]) -> RunExecutor:
     settings = Settings(_env_file=None, **hello["settings"])
     store = create_run_store(settings, owner_pid=int(hello["owner_pid"]))
-    return RunExecutor.for_settings(store, settings)
+    return RunExecutor.for_settings(store, settings, owner_pid=int(hello["owner_pid"]))
 
 
 def _quiet_aim_finalizers(unraisable: Any) -> None:

@@ -114,8 +114,15 @@ class AimRunReader:
             tree = _collect(chunks, props.hash)
             if tree is None:
                 continue
-            out.append(run_record(RunSummary, props, tree))
+            out.append(run_record(RunSummary, props, tree, props.hash))
         return out
+
+    def run_ids(self) -> set[str]:
+        repo = self._open()
+        if repo is None:
+            return set()
+        chunks = Path(repo.path, "meta", "chunks")
+        return {p.name for p in chunks.iterdir() if p.is_dir()} if chunks.is_dir() else set()
 
     def list_runs(self, query: str | None = None) -> list[RunSummary]:
         repo = self._open()
@@ -140,7 +147,7 @@ class AimRunReader:
         tree = _collect(_chunks(repo), run_id) if props is not None else None
         if tree is None:
             return None
-        detail: RunDetail = run_record(RunDetail, props, tree)
+        detail: RunDetail = run_record(RunDetail, props, tree, run_id)
         return detail
 
     def get_series(self, run_id: str, name: str) -> MetricSeries | None:
@@ -207,8 +214,9 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromtimestamp(float(value), tz=UTC)
 
 
-def run_record(cls: type[Any], props: Any, tree: dict[str, Any]) -> Any:
-    """A ``RunSummary`` or ``RunDetail`` from Aim's run properties and the run's meta tree."""
+def run_record(cls: type[Any], props: Any, tree: dict[str, Any], run_id: str) -> Any:
+    """A ``RunSummary`` or ``RunDetail`` of ``run_id`` from Aim's run properties and the
+    run's meta tree (whose hash Aim may not have filled in yet while it is created)."""
     attrs = tree.get("attrs") or {}
     try:
         status = ExperimentStatus.parse(attrs.get(ATTR_STATUS) or "running")
@@ -225,7 +233,7 @@ def run_record(cls: type[Any], props: Any, tree: dict[str, Any]) -> Any:
         if k not in RECORD_ATTRIBUTES and not str(k).startswith("__")
     }
     record = cls(
-        run_id=props.hash,
+        run_id=props.hash or run_id,
         experiment=props.experiment or "",
         status=status,
         config=attrs.get(ATTR_CONFIG) or {},

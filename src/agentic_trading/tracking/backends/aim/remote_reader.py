@@ -100,11 +100,14 @@ class AimServerRunReader:
         if tree.get("end_time") is not None and status != ExperimentStatus.RUNNING.value:
             self._settled.add(run_hash)
 
+    def run_ids(self) -> set[str]:
+        return {h for h in self._hashes if h in self._trees}
+
     def list_runs(self, query: str | None = None) -> list[RunSummary]:
         hashes = [h for h in self._hashes if h in self._trees]
         if query:
             hashes = [h for h in hashes if self._matches(_compile(query), h)]
-        return [run_record(RunSummary, self._props[h], self._trees[h]) for h in hashes]
+        return [run_record(RunSummary, self._props[h], self._trees[h], h) for h in hashes]
 
     def _matches(self, compiled: Any, run_hash: str) -> bool:
         props, tree = self._props[run_hash], self._trees[run_hash]
@@ -127,7 +130,7 @@ class AimServerRunReader:
             self._load(run_id)
         if run_id not in self._trees:
             return None
-        detail: RunDetail = run_record(RunDetail, self._props[run_id], self._trees[run_id])
+        detail: RunDetail = run_record(RunDetail, self._props[run_id], self._trees[run_id], run_id)
         return detail
 
     def get_series(self, run_id: str, name: str) -> MetricSeries | None:

@@ -6,7 +6,6 @@ import gc
 import logging
 import os
 import socket
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -90,7 +89,7 @@ class AimRunStore:
             run[ATTR_ERROR] = None
             run[ATTR_HOST] = self._host
             run[ATTR_PID] = self._owner_pid
-            run[ATTR_HEARTBEAT] = time.time()
+            run[ATTR_HEARTBEAT] = run.creation_time  # as the catalogue records it
             for tag in tags:
                 run.add_tag(tag)
             if self._artifacts_uri:
@@ -208,7 +207,7 @@ class AimRunStore:
         with self._remote("finish a run"):
             run[ATTR_FINAL] = dict(final_metrics)
             run[ATTR_ERROR] = error
-            run[ATTR_HEARTBEAT] = time.time()
+            run[ATTR_HEARTBEAT] = run.creation_time  # as the catalogue records it
             run[ATTR_STATUS] = status.value
             repo = run.repo
             run.close()
