@@ -20,6 +20,7 @@ import threading
 from agentic_trading.config import Settings, get_settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.backends import create_run_reader, create_run_store
+from agentic_trading.tracking.catalogue import CatalogueUnavailableError, open_catalogue
 from agentic_trading.tracking.errors import (
     RunFinishedError,
     RunNotFoundError,
@@ -40,6 +41,7 @@ from agentic_trading.tracking.tracker import SyncTracker, Tracker
 from agentic_trading.tracking.writer import BackgroundWriter
 
 __all__ = [
+    "CatalogueUnavailableError",
     "ExperimentRepository",
     "ExperimentStatus",
     "ExperimentSummary",
@@ -104,6 +106,8 @@ async def get_experiment_repository(settings: Settings | None = None) -> Experim
 
 
 def get_sync_experiment_repository(settings: Settings | None = None) -> SyncExperimentRepository:
-    """The repository for synchronous code (CLI, dashboard callbacks)."""
+    """The repository for synchronous code (CLI, dashboard callbacks). Lists come from the run
+    catalogue (``ML_CATALOG_URL``) when there is one; :class:`CatalogueUnavailableError` if
+    its database does not answer."""
     settings = settings or get_settings()
-    return SyncExperimentRepository(create_run_reader(settings), settings)
+    return SyncExperimentRepository(create_run_reader(settings), settings, open_catalogue(settings))

@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,6 +22,14 @@ from typing import Any, Literal, TypeVar
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.base import RunReader
+from agentic_trading.tracking.catalogue import (
+    Condition,
+    RunCatalogue,
+    RunQuery,
+    SyncReport,
+    check_order_by,
+    parse_condition,
+)
 from agentic_trading.tracking.errors import RunNotFoundError, TrackingError
 from agentic_trading.tracking.models import (
     LOWER_IS_BETTER,
@@ -34,10 +44,13 @@ __all__ = ["DEFAULT_METRIC", "ExperimentRepository", "SyncExperimentRepository"]
 
 #: The final metric that ranks an experiment's runs unless another is named.
 DEFAULT_METRIC = "total_reward"
+#: How often, at most, the catalogue is caught up with the tracking store before a read.
+SYNC_SECONDS = 10.0
+
+logger = logging.getLogger("agentic_trading.tracking")
 
 Mode = Literal["max", "min"]
 R = TypeVar("R", bound=RunSummary)
-_SORT_FIELDS = ("created_at", "ended_at", "duration", "experiment", "status", "run_id")
 
 
 class SyncExperimentRepository:
@@ -47,11 +60,61 @@ class SyncExperimentRepository:
     heartbeat is older than ``ML_HEARTBEAT_TIMEOUT`` seconds.
     """
 
-    def __init__(self, reader: RunReader, settings: Settings) -> None:
+    def __init__(
+        self, reader: RunReader, settings: Settings, catalogue: RunCatalogue | None = None
+    ) -> None:
         self._reader = reader
+        self._catalogue = catalogue
         self._timeout = settings.ml_heartbeat_timeout
         self._lock = threading.Lock()
         self._host = socket.gethostname()
+        self._synced_at = -math.inf
+
+    @property
+    def catalogue(self) -> RunCatalogue | None:
+        """The run catalogue lists are answered from, if there is one."""
+        return self._catalogue
+
+    @property
+    def catalogue_location(self) -> str | None:
+        """Where the run catalogue is (no password), or ``None`` without one."""
+        return None if self._catalogue is None else self._catalogue.location
+
+    def _caught_up(self) -> RunCatalogue | None:
+        """The catalogue, caught up with the store at most every ``SYNC_SECONDS`` (runs written
+        without it are added, deleted ones removed, running ones re-read)."""
+        catalogue = self._catalogue
+        if catalogue is None:
+            return None
+        if time.monotonic() - self._synced_at >= SYNC_SECONDS:
+            with self._lock:
+                self._reader.refresh()
+                ids = self._reader.run_ids()
+                report = catalogue.sync(ids, self._reader.get_run)
+            # A run the store could not give yet (being created) is looked at again soon.
+            self._synced_at = time.monotonic() - (SYNC_SECONDS - 1.0 if report.unreadable else 0)
+            if report.added or report.removed:
+                logger.info("run catalogue caught up with %s: %s", self.location, report)
+        return catalogue
+
+    def current_catalogue(self) -> RunCatalogue | None:
+        """The run catalogue, caught up with the tracking store (at most ``SYNC_SECONDS``
+        behind), or ``None`` without one."""
+        return self._caught_up()
+
+    def reindex(self) -> SyncReport:
+        """Rebuild the catalogue from the tracking store: every run re-read; returns what was
+        added, fixed and removed. :class:`TrackingError` without a catalogue."""
+        if self._catalogue is None:
+            raise TrackingError(
+                f"there is no run catalogue for {self.location} (set ML_CATALOG_URL)"
+            )
+        with self._lock:
+            self._reader.refresh()
+            ids = self._reader.run_ids()
+            report = self._catalogue.sync(ids, self._reader.get_run, full=True)
+        self._synced_at = time.monotonic()
+        return report
 
     @property
     def location(self) -> str:
@@ -89,6 +152,20 @@ class SyncExperimentRepository:
         ``best_value`` is the best final ``metric`` among the experiment's completed runs.
         """
         _check_mode(mode)
+        catalogue = self._caught_up()
+        if catalogue is not None:
+            return [
+                ExperimentSummary(
+                    name=e["name"],
+                    run_count=e["run_count"],
+                    status_counts=e["status_counts"],
+                    last_activity=datetime.fromtimestamp(e["last"], tz=UTC) if e["last"] else None,
+                    metric=metric,
+                    best_value=e.get("best_value"),
+                    best_run_id=e.get("best_run_id"),
+                )
+                for e in catalogue.experiments(metric, mode, self._dead(catalogue))
+            ]
         groups: dict[str, list[RunSummary]] = {}
         for run in self._summaries():
             groups.setdefault(run.experiment, []).append(run)
@@ -120,6 +197,8 @@ class SyncExperimentRepository:
         *,
         group: str | None = None,
         study: str | None = None,
+        since: datetime | None = None,
+        where: Sequence[str] = (),
     ) -> list[RunSummary]:
         """Runs, newest first unless ``order_by`` says otherwise.
 
@@ -128,23 +207,97 @@ class SyncExperimentRepository:
         ``run_id``, ``final_metrics.NAME`` or ``config.NAME``, with ``-`` for descending;
         runs without the value come last. ``limit`` and ``offset`` page through the result.
         ``group`` keeps the trainings of one walk-forward evaluation (its group run's id),
-        ``study`` the trials of one study.
+        ``study`` the trials of one study, ``since`` those created from then on; ``where``
+        holds conditions such as ``final_metrics.sharpe_ratio > 1`` or
+        ``config.agent_type == PPO``. With a catalogue (and no AimQL) this is one SQL query.
         """
-        statuses = _statuses(status)
+        selection = self._selection(experiment, status, group, study, since, where)
+        order = check_order_by(order_by or "-created_at")
         if limit is not None and (isinstance(limit, bool) or limit < 0):
             raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
         if offset < 0:
             raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
-        runs = [
+        catalogue = None if query else self._caught_up()
+        if catalogue is not None:
+            selection.order_by, selection.limit, selection.offset = order, limit, offset
+            selection.dead = self._dead(catalogue)
+            return [self._live(run) for run in catalogue.list_runs(selection)]
+        runs = _ordered(self._selected(query, selection), order)
+        return runs[offset : None if limit is None else offset + limit]
+
+    def count_runs(
+        self,
+        experiment: str | None = None,
+        status: ExperimentStatus | str | Iterable[ExperimentStatus | str] | None = None,
+        query: str | None = None,
+        *,
+        group: str | None = None,
+        study: str | None = None,
+        since: datetime | None = None,
+        where: Sequence[str] = (),
+    ) -> int:
+        """How many runs :meth:`list_runs` with these filters lists over all pages."""
+        selection = self._selection(experiment, status, group, study, since, where)
+        catalogue = None if query else self._caught_up()
+        if catalogue is not None:
+            selection.dead = self._dead(catalogue)
+            return catalogue.count_runs(selection)
+        return len(self._selected(query, selection))
+
+    def _dead(self, catalogue: RunCatalogue) -> set[str]:
+        """Running rows of this host whose process is gone: crashed, as ``_live`` says."""
+        return {
+            run_id
+            for run_id, host, pid in catalogue.running_processes()
+            if host == self._host and pid is not None and not _pid_alive(pid)
+        }
+
+    def _selection(
+        self,
+        experiment: str | None,
+        status: ExperimentStatus | str | Iterable[ExperimentStatus | str] | None,
+        group: str | None,
+        study: str | None,
+        since: datetime | None,
+        where: Sequence[str],
+    ) -> RunQuery:
+        if isinstance(where, str):
+            where = [where]
+        return RunQuery(
+            experiment=experiment,
+            statuses=_statuses(status),
+            study=study,
+            group=group,
+            since=since,
+            conditions=[parse_condition(text) for text in where],
+        )
+
+    def _selected(self, query: str | None, selection: RunQuery) -> list[RunSummary]:
+        """The Aim-only path: every run read, then filtered here."""
+        return [
             run
             for run in self._summaries(query)
-            if (experiment is None or run.experiment == experiment)
-            and (statuses is None or run.status in statuses)
-            and (group is None or run.config.get("group_id") == group)
-            and (study is None or run.config.get("study") == study)
+            if (selection.experiment is None or run.experiment == selection.experiment)
+            and (selection.statuses is None or run.status in selection.statuses)
+            and (selection.group is None or run.config.get("group_id") == selection.group)
+            and (selection.study is None or run.config.get("study") == selection.study)
+            and (selection.since is None or run.created_at >= selection.since)
+            and all(_holds(run, condition) for condition in selection.conditions)
         ]
-        runs = _ordered(runs, order_by or "-created_at")
-        return runs[offset : None if limit is None else offset + limit]
+
+    def experiment_names(self) -> list[str]:
+        """Every experiment name, sorted."""
+        catalogue = self._caught_up()
+        if catalogue is not None:
+            return catalogue.experiment_names()
+        return sorted({run.experiment for run in self._summaries()})
+
+    def metric_names(self) -> list[str]:
+        """Every final metric name any run has, sorted."""
+        catalogue = self._caught_up()
+        if catalogue is not None:
+            return catalogue.metric_names()
+        return sorted({name for run in self._summaries() for name in run.final_metrics})
 
     def get_run(self, run_id: str) -> RunDetail:
         """One run in full; :class:`RunNotFoundError` if there is none."""
@@ -189,15 +342,19 @@ class SyncExperimentRepository:
         the best run per metric, and the config keys that differ."""
         if isinstance(run_ids, str) or len(run_ids) < 1:
             raise ValueError("compare_runs needs a list of one or more run ids")
-        details = {run_id: self.get_run(run_id) for run_id in dict.fromkeys(run_ids)}
+        ids = list(dict.fromkeys(_check_run_id(run_id) for run_id in run_ids))
+        details = self._summaries_of(ids)
         names = list(metrics) if metrics else _union(d.final_metrics for d in details.values())
         table: dict[str, dict[str, float | None]] = {}
-        for run_id, detail in details.items():
+        for run_id, summary in details.items():
             row: dict[str, float | None] = {}
             for name in names:
-                value = detail.final_metrics.get(name)
-                if value is None and name in detail.metrics:
-                    value = self.get_metric_series(run_id, name).last()
+                value = summary.final_metrics.get(name)
+                if value is None:  # no final value: the last tracked one, read from the store
+                    detail = summary if isinstance(summary, RunDetail) else self.get_run(run_id)
+                    details[run_id] = detail
+                    if name in detail.metrics:
+                        value = self.get_metric_series(run_id, name).last()
                 row[name] = value
             table[run_id] = row
         best: dict[str, str] = {}
@@ -215,9 +372,22 @@ class SyncExperimentRepository:
             runs=dict(details),
         )
 
+    def _summaries_of(self, run_ids: list[str]) -> dict[str, RunSummary]:
+        """These runs' summaries in this order: one query to the catalogue, else (and for any
+        it lacks) each read from the store; :class:`RunNotFoundError` for an unknown id."""
+        found: dict[str, RunSummary] = {}
+        catalogue = self._caught_up()
+        if catalogue is not None:
+            selection = RunQuery(run_ids=run_ids, dead=self._dead(catalogue))
+            found = {run.run_id: self._live(run) for run in catalogue.list_runs(selection)}
+        return {run_id: found.get(run_id) or self.get_run(run_id) for run_id in run_ids}
+
     def best_run(self, experiment: str, metric: str, mode: Mode = "max") -> RunSummary | None:
         """The completed run of ``experiment`` with the best final ``metric``, if any."""
         _check_mode(mode)
+        catalogue = self._caught_up()
+        if catalogue is not None:
+            return catalogue.best_run(experiment, metric, mode)
         return _best(self.list_runs(experiment=experiment), metric, mode)
 
     def delete_run(self, run_id: str, *, force: bool = False) -> None:
@@ -230,6 +400,8 @@ class SyncExperimentRepository:
         with self._lock:
             if not self._reader.delete_run(run_id):
                 raise RunNotFoundError(f"no run {run_id!r} in {self.location}")
+            if self._catalogue is not None:
+                self._catalogue.delete_run(run_id)
 
 
 class ExperimentRepository:
@@ -264,13 +436,46 @@ class ExperimentRepository:
         *,
         group: str | None = None,
         study: str | None = None,
+        since: datetime | None = None,
+        where: Sequence[str] = (),
     ) -> list[RunSummary]:
         """See :meth:`SyncExperimentRepository.list_runs`."""
         return await asyncio.to_thread(
             lambda: self.sync.list_runs(
-                experiment, status, query, order_by, limit, offset, group=group, study=study
+                experiment,
+                status,
+                query,
+                order_by,
+                limit,
+                offset,
+                group=group,
+                study=study,
+                since=since,
+                where=where,
             )
         )
+
+    async def count_runs(
+        self,
+        experiment: str | None = None,
+        status: ExperimentStatus | str | Iterable[ExperimentStatus | str] | None = None,
+        query: str | None = None,
+        *,
+        group: str | None = None,
+        study: str | None = None,
+        since: datetime | None = None,
+        where: Sequence[str] = (),
+    ) -> int:
+        """See :meth:`SyncExperimentRepository.count_runs`."""
+        return await asyncio.to_thread(
+            lambda: self.sync.count_runs(
+                experiment, status, query, group=group, study=study, since=since, where=where
+            )
+        )
+
+    async def reindex(self) -> SyncReport:
+        """See :meth:`SyncExperimentRepository.reindex`."""
+        return await asyncio.to_thread(self.sync.reindex)
 
     async def get_run(self, run_id: str) -> RunDetail:
         """See :meth:`SyncExperimentRepository.get_run`."""
@@ -339,6 +544,42 @@ def _statuses(
     return {ExperimentStatus.parse(s) for s in status}
 
 
+def _holds(run: RunSummary, condition: Condition) -> bool:
+    """``condition`` evaluated on a run read from the store (the catalogue does it in SQL)."""
+    if condition.scope == "final_metrics":
+        value: Any = run.final_metrics.get(condition.name)
+    else:
+        value = run.config
+        for part in condition.name.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        value = _scalar_value(value)
+    if value is None:
+        return False
+    wanted = condition.value
+    if isinstance(wanted, float) != isinstance(value, float):
+        return False
+    return bool(
+        {
+            "==": value == wanted,
+            "!=": value != wanted,
+            "<": value < wanted,
+            "<=": value <= wanted,
+            ">": value > wanted,
+            ">=": value >= wanted,
+        }[condition.operator]
+    )
+
+
+def _scalar_value(value: Any) -> float | str | None:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        return value
+    return None
+
+
 def _best(runs: Iterable[RunSummary], metric: str, mode: str) -> RunSummary | None:
     scored = [
         run
@@ -348,6 +589,8 @@ def _best(runs: Iterable[RunSummary], metric: str, mode: str) -> RunSummary | No
     ]
     if not scored:
         return None
+    scored.sort(key=lambda run: run.run_id)
+    scored.sort(key=lambda run: run.created_at, reverse=True)  # a tie goes to the newest
     pick = max if mode == "max" else min
     return pick(scored, key=lambda run: run.final_metrics[metric])
 
@@ -368,21 +611,27 @@ def _sort_value(run: RunSummary, field: str) -> Any:
 
 
 def _ordered(runs: list[RunSummary], order_by: str) -> list[RunSummary]:
-    descending = order_by.startswith("-")
+    descending = check_order_by(order_by).startswith("-")
     field = order_by.lstrip("-+")
-    if field not in _SORT_FIELDS and not field.startswith(("final_metrics.", "config.")):
-        raise ValueError(
-            f"order_by {order_by!r} is not allowed: use one of {', '.join(_SORT_FIELDS)}, "
-            "final_metrics.NAME or config.NAME, with '-' in front for descending"
-        )
-    keyed = [(_sort_value(run, field), run) for run in runs]
-    present = [(v, run) for v, run in keyed if v is not None]
-    missing = [run for v, run in keyed if v is None]
-    try:
-        present.sort(key=lambda pair: pair[0], reverse=descending)
-    except TypeError:  # mixed types in a config key: compare as text
-        present.sort(key=lambda pair: str(pair[0]), reverse=descending)
-    return [run for _, run in present] + missing
+    # Equal values, and runs without one, stay newest first (then by id), as in the catalogue.
+    runs = sorted(runs, key=lambda run: run.run_id)
+    runs.sort(key=lambda run: run.created_at, reverse=True)
+    numbers: list[tuple[float, RunSummary]] = []
+    texts: list[tuple[str, RunSummary]] = []
+    missing: list[RunSummary] = []
+    for run in runs:
+        value = _sort_value(run, field)
+        if isinstance(value, int | float):
+            numbers.append((float(value), run))
+        elif isinstance(value, str):
+            texts.append((value, run))
+        elif isinstance(value, datetime):
+            numbers.append((value.timestamp(), run))
+        else:
+            missing.append(run)
+    numbers.sort(key=lambda pair: pair[0], reverse=descending)
+    texts.sort(key=lambda pair: pair[0], reverse=descending)
+    return [run for _, run in numbers] + [run for _, run in texts] + missing
 
 
 def _union(groups: Iterable[Mapping[str, Any]]) -> list[str]:
