@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import typer
@@ -70,3 +71,22 @@ def print_json(data: Any) -> None:
 def run_command(body: Callable[[], None]) -> None:
     with expected_errors():
         body()
+
+
+_AGO = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str) -> datetime:
+    """``--since``: an ISO date or time (``2026-11-28``, ``2026-11-28T09:30``, UTC unless it
+    says otherwise) or an age such as ``30m``, ``12h``, ``7d``, ``2w``."""
+    value = text.strip()
+    if value[:-1].isdigit() and value[-1:] in _AGO:
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * _AGO[value[-1]])
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r} is not allowed: give an ISO date or time (2026-11-28, "
+            "2026-11-28T09:30) or an age (30m, 12h, 7d, 2w)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -236,7 +236,7 @@ def train(
 
 
 experiments_app = typer.Typer(
-    help="Tracked runs: list, show, compare, best, delete (ML_STORAGE_PATH).",
+    help="Tracked runs: list, show, compare, best, delete, reindex (ML_STORAGE_PATH).",
     no_args_is_help=True,
 )
 app.add_typer(experiments_app, name="experiments")
@@ -264,15 +264,67 @@ def experiments_list(
         typer.Option(help="Only the trainings of this walk-forward group (its group run id)."),
     ] = None,
     study: Annotated[str | None, typer.Option(help="Only the trials of this study.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            "-w",
+            help=(
+                "A condition on a final metric or config key, e.g. "
+                "'final_metrics.sharpe_ratio > 1' or 'config.agent_type == PPO'; "
+                "repeat it for AND. Operators: == != < <= > >=."
+            ),
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only runs created since: 2026-11-28, 2026-11-28T09:30, 12h, 7d, 2w."),
+    ] = None,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (the next page).")] = 0,
     json_output: Annotated[bool, typer.Option("--json", help="A JSON list for scripts.")] = False,
 ) -> None:
-    """Runs, newest first, with each one's verdict (skill, luck or trails buy-and-hold)."""
+    """Runs, newest first, with each one's verdict (skill, luck or trails buy-and-hold).
+
+    Answered from the run catalogue (ML_CATALOG_URL) in milliseconds, at any number of runs.
+    Examples:
+
+        agentic-trading experiments list --order-by -final_metrics.sharpe_ratio --limit 10
+
+        agentic-trading experiments list -w 'config.learning_rate < 0.001' --since 7d
+    """
     from agentic_trading.cli import experiments as command
+    from agentic_trading.cli._common import parse_since
 
     with expected_errors():
         command.list_runs(
-            _repository(), experiment, status, limit, order_by, json_output, group, study
+            _repository(),
+            experiment,
+            status,
+            limit,
+            order_by,
+            json_output,
+            group,
+            study,
+            where=where,
+            since=None if since is None else parse_since(since),
+            offset=offset,
         )
+
+
+@experiments_app.command("reindex")
+def experiments_reindex(
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """Rebuild the run catalogue from the tracking store (the Aim repository or aim:// server):
+    every run re-read; says how many rows it added, fixed and removed.
+
+    Safe while trainings run. Use it after restoring a backup, after the catalogue's database
+    was down for long, or after runs were written without a catalogue.
+    """
+    from agentic_trading.cli import experiments as command
+
+    with expected_errors():
+        command.reindex(_repository(), json_output)
 
 
 @experiments_app.command("show")
@@ -336,6 +388,90 @@ def experiments_delete(
     from agentic_trading.cli._common import console
 
     console.print(f"deleted run {run_id}")
+
+
+models_app = typer.Typer(
+    help=(
+        "The model registry: named models, numbered versions (a run's model with its config "
+        "and verdict) and aliases such as champion, which trading code loads with "
+        "agentic_trading.models.load_model('NAME@champion'). It lives in the run catalogue "
+        "(ML_CATALOG_URL)."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+ModelName = Annotated[str, typer.Argument(help="The model's name, e.g. EURUSD-PPO.")]
+
+
+def _registry() -> Any:
+    from agentic_trading.models import get_model_registry
+
+    return get_model_registry(settings_with())
+
+
+@models_app.command("register")
+def models_register(
+    run_id: Annotated[str, typer.Argument(help="A completed run that stored model.zip.")],
+    name: ModelName,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """Make a run's model the next version of NAME (created if new)."""
+    from agentic_trading.cli import models as command
+
+    with expected_errors():
+        command.register(_repository(), run_id, name, json_output)
+
+
+@models_app.command("list")
+def models_list(
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """Every model: versions, aliases, the latest version's verdict."""
+    from agentic_trading.cli import models as command
+
+    with expected_errors():
+        command.list_models(_registry(), json_output)
+
+
+@models_app.command("show")
+def models_show(
+    name: ModelName,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """A model's versions: the run each came from, its aliases and its verdict's figures."""
+    from agentic_trading.cli import models as command
+
+    with expected_errors():
+        command.show(_registry(), name, json_output)
+
+
+@models_app.command("promote")
+def models_promote(
+    name: ModelName,
+    version: Annotated[int, typer.Argument(min=1, help="The version the alias points to.")],
+    alias: Annotated[
+        str, typer.Option(help="champion, challenger or any 1-64 of [a-z0-9_-].")
+    ] = "champion",
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """Point NAME@ALIAS at VERSION, atomically (racing promotions leave exactly one)."""
+    from agentic_trading.cli import models as command
+
+    with expected_errors():
+        command.promote(_registry(), name, version, alias, json_output)
+
+
+@models_app.command("load")
+def models_load(
+    reference: Annotated[str, typer.Argument(help="NAME@alias, NAME/VERSION or NAME (latest).")],
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """Check a model as trading code would get it: load it with load_model(REFERENCE) and let
+    it act on the last bars of its pair's bundled data."""
+    from agentic_trading.cli import models as command
+
+    with expected_errors():
+        command.load(reference, json_output)
 
 
 study_app = typer.Typer(

@@ -30,18 +30,24 @@ def _check_tracking(settings: Settings) -> dict[str, Any]:
     from agentic_trading.tracking.backends.aim._storage import ensure_writable
 
     repo = get_sync_experiment_repository(settings)
-    out: dict[str, Any] = {"backend": settings.ml_tracking_backend, "location": repo.location}
+    out: dict[str, Any] = {
+        "backend": settings.ml_tracking_backend,
+        "location": repo.location,
+        "catalogue": repo.catalogue_location,
+    }
     try:
         if not settings.is_remote_tracking():
             ensure_writable(repo.location)
-        runs = repo.list_runs()
+        counts: dict[str, int] = {}
+        for experiment in repo.list_experiments():
+            for status, n in experiment.status_counts.items():
+                counts[status] = counts.get(status, 0) + n
     except (TrackingError, OSError, ValueError) as exc:
         return {**out, "ok": False, "runs": None, "detail": str(exc)}
-    counts: dict[str, int] = {}
-    for run in runs:
-        counts[run.status.value] = counts.get(run.status.value, 0) + 1
-    detail = f"{len(runs)} runs" + (f" ({counts})" if counts else "")
-    return {**out, "ok": True, "runs": len(runs), "status_counts": counts, "detail": detail}
+    total = sum(counts.values())
+    detail = f"{total} runs" + (f" ({counts})" if counts else "")
+    detail += f"; run catalogue {repo.catalogue_location or 'none (ML_CATALOG_URL=none)'}"
+    return {**out, "ok": True, "runs": total, "status_counts": counts, "detail": detail}
 
 
 def checks(settings: Settings) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from rich.table import Table
@@ -34,22 +36,30 @@ def list_runs(
     as_json: bool,
     group: str | None = None,
     study: str | None = None,
+    where: list[str] | None = None,
+    since: datetime | None = None,
+    offset: int = 0,
 ) -> None:
-    runs = repo.list_runs(
-        experiment=experiment,
-        status=status,
-        order_by=order_by,
-        limit=limit,
-        group=group,
-        study=study,
-    )
+    filters: dict[str, Any] = {
+        "experiment": experiment,
+        "status": status,
+        "group": group,
+        "study": study,
+        "where": where or (),
+        "since": since,
+    }
+    runs = repo.list_runs(order_by=order_by, limit=limit, offset=offset, **filters)
     if as_json:
         print_json([run_data(run) for run in runs])
         return
     if not runs:
         console.print(f"no runs in {repo.location}" + (f" for {experiment}" if experiment else ""))
         return
-    table = Table(title=f"runs in {repo.location}")
+    total = repo.count_runs(**filters)
+    caption = f"runs {offset + 1}-{offset + len(runs)} of {total}"
+    if offset + len(runs) < total:
+        caption += f" (--offset {offset + len(runs)} for more)"
+    table = Table(title=f"runs in {repo.location}", caption=caption)
     columns = ("run_id", "experiment", "status", "created", "total_profit", "sharpe", "agent")
     for column in (*columns, "verdict"):
         table.add_column(column)
@@ -168,3 +178,15 @@ def best(
         f"{run.final_metrics[metric]:.6g}"
     )
     return True
+
+
+def reindex(repo: SyncExperimentRepository, as_json: bool) -> None:
+    report = repo.reindex()
+    total = repo.count_runs()
+    if as_json:
+        print_json({**asdict(report), "runs": total, "catalogue": repo.catalogue_location})
+        return
+    console.print(
+        f"run catalogue at {repo.catalogue_location} rebuilt from {repo.location}: {report}; "
+        f"{total} runs"
+    )

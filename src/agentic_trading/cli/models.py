@@ -1,0 +1,130 @@
+"""``agentic-trading models``: register runs' models, list and show them, move aliases, check
+that a model loads and trades."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from agentic_trading.cli._common import console, print_json
+from agentic_trading.models import ModelRegistry, RegisteredModel, RegistryError
+from agentic_trading.tracking import SyncExperimentRepository
+
+#: Verdict figures shown beside a version, in this order.
+FIGURES = ("excess_sharpe", "psr_vs_buy_and_hold", "sharpe_ratio", "total_profit")
+
+
+def registry_of(repo: SyncExperimentRepository) -> ModelRegistry:
+    """The registry in ``repo``'s catalogue, caught up with the tracking store first (so a run
+    tracked without the catalogue can be registered too)."""
+    catalogue = repo.current_catalogue()
+    if catalogue is None:
+        raise RegistryError(
+            "the model registry lives in the run catalogue, and there is none here: set "
+            "ML_CATALOG_URL (with aim:// a shared database, e.g. postgresql://...)"
+        )
+    return ModelRegistry(catalogue)
+
+
+def register(repo: SyncExperimentRepository, run_id: str, name: str, as_json: bool) -> None:
+    repo.get_run(run_id)  # a clear "no run" before the registry's own checks
+    version = registry_of(repo).register(run_id, name)
+    if as_json:
+        print_json(version.as_data())
+        return
+    console.print(
+        f"registered [bold]{version.reference}[/] from run {run_id}; make it the one in use "
+        f"with:\n  agentic-trading models promote {version.name} {version.version} "
+        "--alias champion"
+    )
+
+
+def list_models(registry: ModelRegistry, as_json: bool) -> None:
+    models = registry.models()
+    if as_json:
+        print_json([model.as_data() for model in models])
+        return
+    if not models:
+        console.print(
+            f"no models in the registry at {registry.catalogue.location}; register one with "
+            "agentic-trading models register RUN_ID NAME"
+        )
+        return
+    table = Table(title=f"models in {registry.catalogue.location}")
+    for column in ("name", "versions", "latest", "aliases", "latest verdict"):
+        table.add_column(column)
+    for model in models:
+        latest = model.versions[-1] if model.versions else None
+        table.add_row(
+            model.name,
+            str(len(model.versions)),
+            str(latest.version) if latest else "-",
+            _aliases(model),
+            str(latest.verdict.get("verdict_label", "")) if latest else "",
+        )
+    console.print(table)
+
+
+def show(registry: ModelRegistry, name: str, as_json: bool) -> None:
+    model = registry.model(name)
+    if as_json:
+        print_json(model.as_data())
+        return
+    table = Table(title=f"model {model.name}: {_aliases(model) or 'no aliases'}")
+    for column in ("version", "aliases", "run", "created", "agent", "verdict", *FIGURES):
+        table.add_column(column, justify="right" if column in FIGURES else "left")
+    for version in model.versions:
+        table.add_row(
+            str(version.version),
+            ", ".join(version.aliases),
+            version.run_id,
+            version.created_at.strftime("%Y-%m-%d %H:%M"),
+            str(version.config.get("agent_type", "")),
+            str(version.verdict.get("verdict_label", "")),
+            *(_figure(version.verdict.get(key)) for key in FIGURES),
+        )
+    console.print(table)
+
+
+def promote(registry: ModelRegistry, name: str, version: int, alias: str, as_json: bool) -> None:
+    before = registry.model(name).aliases.get(alias)
+    promoted = registry.promote(name, version, alias)
+    if as_json:
+        print_json({**promoted.as_data(), "previous": before})
+        return
+    was = f" (was version {before})" if before is not None and before != version else ""
+    console.print(f"{name}@{alias} is now version {version}{was}")
+
+
+def load(reference: str, as_json: bool) -> None:
+    """Load the model, as trading code would, and act on the bundled data's last bars."""
+    from agentic_trading.models import load_model
+    from agentic_trading.training.data import load_prices
+
+    loaded = load_model(reference)
+    config = loaded.config
+    data = config.get("data")
+    closes = load_prices(str(config.get("pair", "EUR_USD")), data)["Close"].to_numpy()
+    position = loaded.act(closes)
+    if as_json:
+        print_json(
+            {**loaded.version.as_data(), "reference": reference, "position_on_last_bar": position}
+        )
+        return
+    word = {-1.0: "short", 0.0: "flat", 1.0: "long"}.get(position, str(position))
+    console.print(
+        f"{reference} is {loaded.version.reference} (run {loaded.version.run_id}, "
+        f"{config.get('agent_type', '?')} on {config.get('pair', '?')}): loads and predicts; "
+        f"on the last bar of the bundled data it goes [bold]{word}[/]"
+    )
+    if loaded.verdict.get("verdict"):
+        console.print(f"verdict: {loaded.verdict['verdict']}")
+
+
+def _aliases(model: RegisteredModel) -> str:
+    return ", ".join(f"{a}={v}" for a, v in sorted(model.aliases.items()))
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else ""
