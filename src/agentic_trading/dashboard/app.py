@@ -1,7 +1,7 @@
 """The Dash app: live experiments, all runs, a run, runs compared; one page each.
 
 Pages: ``/`` (live + recent runs), ``/runs`` (history), ``/runs/<run id>``, ``/compare?runs=a,b``,
-``/studies`` and ``/studies/<name>``.
+``/studies``, ``/studies/<name>`` and ``/models``.
 Two plain routes serve the browser: ``/_agentic/live-events`` (server-sent events that wake the
 live view when an experiment starts) and ``/_agentic/artifacts/<run id>/<name>`` (downloads of
 local artifacts).
@@ -65,7 +65,15 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Das
     _require_dash()
     from dash import Input, Output, State, dcc, html
 
-    from agentic_trading.dashboard.pages import compare, history, live, run, studies, study
+    from agentic_trading.dashboard.pages import (
+        compare,
+        history,
+        live,
+        models,
+        run,
+        studies,
+        study,
+    )
 
     settings = settings or get_settings()
     feed = LiveFeed(settings)
@@ -90,6 +98,7 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Das
                     dcc.Link("All runs", href="/runs"),
                     dcc.Link("Compare", href="/compare"),
                     dcc.Link("Studies", href="/studies"),
+                    dcc.Link("Models", href="/models"),
                     html.A("Aim UI", href=context.aim_ui_url, target="_blank"),
                 ],
                 className="top",
@@ -111,13 +120,15 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Das
             return studies.layout(context)
         if path.startswith("/studies/"):
             return study.layout(context, unquote(path.removeprefix("/studies/")))
+        if path == "/models":
+            return models.layout(context)
         if path == "/compare":
             query = parse_qs((search or "").removeprefix("?"))
             run_ids = [r for value in query.get("runs", []) for r in value.split(",") if r]
             return compare.layout(context, run_ids)
         return html.Div([html.H1("Not found"), dcc.Link("Back to the live view", href="/")])
 
-    for page in (live, history, compare, run, studies, study):
+    for page in (live, history, compare, run, studies, study, models):
         page.register(app, context)
     _add_routes(app.server, context)
     return app

@@ -1,4 +1,5 @@
-"""What the dashboard may change: stop a live training, start one. Guarded by ``DASHBOARD_TOKEN``.
+"""What the dashboard may change: stop a live training, start one, register a run's model, move a
+model's alias. Guarded by ``DASHBOARD_TOKEN``.
 
 Reading is open to whoever reaches the dashboard; control actions are not. On a loopback address
 control is open unless ``DASHBOARD_TOKEN`` is set; on any other address a token is required, and
@@ -174,6 +175,35 @@ class DashboardControl:
         except (StudyError, ValueError, TypeError) as exc:
             raise ControlError(str(exc)) from None
         return f"{study} now has a budget of {budget} trials; its workers run the new ones."
+
+    def register_model(
+        self, registry: Any, run_id: str, name: Any, token: str | None = None
+    ) -> str:
+        """Register run ``run_id``'s model as the next version of ``name``; what happened."""
+        self._authorize(token)
+        from agentic_trading.tracking import TrackingError
+
+        try:
+            version = registry.register(run_id, str(name or "").strip())
+        except (TrackingError, ValueError) as exc:
+            raise ControlError(str(exc)) from None
+        return f"Registered {version.reference}; promote it on the Models page."
+
+    def promote_model(
+        self, registry: Any, name: str, version: Any, alias: Any, token: str | None = None
+    ) -> str:
+        """Point ``name@alias`` at ``version``; what happened."""
+        self._authorize(token)
+        from agentic_trading.tracking import TrackingError
+
+        try:
+            number = int(version)
+            before = registry.model(name).aliases.get(alias)
+            registry.promote(name, number, alias)
+        except (TrackingError, ValueError, TypeError) as exc:
+            raise ControlError(str(exc)) from None
+        was = f" (was version {before})" if before is not None and before != number else ""
+        return f"{name}@{alias} is now version {number}{was}."
 
 
 def _train_quietly(

@@ -142,6 +142,7 @@ def register(app: Dash, context: DashboardContext) -> None:
         try:
             comparison = context.repository.compare_runs(run_ids)
             equity = {r: context.repository.get_metrics(r, EQUITY_SERIES) for r in run_ids}
+            series = {n for r in run_ids for n in context.repository.get_run(r).metrics}
         except (TrackingError, ValueError) as exc:
             return [], no_update, no_update, no_update, str(exc), []
         agents = [
@@ -152,14 +153,7 @@ def register(app: Dash, context: DashboardContext) -> None:
         baseline = next(
             (s[EQUITY_SERIES[1]] for s in equity.values() if EQUITY_SERIES[1] in s), None
         )
-        curves = sorted(
-            {
-                name
-                for run in comparison.runs.values()
-                for name in getattr(run, "metrics", [])
-                if name not in EQUITY_SERIES
-            }
-        )
+        curves = sorted(series - set(EQUITY_SERIES))
         links = [html.Span("Runs: ")] + [html.Span([run_link(r), " "]) for r in comparison.run_ids]
         metric = DEFAULT_CURVE if DEFAULT_CURVE in curves or not curves else curves[0]
         figure = equity_figure(agents, baseline)

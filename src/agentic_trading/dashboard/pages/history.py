@@ -4,6 +4,7 @@ final metric, a page at a time; tick runs to compare them."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
 
@@ -61,17 +62,22 @@ def filter_runs(
     statuses: list[str] | None,
     since: str | None,
     order_by: str | None,
-) -> list[RunSummary]:
-    """Runs matching the page's filters, in the chosen order."""
+    page: int = 0,
+) -> tuple[list[RunSummary], int]:
+    """One page of the runs matching the page's filters, in the chosen order, and how many
+    match in all (two catalogue queries, whatever the number of runs)."""
+    filters: dict[str, Any] = {
+        "experiment": experiment or None,
+        "status": statuses or None,
+        "since": datetime.now(UTC) - SINCE[since] if since in SINCE else None,
+    }
+    total = context.repository.count_runs(**filters)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(page, 0), pages - 1)
     runs = context.repository.list_runs(
-        experiment=experiment or None,
-        status=statuses or None,
-        order_by=order_by or "-created_at",
+        order_by=order_by or "-created_at", limit=PAGE_SIZE, offset=page * PAGE_SIZE, **filters
     )
-    if since in SINCE:
-        cutoff = datetime.now(UTC) - SINCE[since]
-        runs = [run for run in runs if run.created_at >= cutoff]
-    return runs
+    return runs, total
 
 
 def _row(run: RunSummary) -> html.Tr:
@@ -102,9 +108,8 @@ def _row(run: RunSummary) -> html.Tr:
 
 def layout(context: DashboardContext) -> html.Div:
     """Filters, sort and paging controls; the table fills in through the callback."""
-    runs = context.repository.list_runs()
-    experiments = sorted({run.experiment for run in runs})
-    metrics = {name for run in runs for name in run.final_metrics}
+    experiments = context.repository.experiment_names()
+    metrics = set(context.repository.metric_names())
     return html.Div(
         [
             html.H1("All runs"),
@@ -194,8 +199,6 @@ def register(app: Dash, context: DashboardContext) -> None:
         _next: int,
         page: int | None,
     ) -> tuple[list[html.Tr], str, int]:
-        runs = filter_runs(context, experiment, statuses, since, order_by)
-        pages = max(1, -(-len(runs) // PAGE_SIZE))
         page = page or 0
         if ctx.triggered_id == "history-prev":
             page -= 1
@@ -203,9 +206,11 @@ def register(app: Dash, context: DashboardContext) -> None:
             page += 1
         else:
             page = 0
+        runs, total = filter_runs(context, experiment, statuses, since, order_by, page)
+        pages = max(1, -(-total // PAGE_SIZE))
         page = min(max(page, 0), pages - 1)
-        shown = runs[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
-        label = f" page {page + 1} of {pages} ({len(runs):,} runs) "
+        shown = runs
+        label = f" page {page + 1} of {pages} ({total:,} runs) "
         return [_row(run) for run in shown], label, page
 
     @app.callback(

@@ -17,10 +17,13 @@ from agentic_trading.dashboard.components import (
     figure_layout,
     run_link,
     status_badge,
+    stop_controls,
     table,
 )
 from agentic_trading.dashboard.context import DashboardContext
+from agentic_trading.dashboard.control import ControlError
 from agentic_trading.evaluation.verdict import GROUP_KIND
+from agentic_trading.models.registry import MODEL_ARTIFACT
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking import RunDetail, TrackingError
 
@@ -207,16 +210,42 @@ def layout(context: DashboardContext, run_id: str) -> html.Div:
     """The page of ``run_id``; a clear message if there is no such run. While the run is
     running the page refreshes itself every few seconds."""
     try:
-        body, running = _body(context, run_id)
+        body, run = _body(context, run_id)
     except (TrackingError, ValueError) as exc:
         return html.Div([html.H1("Run not found"), html.P(str(exc), className="error")])
+    running = run.status is ExperimentStatus.RUNNING
     return html.Div(
         [
             html.Div(body, id="run-body"),
+            *_register_form(context, run),
             dcc.Store(id="run-id", data=run_id),
             dcc.Interval(id="run-tick", interval=REFRESH_MS, disabled=not running),
         ]
     )
+
+
+def _register_form(context: DashboardContext, run: RunDetail) -> list[Any]:
+    """Register this run's model (a completed run that stored one, with control enabled)."""
+    if (
+        not context.control.enabled
+        or run.status is not ExperimentStatus.COMPLETED
+        or MODEL_ARTIFACT not in run.artifacts
+    ):
+        return []
+    agent = str(run.config.get("agent_type", "PPO"))
+    pair = str(run.config.get("pair", "EUR_USD")).replace("_", "")
+    return [
+        html.H2("Model registry"),
+        *stop_controls(context),
+        html.Div(
+            [
+                html.Label(["model name", dcc.Input(id="register-name", value=f"{pair}-{agent}")]),
+                html.Button("Register this run's model", id="register-button", n_clicks=0),
+                dcc.Link("Models", href="/models"),
+            ],
+            className="controls",
+        ),
+    ]
 
 
 def register(app: Dash, context: DashboardContext) -> None:
@@ -231,13 +260,35 @@ def register(app: Dash, context: DashboardContext) -> None:
     )
     def refresh(_: int | None, run_id: str) -> tuple[Any, bool]:
         try:
-            body, running = _body(context, run_id)
+            body, run = _body(context, run_id)
         except (TrackingError, ValueError):
             return no_update, True
-        return body, not running
+        return body, run.status is not ExperimentStatus.RUNNING
+
+    if not context.control.enabled:
+        return
+
+    @app.callback(
+        Output("control-message", "children", allow_duplicate=True),
+        Input("register-button", "n_clicks"),
+        State("register-name", "value"),
+        State("run-id", "data"),
+        State("token", "value"),
+        prevent_initial_call=True,
+    )
+    def register_model(clicks: int, name: str | None, run_id: str, token: str | None) -> str:
+        if not clicks:
+            return ""
+        registry = context.registry
+        if registry is None:
+            return "Not registered: there is no run catalogue here (ML_CATALOG_URL)."
+        try:
+            return context.control.register_model(registry, run_id, name, token)
+        except ControlError as exc:
+            return f"Not registered: {exc}"
 
 
-def _body(context: DashboardContext, run_id: str) -> tuple[list[Any], bool]:
+def _body(context: DashboardContext, run_id: str) -> tuple[list[Any], RunDetail]:
     run = context.repository.get_run(run_id)
     series = context.repository.get_metrics(run_id)
     charts = []
@@ -292,4 +343,4 @@ def _body(context: DashboardContext, run_id: str) -> tuple[list[Any], bool]:
         html.H2("Artifacts"),
         _artifacts(run),
     ]
-    return body, run.status is ExperimentStatus.RUNNING
+    return body, run
