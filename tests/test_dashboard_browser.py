@@ -44,8 +44,11 @@ def screenshot(dash_duo: Any, name: str) -> None:
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
-def finished_run(settings: Settings, agent: str, profit: float, slope: float) -> RunHandle:
-    """A completed run with a reward curve, held-out equity and buy-and-hold."""
+def finished_run(
+    settings: Settings, agent: str, profit: float, slope: float, model: Path | None = None
+) -> RunHandle:
+    """A completed run with a reward curve, held-out equity and buy-and-hold (and ``model``
+    stored as its ``model.zip``)."""
     tracker = get_sync_tracker(settings)
     run = tracker.create_run("PPO_EUR_USD", {"agent_type": agent, "learning_rate": slope / 1e4})
     for step in range(0, 5000, 500):
@@ -56,6 +59,8 @@ def finished_run(settings: Settings, agent: str, profit: float, slope: float) ->
             {"eval_equity": 1 + profit * bar / 49, "eval_buy_and_hold_equity": 1 + 0.02 * bar / 49},
             step=bar,
         )
+    if model is not None:
+        tracker.log_artifact(run, model, "model.zip")
     tracker.finish_run(
         run,
         "completed",
@@ -249,4 +254,40 @@ def test_live_page_shows_a_trainings_whole_history_then_grows(
     tracker.finish_run(run, "completed", {"total_reward": 1.0})
     channel.publish_status("long-run", "completed")
     channel.close()
+    assert dash_duo.get_logs() == []
+
+
+def test_a_runs_model_is_registered_and_promoted_with_confirmation(
+    dash_duo: Any, settings: Settings, tmp_path: Path
+) -> None:
+    model = tmp_path / "model.zip"
+    model.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # the registry keeps the file's address only
+    run = finished_run(settings, "PPO", 0.02, 1.0, model)
+    dash_duo.start_server(create_app(settings))
+    dash_duo.driver.get(f"{dash_duo.server_url}/runs/{run.run_id}")
+    register = dash_duo.wait_for_element("#register-button", timeout=20)
+    assert dash_duo.find_element("#register-name").get_attribute("value") == "EURUSD-PPO"
+    register.click()
+    dash_duo.wait_for_contains_text("#control-message", "Registered EURUSD-PPO/1", timeout=10)
+    register.click()
+    dash_duo.wait_for_contains_text("#control-message", "Registered EURUSD-PPO/2", timeout=10)
+
+    dash_duo.find_element("a[href='/models']").click()
+    dash_duo.wait_for_contains_text("#models-body", "no aliases", timeout=20)
+    assert run.run_id in dash_duo.find_element("#models-body").text
+    version = dash_duo.find_element("#promote-version")
+    version.clear()
+    version.send_keys("1")
+    dash_duo.find_element("#promote-button").click()
+    alert = WebDriverWait(dash_duo.driver, 10).until(alert_is_present())
+    assert "Make version 1 of EURUSD-PPO its 'champion'?" in alert.text
+    alert.accept()
+    dash_duo.wait_for_contains_text("#control-message", "EURUSD-PPO@champion is now version 1")
+    dash_duo.wait_for_contains_text("#models-body", "champion → 1")
+    screenshot(dash_duo, "models")
+    registry = get_sync_experiment_repository(settings).current_catalogue()
+    assert registry is not None
+    from agentic_trading.models import ModelRegistry
+
+    assert ModelRegistry(registry).resolve("EURUSD-PPO@champion").version == 1
     assert dash_duo.get_logs() == []
