@@ -99,6 +99,9 @@ def test_sigterm_cancels_a_cli_training_in_both_systems(
     repo = get_sync_experiment_repository(make_settings(ml_storage_path=env["ML_STORAGE_PATH"]))
     try:
         state = running_experiment(watcher)
+        # The writer process creates the Aim run at its own pace (nice 19): signal a training
+        # both systems know, so that the time measured is the cancellation's alone.
+        wait_until(lambda: repo.list_runs(experiment="terminated"), 30, "the run in tracking")
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
 
@@ -334,6 +337,11 @@ def test_redis_out_of_memory_is_an_outage_and_nothing_is_lost(tmp_path: Path) ->
         [*CLI, "train", "--timesteps", "12000", "--n-steps", "256", "--json"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
+    err_lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    refused = "refuses writes: it is out of memory"
     try:
         state = running_experiment(watcher)
         keys = fill(client)  # Redis refuses every write from now on
@@ -341,7 +349,8 @@ def test_redis_out_of_memory_is_an_outage_and_nothing_is_lost(tmp_path: Path) ->
         channel.create_experiment("during-the-fill", {})
         channel.publish_status("during-the-fill", "running", "published while Redis was full")
         channel.flush()
-        time.sleep(2)
+        # Memory stays full until the training has met the refusal (it says so on stderr).
+        wait_until(lambda: any(refused in line for line in err_lines), 30, "the refusal")
         assert client.exists("at:{full}:exp:during-the-fill") == 0  # refused, not lost:
         client.delete(*keys)  # memory is freed...
         wait_until(
@@ -352,9 +361,11 @@ def test_redis_out_of_memory_is_an_outage_and_nothing_is_lost(tmp_path: Path) ->
             20,
             "the status change published during the fill",
         )  # ...and the change arrives
-        _, err = proc.communicate(timeout=180)
+        proc.wait(timeout=180)
+        reader.join(10)
+        err = "".join(err_lines)
         assert proc.returncode == 0, err  # the training completed
-        assert "Traceback" not in err and "refuses writes: it is out of memory" in err
+        assert "Traceback" not in err and refused in err
         final = watcher.get_experiment(state.experiment_id)
         assert final is not None and final.status is ExperimentStatus.COMPLETED
         channel.close()
