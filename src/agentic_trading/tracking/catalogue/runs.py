@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 SORT_FIELDS = ("created_at", "ended_at", "duration", "experiment", "status", "run_id")
+#: Rows a catch-up or reindex writes after which the tables' statistics are refreshed.
+ANALYZE_AFTER = 1000
+_NEVER_MISSING = frozenset({"created_at", "experiment", "status", "run_id"})
 _OPERATORS = ("==", "!=", "<=", ">=", "<", ">")
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}"
 _CONDITION = re.compile(
@@ -344,23 +347,33 @@ class RunCatalogue:
             query = sa.select(t.runs.c.run_id).where(t.runs.c.status == "running")
             return set(db.execute(query).scalars())
 
-    def sync(self, store_ids: set[str], read: Any, *, full: bool = False) -> SyncReport:
+    def sync(
+        self, store_ids: set[str], read: Any, *, full: bool = False, thorough: bool = True
+    ) -> SyncReport:
         """Catch up with the tracking store: add the runs it has and the catalogue lacks,
         remove those it no longer has, re-read the ones still running (or, with ``full``,
         every run) and fix those that differ. ``read(run_id)`` returns a ``RunSummary`` or
-        ``None``."""
+        ``None``. Without ``thorough`` the two lists of runs are compared only when their
+        lengths differ (reading 100,000 ids takes a few hundred milliseconds)."""
         report = SyncReport()
         c = t.runs.c
-        with self.reading() as db:  # two narrow columns: cheap even at 100,000 runs
-            status = {row[0]: row[1] for row in db.execute(sa.select(c.run_id, c.status))}
-        removed = set(status) - store_ids
-        for run_id in removed:
-            self.delete_run(run_id)
-        report.removed = len(removed)
-        again = {r for r, s in status.items() if full or s == "running"} & store_ids
+        with self.reading() as db:
+            count = db.execute(sa.select(sa.func.count()).select_from(t.runs)).scalar_one()
+            running = set(db.execute(sa.select(c.run_id).where(c.status == "running")).scalars())
+        new: set[str] = set()
+        if full or thorough or count != len(store_ids) or not running <= store_ids:
+            with self.reading() as db:
+                ids = set(db.execute(sa.select(c.run_id)).scalars())
+            removed, new = ids - store_ids, store_ids - ids
+            for run_id in removed:
+                self.delete_run(run_id)
+            report.removed = len(removed)
+            if full:
+                running = ids
+        again = running & store_ids
         known = self._records(None if full else again) if again else {}
         batch: list[RunSummary] = []
-        for run_id in sorted((store_ids - set(status)) | again):
+        for run_id in sorted(new | again):
             summary = read(run_id)
             if summary is None:
                 report.unreadable += 1
@@ -376,7 +389,20 @@ class RunCatalogue:
                 self.upsert(batch)
                 batch = []
         self.upsert(batch)
+        if report.added + report.fixed >= ANALYZE_AFTER:
+            self.analyze()
         return report
+
+    def analyze(self) -> None:
+        """Refresh the database's statistics of the run tables (after a bulk write, so the
+        planner picks the indexes; PostgreSQL's autovacuum does it too, later)."""
+        with self._unavailable(), self.engine.connect() as db:
+            if db.dialect.name == "postgresql":
+                db = db.execution_options(isolation_level="AUTOCOMMIT")
+                db.execute(sa.text("ANALYZE runs, run_metrics, run_config"))
+            else:
+                db.execute(sa.text("ANALYZE"))
+                db.commit()
 
     def _records(self, run_ids: set[str] | None) -> dict[str, Any]:
         statement = sa.select(t.runs)
@@ -411,21 +437,38 @@ class RunCatalogue:
 
     def list_runs(self, query: RunQuery) -> list[RunSummary]:
         """The runs ``query`` selects, in its order, one page."""
-        statement = self._select(query)
-        if query.limit is not None:
-            statement = statement.limit(query.limit)
-        if query.offset:
-            statement = statement.offset(query.offset)
+        metric = _sort_metric(query.order_by)
+        if metric is None or query.limit is None:
+            return self._page(self._select(query), query.limit, query.offset)
+        # Sorted by a final metric, a page is read in two parts so that the metric's index
+        # serves each: the runs that have it, by value; then those without it, newest first.
+        having = self._page(self._select(query, part="with"), query.limit, query.offset)
+        if len(having) == query.limit:
+            return having
+        # The page passed the last run with the metric: how many there are says where next.
+        with_count = query.offset + len(having) if having else self.count_runs(query, part="with")
+        rest = self._select(query, part="without")
+        return having + self._page(
+            rest, query.limit - len(having), max(0, query.offset - with_count)
+        )
+
+    def _page(self, statement: Any, limit: int | None, offset: int) -> list[RunSummary]:
+        if limit is not None:
+            statement = statement.limit(limit)
+        if offset:
+            statement = statement.offset(offset)
         with self.reading() as db:
             return [_summary(row) for row in db.execute(statement).mappings()]
 
-    def count_runs(self, query: RunQuery) -> int:
+    def count_runs(self, query: RunQuery, *, part: str = "all") -> int:
         """How many runs ``query`` selects (every page)."""
-        inner = self._select(query, ordered=False).subquery()
+        inner = self._select(query, ordered=False, part=part).subquery()
         with self.reading() as db:
             return int(db.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one())
 
-    def _select(self, query: RunQuery, *, ordered: bool = True) -> Any:
+    def _select(self, query: RunQuery, *, ordered: bool = True, part: str = "all") -> Any:
+        """``part``: ``all`` runs, or (sorting by a final metric) those ``with`` or
+        ``without`` it."""
         c = t.runs.c
         now = time.time()
         status = self._effective_status(now, query.dead).label("effective_status")
@@ -446,8 +489,16 @@ class RunCatalogue:
             statement = statement.where(c.run_id.in_(query.run_ids))
         for condition in query.conditions:
             statement = statement.where(_exists(condition))
+        if part == "without":
+            m = t.run_metrics.c
+            has = sa.exists().where(m.run_id == c.run_id, m.name == _sort_metric(query.order_by))
+            statement = statement.where(~has)
+        elif part == "with" and not ordered:
+            statement = _order(statement, query.order_by, None, inner=True).order_by(None)
         if ordered:
-            statement = _order(statement, query.order_by, self._effective_status(now, query.dead))
+            order_by = query.order_by if part != "without" else "-created_at"
+            status_now = self._effective_status(now, query.dead)
+            statement = _order(statement, order_by, status_now, inner=part == "with")
         return statement
 
     def experiment_names(self) -> list[str]:
@@ -564,18 +615,24 @@ def _exists(condition: Condition) -> Any:
     return sa.exists(sa.select(sa.literal(1)).select_from(table).where(*extra, comparison))
 
 
-def _order(statement: Any, order_by: str, status: Any) -> Any:
+def _sort_metric(order_by: str) -> str | None:
+    """The final metric ``order_by`` sorts by, if it does."""
+    name = order_by.lstrip("-+")
+    return name.removeprefix("final_metrics.") if name.startswith("final_metrics.") else None
+
+
+def _order(statement: Any, order_by: str, status: Any, *, inner: bool = False) -> Any:
     """``order_by`` as the repository takes it; values a run lacks sort last; ``status`` is
-    the status a reader sees (crashed included)."""
+    the status a reader sees (crashed included). ``inner``: only runs that have the final
+    metric sorted by (its index then serves the order)."""
     descending = check_order_by(order_by).startswith("-")
     name = order_by.lstrip("-+")
     c = t.runs.c
     if name.startswith("final_metrics."):
         key = name.removeprefix("final_metrics.")
         joined = t.run_metrics.alias("sort_metric")
-        statement = statement.outerjoin(
-            joined, sa.and_(joined.c.run_id == c.run_id, joined.c.name == key)
-        )
+        join = statement.join if inner else statement.outerjoin
+        statement = join(joined, sa.and_(joined.c.run_id == c.run_id, joined.c.name == key))
         columns: list[Any] = [joined.c.value]
     elif name.startswith("config."):
         key = name.removeprefix("config.")
@@ -592,7 +649,8 @@ def _order(statement: Any, order_by: str, status: Any) -> Any:
         columns = [c[name]]
     clauses: list[Any] = []
     for column in columns:
-        clauses.append(sa.case((column.is_(None), 1), else_=0))  # missing values last
+        if name not in _NEVER_MISSING and not inner:  # missing last (a CASE no index serves)
+            clauses.append(sa.case((column.is_(None), 1), else_=0))
         clauses.append(column.desc() if descending else column.asc())
     # Equal values, and runs without one, stay newest first (then by id).
     return statement.order_by(*clauses, c.created_at.desc(), c.run_id)
