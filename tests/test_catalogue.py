@@ -146,6 +146,13 @@ QUERIES: list[dict[str, Any]] = [
     {"order_by": "created_at"},
     {"order_by": "experiment"},
     {"order_by": "-final_metrics.sharpe_ratio", "limit": 3, "offset": 1},
+    # pages that end, straddle and pass where runs without the metric begin
+    *(
+        {"order_by": order, "limit": limit, "offset": offset}
+        for order in ("-final_metrics.sharpe_ratio", "final_metrics.total_profit")
+        for limit, offset in ((6, 0), (3, 5), (2, 7), (5, 20))
+    ),
+    {"order_by": "final_metrics.sharpe_ratio", "limit": 4, "offset": 3, "experiment": "beta"},
     {"order_by": "created_at", "limit": 2, "offset": 7},
     {"where": ["final_metrics.sharpe_ratio > 0.5"]},
     {"where": ["final_metrics.sharpe_ratio >= 1.4", "config.agent_type == PPO"]},
