@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import (
+    bench_catalogue,
     bench_dashboard,
     bench_evaluation,
     bench_messaging,
@@ -22,9 +23,10 @@ from benchmarks.common import save
 
 def main() -> int:
     """``python -m benchmarks.run [messaging] [tracking] [remote] [training] [dashboard]
-    [evaluation] [studies]``: those suites, default all."""
+    [evaluation] [studies] [catalogue]``: those suites, default all."""
     wanted = set(sys.argv[1:]) or {
         "messaging", "tracking", "remote", "training", "dashboard", "evaluation", "studies",
+        "catalogue",
     }  # fmt: skip
     console = Console()
     if "messaging" in wanted:
@@ -41,7 +43,44 @@ def main() -> int:
         evaluation(console)
     if "studies" in wanted:
         studies(console)
+    if "catalogue" in wanted:
+        catalogue(console)
     return 0
+
+
+def catalogue(console: Console) -> None:
+    console.rule("catalogue")
+    result = bench_catalogue.run()
+    path = save("catalogue", result)
+    table = Table(
+        title=f"run catalogue: milliseconds at {bench_catalogue.RUNS:,} runs (median of 5)"
+    )
+    databases = [name for name in ("sqlite", "postgresql") if name in result]
+    for column in ("query", *databases, "target"):
+        table.add_column(column)
+    targets = {"page_of_50_newest_ms": "< 100", "page_of_50_by_sharpe_ms": "< 100",
+               "page_of_50_filtered_by_config_ms": "< 100", "history_first_render_ms": "< 500"}  # fmt: skip
+    for key in result["sqlite"]:
+        if key.endswith("_ms"):
+            cells = [str(result[name].get(key, "")) for name in databases]
+            table.add_row(key.removesuffix("_ms"), *cells, targets.get(key, ""))
+    console.print(table)
+    tracked = result["tracked"]
+    console.print(
+        f"{tracked['runs']:,} tracked runs ({tracked['ms_per_tracked_run']} ms a run): page of 50 "
+        f"{tracked['catalogue']['page_of_50_newest_ms']} ms from the catalogue, "
+        f"{tracked['aim_only']['page_of_50_newest_ms']} ms from Aim alone "
+        f"({tracked['speedup_page_of_50']}x); history first render "
+        f"{tracked['catalogue']['history_first_render_ms']} vs "
+        f"{tracked['aim_only']['history_first_render_ms']} ms"
+    )
+    writer = result["writer"]
+    console.print(
+        f"tracker points/s to Aim: {writer['points_per_second_without']:,} without the catalogue, "
+        f"{writer['points_per_second_with']:,} with it: costs {writer['cost_fraction']:.1%} "
+        "(target < 2%)"
+    )
+    console.print(f"written to {path}")
 
 
 def training(console: Console) -> None:
