@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from agentic_trading.common.databases import sqlalchemy_url
 from agentic_trading.config import Settings
 from agentic_trading.models import ModelRegistry, RegistryError, get_model_registry
 from agentic_trading.status import ExperimentStatus
-from agentic_trading.studies.storage import sqlalchemy_url
 from agentic_trading.tracking import (
     CatalogueUnavailableError,
     RunNotFoundError,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 import logging
 import threading
 import warnings
@@ -23,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agentic_trading.common.databases import sqlalchemy_url
 from agentic_trading.common.extras import require
 from agentic_trading.common.retry import ServerRetry
 from agentic_trading.config import Settings
@@ -53,14 +53,6 @@ def quiet_optuna() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
-
-
-def sqlalchemy_url(url: str) -> str:
-    """``STUDY_STORAGE`` as SQLAlchemy takes it: ``postgresql://`` uses psycopg (3) unless
-    psycopg2 is installed."""
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None:
-        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return url
 
 
 def _engine_kwargs(settings: Settings) -> dict[str, Any]:

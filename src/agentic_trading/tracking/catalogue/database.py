@@ -40,7 +40,7 @@ def catalogue_url(settings: Settings) -> str | None:
     if url == "none":
         return None
     if url:
-        from agentic_trading.studies.storage import sqlalchemy_url
+        from agentic_trading.common.databases import sqlalchemy_url
 
         return sqlalchemy_url(url)
     if settings.is_remote_tracking():

@@ -168,7 +168,7 @@ class RunCatalogue:
     """
 
     def __init__(self, url: str, heartbeat_timeout: float = 30.0) -> None:
-        from agentic_trading.studies.storage import sqlalchemy_url
+        from agentic_trading.common.databases import sqlalchemy_url
 
         self.url = sqlalchemy_url(url)
         self.location = mask_url(self.url)
