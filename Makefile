@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := tracking,training,dashboard,studies,dev
+EXTRAS := tracking,training,dashboard,studies,mlflow,dev
 
 .PHONY: help setup browser demo test lint typecheck pytest bench stress clean
 

@@ -28,7 +28,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     import os
 
     for name in list(os.environ):
-        if name.startswith(("MESSAGE_", "REDIS_", "ML_", "DASHBOARD_")):
+        if name.startswith(("MESSAGE_", "REDIS_", "ML_", "MLFLOW_", "DASHBOARD_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     from agentic_trading.config import get_settings

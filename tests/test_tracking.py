@@ -1,4 +1,9 @@
-"""The tracker and the experiment repository against real Aim repositories in temporary folders."""
+"""The tracker and the experiment repository: one behavioural suite over every tracking backend.
+
+Each test runs against a real Aim repository in a temporary folder, a local MLflow store (SQLite)
+and a real ``mlflow server`` backed by a PostgreSQL database of its own. A few tests read what
+was written with the backend's own tools (Aim's SDK and CLI, MLflow's client).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,21 +39,54 @@ from agentic_trading.tracking import (
 )
 from agentic_trading.tracking.executor import EXIT_ERROR
 from tests.conftest import make_settings
+from tests.mlflow_server import mlflow_server
+from tests.postgres import database, shared_available
 
 ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ["aim", "mlflow", "mlflow-server"]
 
 
-@pytest.fixture(scope="module")
-def aim_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One Aim repository for the module: a new repository costs over a second to create."""
-    return tmp_path_factory.mktemp("aim")
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """The settings of one store for the module (a new one costs seconds to set up): an Aim
+    repository, a local MLflow store, or an ``mlflow server`` over PostgreSQL."""
+    folder = tmp_path_factory.mktemp(request.param)
+    if request.param == "aim":
+        yield {"ml_storage_path": str(folder)}
+    elif request.param == "mlflow":
+        yield {"ml_tracking_backend": "mlflow", "ml_storage_path": str(folder)}
+    else:
+        if not shared_available():
+            pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+        with database() as url, mlflow_server(url, folder) as server:
+            yield {
+                "ml_tracking_backend": "mlflow",
+                "mlflow_tracking_uri": server.url,
+                "ml_storage_path": str(folder),
+            }
 
 
 @pytest.fixture
-def settings(aim_path: Path) -> Settings:
-    return make_settings(
-        ml_storage_path=str(aim_path), ml_heartbeat_interval=0.2, ml_heartbeat_timeout=3
+def settings(store: dict[str, Any]) -> Settings:
+    return make_settings(**store, ml_heartbeat_interval=0.2, ml_heartbeat_timeout=3)
+
+
+def is_mlflow(settings: Settings) -> bool:
+    return settings.ml_tracking_backend == "mlflow"
+
+
+def read_artifact(uri: str, settings: Settings) -> bytes:
+    """The bytes of an artifact, through the backend's own client where it is not a file."""
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://")).read_bytes()
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=uri, tracking_uri=settings.mlflow_store_uri()
     )
+    return Path(local).read_bytes()
 
 
 @pytest.fixture(params=["process", "thread"])
@@ -58,7 +97,9 @@ def any_writer(request: pytest.FixtureRequest, settings: Settings) -> Settings:
 
 @pytest.fixture
 async def tracker(settings: Settings) -> AsyncIterator[Tracker]:
-    tracker = await get_ml_tracker(settings)
+    """A tracker with a writer thread: what these tests check does not depend on the writer
+    (``any_writer`` tests run both), and a writer process costs seconds to start per test."""
+    tracker = await get_ml_tracker(settings.model_copy(update={"ml_writer": "thread"}))
     yield tracker
     await tracker.close()
 
@@ -77,6 +118,8 @@ def worker(mode: str, experiment: str, points: int, settings: Settings) -> subpr
     env = {
         **os.environ,
         "ML_STORAGE_PATH": settings.ml_storage_path,
+        "ML_TRACKING_BACKEND": settings.ml_tracking_backend,
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri or "",
         "ML_WRITER": settings.ml_writer,
         "ML_HEARTBEAT_INTERVAL": str(settings.ml_heartbeat_interval),
         "ML_HEARTBEAT_TIMEOUT": str(settings.ml_heartbeat_timeout),
@@ -165,7 +208,7 @@ async def test_all_training_signals_and_extras_become_metrics(
 
 
 async def test_failed_run_keeps_its_error_and_params_and_tags(
-    tracker: Tracker, repo: SyncExperimentRepository, experiment: str
+    tracker: Tracker, repo: SyncExperimentRepository, experiment: str, settings: Settings
 ) -> None:
     run = await tracker.create_run(experiment, {"seed": 1}, tags=["baseline"])
     await tracker.log_params(run, {"dataset": "EURUSD_1H", "window": {"train": 0.8}})
@@ -175,7 +218,14 @@ async def test_failed_run_keeps_its_error_and_params_and_tags(
     assert detail.status is ExperimentStatus.FAILED
     assert detail.error == "RuntimeError: the loss diverged"
     assert set(detail.tags) == {"baseline", "eurusd", "ppo"}
-    runs = repo.list_runs(query="run.dataset == 'EURUSD_1H'")
+    assert detail.params == {"dataset": "EURUSD_1H", "window": {"train": 0.8}}
+    # The backend's own query language: AimQL, or an MLflow search filter.
+    query = (
+        """tags.`agentic.param.dataset` = '"EURUSD_1H"'"""
+        if is_mlflow(settings)
+        else "run.dataset == 'EURUSD_1H'"
+    )
+    runs = repo.list_runs(query=query)
     assert [r.run_id for r in runs] == [run.run_id]
 
 
@@ -189,7 +239,11 @@ async def test_finished_run_takes_no_more_writes(tracker: Tracker, experiment: s
 
 
 async def test_artifact_is_copied_with_the_run(
-    tracker: Tracker, repo: SyncExperimentRepository, experiment: str, tmp_path: Path
+    tracker: Tracker,
+    repo: SyncExperimentRepository,
+    experiment: str,
+    tmp_path: Path,
+    settings: Settings,
 ) -> None:
     model = tmp_path / "model.zip"
     model.write_bytes(b"PK\x03\x04 trained weights")
@@ -199,9 +253,13 @@ async def test_artifact_is_copied_with_the_run(
     model.unlink()  # the copy must not depend on the original
     detail = repo.get_run(run.run_id)
     assert detail.artifacts == {"model.zip": where}
-    copy = Path(where.removeprefix("file://"))
-    assert copy.read_bytes() == b"PK\x03\x04 trained weights"  # noqa: ASYNC240
-    assert copy.is_relative_to(Path(repo.location) / "artifacts")
+    assert read_artifact(where, settings) == b"PK\x03\x04 trained weights"
+    if settings.ml_tracking_backend == "aim":
+        assert Path(where.removeprefix("file://")).is_relative_to(Path(repo.location) / "artifacts")
+    elif not settings.is_remote_tracking():  # beside the local MLflow store
+        assert where.startswith((Path(settings.ml_storage_path) / "mlartifacts").as_uri())
+    else:  # kept by the MLflow server's artifact store, not on this host's disk
+        assert where.startswith("mlflow-artifacts:/")
 
 
 # --- bad input: one clear error, nothing lost --------------------------------------------------
@@ -272,20 +330,28 @@ async def test_bad_arguments_are_refused_at_the_call(
     await tracker.finish_run(run)
 
 
-async def test_unwritable_storage_fails_at_create_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["aim", "mlflow"])
+async def test_unwritable_storage_fails_at_create_run(tmp_path: Path, backend: str) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    tracker = await get_ml_tracker(make_settings(ml_storage_path=str(blocker / "aim")))
-    with pytest.raises(TrackingUnavailableError, match=r"ML_STORAGE_PATH=.*cannot be created"):
+    settings = make_settings(ml_storage_path=str(blocker / "aim"), ml_tracking_backend=backend)
+    tracker = await get_ml_tracker(settings)
+    with pytest.raises(TrackingUnavailableError, match=r"/file/aim.* cannot be created"):
         await tracker.create_run("x", {})
     await tracker.close()
 
 
-def test_repository_refuses_bad_queries_and_ids(repo: SyncExperimentRepository) -> None:
-    with pytest.raises(ValueError, match="'__' has no place in a run query"):
-        repo.list_runs(query="run.__class__.__bases__")
-    with pytest.raises(ValueError, match="'import' has no place"):
-        repo.list_runs(query="import os")
+def test_repository_refuses_bad_queries_and_ids(
+    repo: SyncExperimentRepository, settings: Settings
+) -> None:
+    if is_mlflow(settings):
+        with pytest.raises(ValueError, match="MLflow refused the search"):
+            repo.list_runs(query="params.lr <<< 1; DROP TABLE runs")
+    else:
+        with pytest.raises(ValueError, match="'__' has no place in a run query"):
+            repo.list_runs(query="run.__class__.__bases__")
+        with pytest.raises(ValueError, match="'import' has no place"):
+            repo.list_runs(query="import os")
     with pytest.raises(ValueError, match="order_by 'sharpe' is not allowed"):
         repo.list_runs(order_by="sharpe")
     with pytest.raises(ValueError, match="'bogus' is not"):
@@ -456,6 +522,8 @@ def test_several_processes_log_into_one_repository(settings: Settings, experimen
 def test_aim_sdk_and_cli_alone_read_what_the_tracker_wrote(
     settings: Settings, experiment: str
 ) -> None:
+    if is_mlflow(settings):
+        pytest.skip("Aim's own tools read Aim repositories")
     proc = worker("finish", experiment, 50, settings)
     out, _ = proc.communicate(timeout=120)
     run_id = out.split()[0]
@@ -517,7 +585,7 @@ def three_runs(settings: Settings, experiment: str) -> list[str]:
 
 
 def test_list_runs_filters_orders_and_pages(
-    repo: SyncExperimentRepository, experiment: str, three_runs: list[str]
+    repo: SyncExperimentRepository, experiment: str, three_runs: list[str], settings: Settings
 ) -> None:
     a, b, c = three_runs
     assert [r.run_id for r in repo.list_runs(experiment=experiment)] == [c, b, a]
@@ -534,8 +602,12 @@ def test_list_runs_filters_orders_and_pages(
     ]
     page = repo.list_runs(experiment=experiment, order_by="created_at", limit=2, offset=1)
     assert [r.run_id for r in page] == [b, c]
-    query = f"run.experiment == '{experiment}' and run.hparams.lr < 0.0005"
-    assert {r.run_id for r in repo.list_runs(query=query)} == {b, c}
+    query = (
+        "params.lr != '0.001' and params.gamma = '0.99'"
+        if is_mlflow(settings)
+        else "run.hparams.lr < 0.0005"
+    )
+    assert {r.run_id for r in repo.list_runs(experiment=experiment, query=query)} == {b, c}
 
 
 def test_best_compare_experiments_and_delete(
@@ -576,8 +648,10 @@ def test_deleting_a_live_run_needs_force(
     tracker.close()
 
 
-def test_empty_storage_path_reads_as_no_runs(tmp_path: Path) -> None:
-    repo = get_sync_experiment_repository(make_settings(ml_storage_path=str(tmp_path / "none")))
+@pytest.mark.parametrize("backend", ["aim", "mlflow"])
+def test_empty_storage_path_reads_as_no_runs(tmp_path: Path, backend: str) -> None:
+    settings = make_settings(ml_storage_path=str(tmp_path / "none"), ml_tracking_backend=backend)
+    repo = get_sync_experiment_repository(settings)
     assert repo.list_runs() == [] and repo.list_experiments() == []
     with pytest.raises(RunNotFoundError):
         repo.get_run("abc")

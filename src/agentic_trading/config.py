@@ -16,7 +16,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentic_trading.common.ids import validate_name
 
-__all__ = ["Settings", "SettingsError", "get_settings", "load_settings", "mask_url"]
+__all__ = [
+    "TRACKING_FIELDS",
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "load_settings",
+    "mask_url",
+]
 
 
 class SettingsError(ValueError):
@@ -62,7 +69,7 @@ class Settings(BaseSettings):
     redis_connect_timeout: float = Field(2.0, gt=0)
 
     # --- Tracking -----------------------------------------------------------------------------
-    ml_tracking_backend: Literal["aim"] = "aim"
+    ml_tracking_backend: Literal["aim", "mlflow"] = "aim"
     ml_storage_path: str = "./aim_logs"
     ml_experiment_name: str = "AgenticTrading"
     ml_artifacts_uri: str | None = None
@@ -74,6 +81,7 @@ class Settings(BaseSettings):
     ml_retry_timeout: float = Field(300.0, ge=0)
     ml_writer_timeout: float = Field(60.0, gt=0)
     ml_catalog_url: str | None = Field(None, repr=False)
+    mlflow_tracking_uri: str | None = Field(None, repr=False)
 
     # --- Studies ------------------------------------------------------------------------------
     study_storage: str = Field("sqlite:///./studies.db", repr=False)
@@ -128,6 +136,19 @@ class Settings(BaseSettings):
                 "postgresql://user:password@host:5432/database), or none"
             )
         return value
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _mlflow_uri(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(MLFLOW_URI_SCHEMES):
+            raise ValueError(
+                "an MLflow tracking URI: http(s)://host:port of an mlflow server, "
+                "sqlite:///path/mlflow.db or postgresql://user:password@host:5432/database"
+            )
+        return value.rstrip("/")
 
     @field_validator("redis_sentinels")
     @classmethod
@@ -227,12 +248,39 @@ class Settings(BaseSettings):
         return f"{scheme}://{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     def is_remote_tracking(self) -> bool:
-        """Whether ``ML_STORAGE_PATH`` names Aim's remote tracking server (``aim://``)."""
+        """Whether runs go to a tracking server or database that other hosts share (Aim's
+        ``aim://`` server, or an MLflow tracking URI other than a local SQLite file), rather
+        than to a folder on this machine."""
+        if self.ml_tracking_backend == "mlflow":
+            return not self.mlflow_store_uri().startswith("sqlite:///")
         return self.ml_storage_path.startswith("aim://")
+
+    def mlflow_store_uri(self) -> str:
+        """MLflow's tracking URI: ``MLFLOW_TRACKING_URI``, else ``mlflow.db`` (SQLite) in the
+        ``ML_STORAGE_PATH`` folder."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        from pathlib import Path
+
+        folder = Path(self.ml_storage_path).expanduser().resolve()
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    def tracking_location(self) -> str:
+        """Where runs are stored, for messages (no password): the Aim repository's folder or
+        ``aim://`` URL, or MLflow's tracking URI."""
+        if self.ml_tracking_backend == "mlflow":
+            return mask_url(self.mlflow_store_uri())
+        if self.is_remote_tracking():
+            return self.ml_storage_path
+        from pathlib import Path
+
+        return str(Path(self.ml_storage_path).expanduser().resolve())
 
     def check_artifact_store(self) -> None:
         """Raise :class:`SettingsError` unless artifacts (models) have somewhere to go."""
-        if self.is_remote_tracking() and not self.ml_artifacts_uri:
+        # An MLflow server keeps artifacts itself (its artifact store); Aim's server does not.
+        aim_server = self.ml_tracking_backend == "aim" and self.is_remote_tracking()
+        if aim_server and not self.ml_artifacts_uri:
             raise SettingsError(
                 f"ML_ARTIFACTS_URI is not set: artifacts need a store that every host shares "
                 f"when tracking through {self.ml_storage_path} (for example "
@@ -246,10 +294,18 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********" if value.get_secret_value() else ""
-            elif name in ("redis_url", "study_storage", "ml_catalog_url") and value:
+            elif name in _URL_SETTINGS and value:
                 value = mask_url(value)
             out[name.upper()] = value
         return out
+
+
+_URL_SETTINGS = ("redis_url", "study_storage", "ml_catalog_url", "mlflow_tracking_uri")
+MLFLOW_URI_SCHEMES = ("http://", "https://", "sqlite:///", "postgresql://", "postgresql+")
+
+
+#: The settings of the tracking system (what a tracker's writer process is given).
+TRACKING_FIELDS = frozenset(n for n in Settings.model_fields if n.startswith(("ml_", "mlflow_")))
 
 
 def _host_ports(value: str) -> list[tuple[str, int]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 
-from agentic_trading.config import Settings, get_settings
+from agentic_trading.config import TRACKING_FIELDS, Settings, get_settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.backends import create_run_reader, create_run_store
 from agentic_trading.tracking.catalogue import CatalogueUnavailableError, open_catalogue
@@ -72,15 +72,13 @@ def _writer(settings: Settings | None) -> tuple[BackgroundWriter, Settings]:
     # One writer per process and tracking settings: trackers made from equal settings share
     # its queue, writer process and open runs.
     settings = settings or get_settings()
-    key = repr(sorted(settings.model_dump(include=_TRACKING_FIELDS).items()))
+    key = repr(sorted(settings.model_dump(include=set(TRACKING_FIELDS)).items()))
     with _writers_lock:
         writer = _writers.get(key)
         if writer is None or writer.closed:
             writer = _writers[key] = _new_writer(settings)
     return writer, settings
 
-
-_TRACKING_FIELDS = {name for name in Settings.model_fields if name.startswith("ml_")}
 
 
 def _new_writer(settings: Settings) -> BackgroundWriter:

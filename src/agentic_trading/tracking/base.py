@@ -27,6 +27,13 @@ class RunStore(Protocol):
         """Raise ``TrackingUnavailableError`` if no run could be created; called by callers
         before queuing a run, so it must take milliseconds (set-up belongs to ``open_run``)."""
 
+    def check_metric_names(self, names: Sequence[str]) -> None:
+        """Raise ``ValueError`` naming a metric name this store cannot keep; called at the
+        caller's boundary (once per new name), so it must take microseconds."""
+
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` naming a param (its name or value) this store cannot keep."""
+
     def open_run(
         self, run_id: str, experiment: str, config: Mapping[str, Any], tags: Sequence[str]
     ) -> datetime:
@@ -35,6 +42,10 @@ class RunStore(Protocol):
 
     def track(self, run_id: str, step: int, values: Mapping[str, float]) -> None:
         """Append one point of metrics at ``step``."""
+
+    def flush(self) -> list[tuple[str, int, str]]:
+        """Write what the store buffered (points it batches); return ``(run id, points, why)``
+        for points it refused. Raises ``TrackingServerUnreachableError`` keeping them."""
 
     def set_attributes(self, run_id: str, attributes: Mapping[str, Any]) -> None:
         """Set or replace named attributes of the run (params, heartbeats, counts)."""

@@ -262,6 +262,10 @@ class RunExecutor:
             self._close(op["run"], ExperimentStatus(op["status"]), op["final"], op["error"])
             return None
         if kind == "flush":
+            for run_id, points, why in self.store.flush():
+                state = self._runs.get(run_id)
+                if state is not None:
+                    self._count_failure(state, run_id, TrackingError(why), points)
             return None
         raise ValueError(f"unknown tracking operation kind {kind!r}")
 
@@ -288,9 +292,11 @@ class RunExecutor:
                 self._count_failure(state, op["run"], exc)
         state.skipped.update(op["skipped"])
 
-    def _count_failure(self, state: _RunState, run_id: str, exc: Exception) -> None:
+    def _count_failure(
+        self, state: _RunState, run_id: str, exc: Exception, points: int = 1
+    ) -> None:
         self._note_fault(exc)
-        state.failures += 1
+        state.failures += points
         if state.first_failure is None:
             state.first_failure = describe(exc)
             logger.error("run %s: a point could not be written: %s", run_id, exc)
@@ -315,6 +321,13 @@ class RunExecutor:
                 f"run {run_id}: {state.failures} points could not be written: {state.first_failure}"
             )
 
+    def settle(self) -> None:
+        """Write what the store buffered (the writer has nothing else to do just now)."""
+        try:
+            self.apply({"kind": "flush"})
+        except Exception as exc:
+            logger.error("buffered points not written yet: %s", describe(exc))
+
     def seconds_to_beat(self) -> float:
         """Seconds until the next heartbeat is due."""
         return max(0.0, self._next_beat - time.monotonic())
@@ -324,6 +337,7 @@ class RunExecutor:
         if time.monotonic() < self._next_beat or self.retry.in_outage:
             return
         self._next_beat = time.monotonic() + self._interval
+        self.settle()
         now = time.time()
         if self.mirror is not None:
             self.mirror.apply("heartbeat", list(self._runs), now)  # and retries a backlog

@@ -38,6 +38,7 @@ class _TrackerCore:
     def __init__(self, writer: BackgroundWriter, settings: Settings) -> None:
         self._writer = writer
         self._settings = settings
+        self._metric_names: set[str] = set()  # checked against the store's rules already
 
     @property
     def location(self) -> str:
@@ -81,7 +82,14 @@ class _TrackerCore:
         if isinstance(at, bool) or not isinstance(at, int) or at < 0:
             raise ValueError(f"step must be a non-negative integer, got {at!r}")
         finite, skipped = split_metric_values(values)
+        if not finite.keys() <= self._metric_names:
+            self._check_metric_names(finite)
         return self._writer.track_op(run, at, finite, skipped)
+
+    def _check_metric_names(self, names: Iterable[str]) -> None:
+        fresh = [name for name in names if name not in self._metric_names]
+        self._writer.store.check_metric_names(fresh)
+        self._metric_names.update(fresh)
 
     def _params(self, run: RunHandle, params: Mapping[str, Any]) -> dict[str, Any]:
         clean = check_json_mapping(params, "params", MAX_CONFIG_BYTES)
@@ -91,6 +99,7 @@ class _TrackerCore:
                 f"param names {sorted(reserved)} are reserved for the run's own record; "
                 "choose other names"
             )
+        self._writer.store.check_params(clean)
         return self._writer.call_op(run, "set_attributes", clean)
 
     def _tags(self, run: RunHandle, tags: Iterable[str]) -> dict[str, Any]:
@@ -118,6 +127,7 @@ class _TrackerCore:
                 "cancelled, crashed or pruned"
             )
         finite, skipped = split_metric_values(dict(final_metrics or {}))
+        self._check_metric_names(finite)
         if skipped:
             logger.warning(
                 "run %s: final metrics %s are not finite and are not stored", run.run_id, skipped

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from agentic_trading.common.exit_hooks import register_exit
-from agentic_trading.config import Settings
+from agentic_trading.config import TRACKING_FIELDS, Settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.base import RunStore
 from agentic_trading.tracking.errors import RunFinishedError, TrackingError
@@ -398,6 +398,8 @@ class BackgroundWriter:
             self._progress_at = time.monotonic()
             if executor.fault is not None:
                 self._fail(executor.fault)
+            if self._queue.empty():
+                executor.settle()
             executor.beat_if_due()
 
     def _refuse_pending(self, item: _Pending) -> None:
@@ -416,7 +418,7 @@ class BackgroundWriter:
                 stdout=subprocess.PIPE,
             )
             assert child.stdin is not None and child.stdout is not None
-            fields = {n for n in Settings.model_fields if n.startswith("ml_")}
+            fields = set(TRACKING_FIELDS)
             write_frame(
                 child.stdin,
                 {"settings": self._settings.model_dump(include=fields), "owner_pid": self._pid},
@@ -602,11 +604,14 @@ def serve(
                 # Told at once: a store that refuses writes may also hang on the next one.
                 fault_told = True
                 send([{"fault": executor.fault}])
+        if frames.empty():
+            executor.settle()
         with held:
             held_ops[0] -= len(batch)
             held.notify_all()
         replies.append({"applied": len(batch)})
         send(replies)
         executor.beat_if_due()
+    executor.settle()
     executor.abandon(EXIT_ERROR)
     executor.store.close()

@@ -15,6 +15,10 @@ def create_run_store(settings: Settings, owner_pid: int | None = None) -> RunSto
         from agentic_trading.tracking.backends.aim import AimRunStore
 
         return AimRunStore(settings, owner_pid=owner_pid)
+    if settings.ml_tracking_backend == "mlflow":
+        from agentic_trading.tracking.backends.mlflow.store import MlflowRunStore
+
+        return MlflowRunStore(settings, owner_pid=owner_pid)
     raise ValueError(f"ML_TRACKING_BACKEND={settings.ml_tracking_backend!r} is not supported")
 
 
@@ -26,4 +30,8 @@ def create_run_reader(settings: Settings) -> RunReader:
         if settings.is_remote_tracking():
             return AimServerRunReader(settings)
         return AimRunReader(settings)
+    if settings.ml_tracking_backend == "mlflow":
+        from agentic_trading.tracking.backends.mlflow.reader import MlflowRunReader
+
+        return MlflowRunReader(settings)
     raise ValueError(f"ML_TRACKING_BACKEND={settings.ml_tracking_backend!r} is not supported")

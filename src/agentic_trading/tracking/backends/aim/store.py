@@ -74,6 +74,15 @@ class AimRunStore:
         # Aim repository takes seconds; the writer does that (open_run), not the training.
         ensure_writable(self.location)
 
+    def check_metric_names(self, names: Sequence[str]) -> None:
+        pass  # Aim keeps any name the tracker accepts
+
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def flush(self) -> list[tuple[str, int, str]]:
+        return []  # every point is written as it comes
+
     def open_run(
         self, run_id: str, experiment: str, config: Mapping[str, Any], tags: Sequence[str]
     ) -> datetime:
