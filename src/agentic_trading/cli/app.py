@@ -777,10 +777,12 @@ def tracking_ui(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the UI.")] = 43800,
 ) -> None:
-    """Open Aim's own UI on the tracking repository (ML_STORAGE_PATH).
+    """Open the tracking backend's own UI on the runs the tracker wrote.
 
-    Every run the tracker wrote is there: configs as hparams, metric curves, status and final
-    metrics as run attributes (AimQL: run.status == "completed"). Ctrl-C stops it.
+    Aim (ML_TRACKING_BACKEND=aim): `aim up` on ML_STORAGE_PATH; configs are hparams, status and
+    final metrics run attributes (AimQL: run.status == "completed"). MLflow: `mlflow ui` on the
+    local store (an MLflow server is its own UI: its address is printed); configs are params,
+    our status is tag agentic.status, final metrics are metrics final/NAME. Ctrl-C stops it.
     """
     from agentic_trading.cli import tracking_ui as tracking_ui_command
 

@@ -27,7 +27,7 @@ async def _check_redis(settings: Settings) -> dict[str, Any]:
 
 def _check_tracking(settings: Settings) -> dict[str, Any]:
     from agentic_trading.tracking import TrackingError, get_sync_experiment_repository
-    from agentic_trading.tracking.backends.aim._storage import ensure_writable
+    from agentic_trading.tracking.backends import create_run_store
 
     repo = get_sync_experiment_repository(settings)
     out: dict[str, Any] = {
@@ -36,8 +36,7 @@ def _check_tracking(settings: Settings) -> dict[str, Any]:
         "catalogue": repo.catalogue_location,
     }
     try:
-        if not settings.is_remote_tracking():
-            ensure_writable(repo.location)
+        create_run_store(settings).check_writable()
         counts: dict[str, int] = {}
         for experiment in repo.list_experiments():
             for status, n in experiment.status_counts.items():

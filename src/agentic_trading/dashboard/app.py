@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Das
                     dcc.Link("Compare", href="/compare"),
                     dcc.Link("Studies", href="/studies"),
                     dcc.Link("Models", href="/models"),
-                    html.A("Aim UI", href=context.aim_ui_url, target="_blank"),
+                    html.A(context.ui_name, href=context.ui_url, target="_blank"),
                 ],
                 className="top",
             ),

@@ -21,10 +21,24 @@ class DashboardContext:
     settings: Settings
     feed: LiveFeed
     control: DashboardControl
-    aim_ui_url: str = field(init=False)
+    ui_name: str = field(init=False)
+    ui_url: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.aim_ui_url = self.settings.dashboard_aim_ui_url
+        # The tracking backend's own UI: Aim's (agentic-trading tracking-ui), MLflow's (the
+        # same command on a local store, or the MLflow server itself).
+        uri = self.settings.mlflow_tracking_uri or ""
+        mlflow = self.settings.ml_tracking_backend == "mlflow"
+        self.ui_name = "MLflow UI" if mlflow else "Aim UI"
+        self.ui_url = (
+            uri if mlflow and uri.startswith("http") else self.settings.dashboard_aim_ui_url
+        )
+
+    def run_ui_url(self, run_id: str) -> str:
+        """Where the backend's UI shows run ``run_id``."""
+        if self.settings.ml_tracking_backend == "mlflow":
+            return self.ui_url  # MLflow's pages are by its own ids: search agentic.run_id there
+        return f"{self.ui_url}/runs/{run_id}"
 
     @cached_property
     def repository(self) -> SyncExperimentRepository:

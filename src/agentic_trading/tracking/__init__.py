@@ -80,7 +80,6 @@ def _writer(settings: Settings | None) -> tuple[BackgroundWriter, Settings]:
     return writer, settings
 
 
-
 def _new_writer(settings: Settings) -> BackgroundWriter:
     return BackgroundWriter(create_run_store(settings), settings)
 

@@ -321,8 +321,8 @@ def _body(context: DashboardContext, run_id: str) -> tuple[list[Any], RunDetail]
         html.P(
             [
                 html.A(
-                    "Open in Aim's UI",
-                    href=f"{context.aim_ui_url}/runs/{run.run_id}",
+                    f"Open in {context.ui_name}",
+                    href=context.run_ui_url(run.run_id),
                     target="_blank",
                     id="aim-link",
                 ),

@@ -44,6 +44,8 @@ from agentic_trading.tracking.models import RECORD_ATTRIBUTES
 
 __all__ = ["MlflowRunStore"]
 
+EXPERIMENT_KIND = "mlflow.experimentKind"
+
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
@@ -126,7 +128,9 @@ class MlflowRunStore:
             root = artifact_root(self._settings)
             try:
                 experiment_id = client.create_experiment(
-                    name, artifact_location=f"{root}/{name}" if root else None
+                    name,
+                    artifact_location=f"{root}/{name}" if root else None,
+                    tags={EXPERIMENT_KIND: "custom_model_development"},  # UI: "Model training"
                 )
             except Exception as exc:
                 if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
