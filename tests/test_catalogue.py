@@ -4,6 +4,7 @@ a training; hostile filters, sort keys, names and aliases."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ from agentic_trading.tracking.catalogue import RunCatalogue, RunQuery
 from agentic_trading.tracking.catalogue.schema import SCHEMA_VERSION
 from tests import postgres
 from tests.conftest import make_settings
+from tests.mlflow_server import mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUES = ["sqlite", "postgresql"]
@@ -478,20 +480,39 @@ def test_racing_registrations_and_promotions_leave_one_champion(kind: str, tmp_p
         assert sum("champion" in v.aliases for v in model.versions) == 1
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One real (short) PPO training on EUR/USD, with its model stored."""
+@pytest.fixture(scope="module", params=["aim", "mlflow-server"])
+def trained(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """One real (short) PPO training on EUR/USD, with its model stored: in a local Aim
+    repository, or through a real ``mlflow server`` (its model then in MLflow's artifact store,
+    the registry mirrored into MLflow's, the catalogue in PostgreSQL)."""
     from agentic_trading.training import TrainingConfig, train
 
     folder = tmp_path_factory.mktemp("registry")
-    settings = make_settings(ml_storage_path=str(folder / "aim"), message_broker_type="memory")
-    outcome = train(TrainingConfig(timesteps=128, n_steps=64, batch_size=32), settings=settings)
-    assert outcome.status is ExperimentStatus.COMPLETED
-    return {"settings": settings, "run_id": outcome.run_id}
+    with contextlib.ExitStack() as stack:
+        env = {"ML_STORAGE_PATH": str(folder / "store")}
+        if request.param == "mlflow-server":
+            if not postgres.shared_available():
+                pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+            server = stack.enter_context(
+                mlflow_server(stack.enter_context(postgres.database()), folder)
+            )
+            env |= {
+                "ML_TRACKING_BACKEND": "mlflow",
+                "MLFLOW_TRACKING_URI": server.url,
+                "ML_CATALOG_URL": stack.enter_context(postgres.database()),
+            }
+        settings = make_settings(
+            message_broker_type="memory", **{k.lower(): v for k, v in env.items()}
+        )
+        outcome = train(TrainingConfig(timesteps=128, n_steps=64, batch_size=32), settings=settings)
+        assert outcome.status is ExperimentStatus.COMPLETED
+        yield {"settings": settings, "run_id": outcome.run_id, "env": env}
 
 
 def test_register_promote_and_load_in_a_fresh_process(trained: dict[str, Any]) -> None:
-    env = {"ML_STORAGE_PATH": trained["settings"].ml_storage_path}
+    env = trained["env"]
     run_id = trained["run_id"]
     done = run_cli("models", "register", run_id, "EURUSD-PPO", "--json", env=env)
     assert done.returncode == 0, done.stderr
@@ -531,6 +552,9 @@ def test_register_promote_and_load_in_a_fresh_process(trained: dict[str, Any]) -
     checked = run_cli("models", "load", "EURUSD-PPO@champion", "--json", env=env)
     assert json.loads(checked.stdout)["position_on_last_bar"] == float(position)
 
+    if trained["settings"].ml_tracking_backend == "mlflow":
+        _mlflow_registry_agrees(trained["settings"], run_id)
+
     for args, message in (
         (("models", "load", "EURUSD-PPO@staging"), "has no alias 'staging' (it has: champion)"),
         (("models", "register", "0" * 24, "X"), "no run '000000000000000000000000'"),
@@ -538,6 +562,28 @@ def test_register_promote_and_load_in_a_fresh_process(trained: dict[str, Any]) -
         failed = run_cli(*args, env=env)
         assert failed.returncode != 0 and message in failed.stderr, failed.stderr
         assert "Traceback" not in failed.stderr
+
+
+def _mlflow_registry_agrees(settings: Settings, run_id: str) -> None:
+    """MLflow's own client sees the same versions and alias, and loads the champion by
+    ``models:/NAME@champion``."""
+    import mlflow
+    from stable_baselines3 import PPO
+
+    client = mlflow.MlflowClient(settings.mlflow_store_uri())
+    champion = client.get_model_version_by_alias("EURUSD-PPO", "champion")
+    assert champion.tags["agentic.version"] == "2" and champion.tags["agentic.run_id"] == run_id
+    assert sorted(
+        v.tags["agentic.version"] for v in client.search_model_versions("name = 'EURUSD-PPO'")
+    ) == ["1", "2"]
+    run = client.get_run(champion.run_id)
+    assert run.data.tags["agentic.run_id"] == run_id
+    mlflow.set_tracking_uri(settings.mlflow_store_uri())  # as MLFLOW_TRACKING_URI does
+    try:
+        local = mlflow.artifacts.download_artifacts("models:/EURUSD-PPO@champion")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert PPO.load(Path(local) / "model.zip", device="cpu").observation_space is not None
 
 
 def test_only_a_completed_run_with_a_model_is_registered(tmp_path: Path) -> None:

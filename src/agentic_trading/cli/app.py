@@ -419,7 +419,7 @@ def models_register(
     from agentic_trading.cli import models as command
 
     with expected_errors():
-        command.register(_repository(), run_id, name, json_output)
+        command.register(_repository(), settings_with(), run_id, name, json_output)
 
 
 @models_app.command("list")

@@ -8,28 +8,19 @@ from typing import Any
 from rich.table import Table
 
 from agentic_trading.cli._common import console, print_json
-from agentic_trading.models import ModelRegistry, RegisteredModel, RegistryError
+from agentic_trading.config import Settings
+from agentic_trading.models import ModelRegistry, RegisteredModel, get_model_registry
 from agentic_trading.tracking import SyncExperimentRepository
 
 #: Verdict figures shown beside a version, in this order.
 FIGURES = ("excess_sharpe", "psr_vs_buy_and_hold", "sharpe_ratio", "total_profit")
 
 
-def registry_of(repo: SyncExperimentRepository) -> ModelRegistry:
-    """The registry in ``repo``'s catalogue, caught up with the tracking store first (so a run
-    tracked without the catalogue can be registered too)."""
-    catalogue = repo.current_catalogue()
-    if catalogue is None:
-        raise RegistryError(
-            "the model registry lives in the run catalogue, and there is none here: set "
-            "ML_CATALOG_URL (with aim:// a shared database, e.g. postgresql://...)"
-        )
-    return ModelRegistry(catalogue)
-
-
-def register(repo: SyncExperimentRepository, run_id: str, name: str, as_json: bool) -> None:
+def register(
+    repo: SyncExperimentRepository, settings: Settings, run_id: str, name: str, as_json: bool
+) -> None:
     repo.get_run(run_id)  # a clear "no run" before the registry's own checks
-    version = registry_of(repo).register(run_id, name)
+    version = get_model_registry(settings, repo).register(run_id, name)
     if as_json:
         print_json(version.as_data())
         return

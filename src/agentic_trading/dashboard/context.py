@@ -8,6 +8,7 @@ from functools import cached_property
 from agentic_trading.config import Settings
 from agentic_trading.dashboard.control import DashboardControl
 from agentic_trading.dashboard.live import LiveFeed
+from agentic_trading.models import registry_for
 from agentic_trading.models.registry import ModelRegistry
 from agentic_trading.tracking import SyncExperimentRepository, get_sync_experiment_repository
 
@@ -49,4 +50,4 @@ class DashboardContext:
     def registry(self) -> ModelRegistry | None:
         """The model registry in the run catalogue (caught up with tracking), if there is one."""
         catalogue = self.repository.current_catalogue()
-        return None if catalogue is None else ModelRegistry(catalogue)
+        return None if catalogue is None else registry_for(self.settings, catalogue)

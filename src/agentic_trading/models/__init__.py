@@ -23,7 +23,8 @@ from agentic_trading.models.registry import (
     RegistryError,
     check_alias,
 )
-from agentic_trading.tracking.catalogue import open_catalogue
+from agentic_trading.tracking import SyncExperimentRepository
+from agentic_trading.tracking.catalogue import RunCatalogue, open_catalogue
 
 __all__ = [
     "LoadedModel",
@@ -34,16 +35,35 @@ __all__ = [
     "check_alias",
     "get_model_registry",
     "load_model",
+    "registry_for",
 ]
 
 
-def get_model_registry(settings: Settings | None = None) -> ModelRegistry:
-    """The registry in the run catalogue's database (``ML_CATALOG_URL``)."""
+def get_model_registry(
+    settings: Settings | None = None, repository: SyncExperimentRepository | None = None
+) -> ModelRegistry:
+    """The registry in the run catalogue's database (``ML_CATALOG_URL``); with the MLflow
+    backend it keeps MLflow's model registry in step. With ``repository``, its catalogue is
+    caught up with the tracking store first (so a run tracked without it can be registered)."""
     settings = settings or get_settings()
-    catalogue = open_catalogue(settings)
+    if repository is not None:
+        catalogue = repository.current_catalogue()
+    else:
+        catalogue = open_catalogue(settings)
     if catalogue is None:
         raise RegistryError(
             "the model registry lives in the run catalogue, and there is none here: set "
-            "ML_CATALOG_URL (with aim:// a shared database, e.g. postgresql://...)"
+            "ML_CATALOG_URL (with a tracking server, a shared database: postgresql://...)"
         )
-    return ModelRegistry(catalogue)
+    return registry_for(settings, catalogue)
+
+
+def registry_for(settings: Settings, catalogue: RunCatalogue) -> ModelRegistry:
+    """The registry over ``catalogue`` for these settings (MLflow's registry mirrored with the
+    MLflow backend)."""
+    mirror = None
+    if settings.ml_tracking_backend == "mlflow":
+        from agentic_trading.models.mlflow_registry import MlflowModelRegistry
+
+        mirror = MlflowModelRegistry(settings)
+    return ModelRegistry(catalogue, mirror)

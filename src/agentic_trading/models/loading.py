@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from agentic_trading.common.extras import require
-from agentic_trading.config import Settings
+from agentic_trading.config import Settings, get_settings
 from agentic_trading.models.registry import ModelVersion, RegistryError
 
 __all__ = ["LoadedModel", "load_model"]
@@ -58,20 +58,48 @@ class LoadedModel:
         return ACTION_POSITIONS[int(action)]
 
 
-def load_model(reference: str, settings: Settings | None = None) -> LoadedModel:
-    """``NAME@alias``, ``NAME/VERSION`` or ``NAME`` (latest), loaded from the registry."""
-    from agentic_trading.models import get_model_registry
-
-    version = get_model_registry(settings).resolve(reference)
+def _local_file(version: ModelVersion, settings: Settings) -> Path:
+    """The model file on this host: a ``file://`` URI as is; an MLflow artifact (an MLflow
+    server's ``mlflow-artifacts:/``, say) downloaded through MLflow's client."""
     parsed = urlparse(version.artifact_uri)
-    if parsed.scheme != "file":
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+    elif settings.ml_tracking_backend == "mlflow":
+        import tempfile
+
+        from agentic_trading.tracking.backends.mlflow._storage import import_mlflow
+
+        mlflow = import_mlflow()
+        try:
+            path = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=version.artifact_uri,
+                    dst_path=tempfile.mkdtemp(prefix="agentic-trading-model-"),
+                    tracking_uri=settings.mlflow_store_uri(),
+                )
+            )
+        except Exception as exc:
+            raise RegistryError(
+                f"{version.reference}: its model at {version.artifact_uri} could not be "
+                f"downloaded from MLflow: {type(exc).__name__}: {exc}"
+            ) from None
+    else:
         raise RegistryError(
             f"{version.reference} is stored at {version.artifact_uri}; only file:// models load "
             "here (copy it to a local file and load it with stable_baselines3)"
         )
-    path = Path(unquote(parsed.path))
     if not path.is_file():
         raise RegistryError(f"{version.reference}: its model file {path} is missing")
+    return path
+
+
+def load_model(reference: str, settings: Settings | None = None) -> LoadedModel:
+    """``NAME@alias``, ``NAME/VERSION`` or ``NAME`` (latest), loaded from the registry."""
+    from agentic_trading.models import get_model_registry
+
+    settings = settings or get_settings()
+    version = get_model_registry(settings).resolve(reference)
+    path = _local_file(version, settings)
     agent = str(version.config.get("agent_type", "PPO")).upper()
     stable_baselines3 = require(
         "stable_baselines3", "training", "loading a model needs Stable-Baselines3"

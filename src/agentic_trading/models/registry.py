@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +23,14 @@ from agentic_trading.tracking.catalogue import schema as t
 from agentic_trading.tracking.catalogue.runs import RunCatalogue
 from agentic_trading.tracking.errors import TrackingError
 
-__all__ = ["ALIAS_PATTERN", "ModelRegistry", "ModelVersion", "RegisteredModel", "RegistryError"]
+__all__ = [
+    "ALIAS_PATTERN",
+    "ModelRegistry",
+    "ModelVersion",
+    "RegisteredModel",
+    "RegistryError",
+    "RegistryMirror",
+]
 
 ALIAS_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
 #: The artifact a training stores its model as.
@@ -97,11 +104,25 @@ def check_alias(alias: object) -> str:
     return alias
 
 
+class RegistryMirror(Protocol):
+    """Another model registry kept in step with this one (MLflow's, with that backend)."""
+
+    def register(self, version: ModelVersion) -> None:
+        """Add ``version``; idempotent."""
+
+    def promote(self, version: ModelVersion, alias: str) -> None:
+        """Point ``alias`` at ``version``."""
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        """Take ``alias`` off model ``name``."""
+
+
 class ModelRegistry:
     """Register runs' models, move aliases, resolve ``NAME@alias`` and ``NAME/3``."""
 
-    def __init__(self, catalogue: RunCatalogue) -> None:
+    def __init__(self, catalogue: RunCatalogue, mirror: RegistryMirror | None = None) -> None:
         self.catalogue = catalogue
+        self.mirror = mirror
 
     def register(self, run_id: str, name: str) -> ModelVersion:
         """A new version of model ``name`` (created if new) from run ``run_id``'s model: the
@@ -153,9 +174,12 @@ class ModelRegistry:
                             created_at=now,
                         )
                     )
-                return self.version(name, version)
             except IntegrityError:
                 continue
+            registered = self.version(name, version)
+            if self.mirror is not None:
+                self.mirror.register(registered)
+            return registered
         raise RegistryError(
             f"could not register a version of {name}: too many registrations at once"
         )
@@ -179,7 +203,10 @@ class ModelRegistry:
                     set_={"version": version, "updated_at": now},
                 )
             )
-        return self.version(name, version)
+        promoted = self.version(name, version)
+        if self.mirror is not None:
+            self.mirror.promote(promoted, alias)
+        return promoted
 
     def remove_alias(self, name: str, alias: str) -> None:
         """Take ``alias`` off model ``name``."""
@@ -187,6 +214,8 @@ class ModelRegistry:
             db.execute(
                 sa.delete(t.aliases).where(t.aliases.c.name == name, t.aliases.c.alias == alias)
             )
+        if self.mirror is not None:
+            self.mirror.remove_alias(name, alias)
 
     def version(self, name: str, version: int) -> ModelVersion:
         """One version; :class:`RegistryError` if there is none."""
