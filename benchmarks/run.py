@@ -13,6 +13,7 @@ from benchmarks import (
     bench_dashboard,
     bench_evaluation,
     bench_messaging,
+    bench_mlflow,
     bench_remote,
     bench_studies,
     bench_tracking,
@@ -23,10 +24,10 @@ from benchmarks.common import save
 
 def main() -> int:
     """``python -m benchmarks.run [messaging] [tracking] [remote] [training] [dashboard]
-    [evaluation] [studies] [catalogue]``: those suites, default all."""
+    [evaluation] [studies] [catalogue] [mlflow]``: those suites, default all."""
     wanted = set(sys.argv[1:]) or {
         "messaging", "tracking", "remote", "training", "dashboard", "evaluation", "studies",
-        "catalogue",
+        "catalogue", "mlflow",
     }  # fmt: skip
     console = Console()
     if "messaging" in wanted:
@@ -45,7 +46,34 @@ def main() -> int:
         studies(console)
     if "catalogue" in wanted:
         catalogue(console)
+    if "mlflow" in wanted:
+        mlflow(console)
     return 0
+
+
+def mlflow(console: Console) -> None:
+    console.rule("mlflow")
+    result = bench_mlflow.run()
+    path = save("mlflow", result)
+    table = Table(title="MLflow backend: caller cost (microseconds, p50) and points/s to the store")
+    for column in ("store", "raw log_metric", "log_metrics", "cheaper", "raw log_batch pts/s",
+                   "ours pts/s", "share"):  # fmt: skip
+        table.add_column(column)
+    for store in ("local_sqlite", "server_postgresql"):
+        if store not in result:
+            continue
+        row = result[store]
+        table.add_row(
+            store,
+            f"{row['raw']['log_metric_call']['p50_us']:.0f}",
+            f"{row['ours']['log_metrics_call']['p50_us']:.1f}",
+            f"{row['cheaper_at_p50']}x (>= 20x)",
+            f"{row['raw']['log_batch_points_per_second']:,}",
+            f"{row['ours']['points_per_second_to_store']:,}",
+            f"{row['share_of_log_batch_throughput']:.0%} (>= 80%)",
+        )
+    console.print(table)
+    console.print(f"written to {path}")
 
 
 def catalogue(console: Console) -> None:

@@ -61,7 +61,7 @@ def test_dotenv_file_is_read_and_environment_wins(
         ("MESSAGE_NAMESPACE", "a:b", "MESSAGE_NAMESPACE='a:b'"),
         ("REDIS_URL", "http://x", "must start with redis://"),
         ("REDIS_SSL", "maybe", "REDIS_SSL='maybe'"),
-        ("ML_TRACKING_BACKEND", "mlflow", "ML_TRACKING_BACKEND='mlflow'"),
+        ("ML_TRACKING_BACKEND", "wandb", "ML_TRACKING_BACKEND='wandb'"),
         ("ML_STORAGE_PATH", "http://aim:53800", "a folder path or aim://host:port"),
         ("ML_STORAGE_PATH", " ", "ML_STORAGE_PATH=' '"),
         ("ML_ARTIFACTS_URI", "/data/artifacts", "a URI with a scheme"),

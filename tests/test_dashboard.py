@@ -47,6 +47,15 @@ def settings(tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch) ->
     return make_settings(ml_storage_path=str(tmp_path / "aim"), message_namespace=namespace)
 
 
+@pytest.fixture(params=["aim", "mlflow"])
+def any_backend(
+    request: pytest.FixtureRequest, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The settings with each tracking backend in turn (Aim, a local MLflow store)."""
+    monkeypatch.setenv("ML_TRACKING_BACKEND", request.param)
+    return settings.model_copy(update={"ml_tracking_backend": request.param})
+
+
 def track_run(
     settings: Settings,
     status: str = "completed",
@@ -241,8 +250,9 @@ def test_redis_down_shows_a_banner_and_history_still_works(
 
 
 def test_history_filters_sorts_and_pages(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    any_backend: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    settings = any_backend
     good = track_run(settings, profit=0.05)
     bad = track_run(settings, "failed", profit=-0.01)
     other = track_run(settings, profit=0.01, experiment="A2C_EUR_USD")
@@ -267,7 +277,8 @@ def test_history_filters_sorts_and_pages(
     assert "page 2 of 2" in second and second.count('"/runs/') == 1
 
 
-def test_compare_and_run_pages(settings: Settings, tmp_path: Path) -> None:
+def test_compare_and_run_pages(any_backend: Settings, tmp_path: Path) -> None:
+    settings = any_backend
     model = tmp_path / "model.zip"
     model.write_bytes(b"PK fake model")
     one = track_run(settings, profit=0.03, artifact=model)
@@ -297,7 +308,10 @@ def test_compare_and_run_pages(settings: Settings, tmp_path: Path) -> None:
     )
 
     page = dash.page(f"/runs/{one.run_id}")
-    assert "http://127.0.0.1:43800/runs/" + one.run_id in page
+    if settings.ml_tracking_backend == "aim":
+        assert "http://127.0.0.1:43800/runs/" + one.run_id in page
+    else:
+        assert "Open in MLflow UI" in page
     assert "+3.00%" in page and "+2.23%" in page  # agent against buy-and-hold
     download = dash.client.get(f"/_agentic/artifacts/{one.run_id}/model.zip")
     assert download.status_code == 200 and download.data == b"PK fake model"

@@ -99,6 +99,13 @@ def test_a_training_on_mlflow_is_read_by_mlflows_own_client(tmp_path: Path) -> N
         timeout=60, cwd=ROOT, check=True,
     ).stdout  # fmt: skip
     assert [r["run_id"] for r in json.loads(listed)] == [run_id]
+    doctor = subprocess.run(
+        [*CLI, "doctor", "--json"], env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, check=True,
+    ).stdout  # fmt: skip
+    tracking = json.loads(doctor)["tracking"]
+    assert tracking["ok"] and tracking["backend"] == "mlflow" and tracking["runs"] == 1
+    assert tracking["location"] == f"sqlite:///{storage}/mlflow.db"
 
 
 @pytest.fixture
@@ -276,3 +283,82 @@ def test_tracking_ui_on_an_mlflow_server_prints_its_address() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "http://127.0.0.1:5999"
     assert "is the MLflow server itself" in done.stderr
+
+
+def test_export_copies_aim_runs_into_mlflow_once(tmp_path: Path) -> None:
+    aim = make_settings(ml_storage_path=str(tmp_path / "aim"), ml_writer="thread")
+    model = tmp_path / "model.zip"
+    model.write_bytes(b"PK\x03\x04 weights")
+    tracker = get_sync_tracker(aim)
+    done, failed = (
+        tracker.create_run("EURUSD", {"lr": lr, "net": {"layers": 2}}) for lr in (1e-3, 3e-4)
+    )
+    for step in range(250):
+        tracker.log_metrics(done, {"reward": step * 0.5, "loss": 1.0 / (step + 1)}, step=step)
+    tracker.log_params(done, {"verdict_label": "skill", "trial": 4})
+    tracker.add_tags(done, "baseline")
+    tracker.log_artifact(done, model, "model.zip")
+    tracker.finish_run(done, "completed", {"sharpe_ratio": 1.5, "total_reward": 42.0})
+    tracker.log_metrics(failed, {"reward": 1.0}, step=0)
+    tracker.finish_run(failed, "failed", error="RuntimeError: diverged")
+    running = tracker.create_run("EURUSD", {"lr": 1e-4})
+    tracker.flush()
+
+    target = make_settings(
+        ml_tracking_backend="mlflow", mlflow_tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"
+    )
+    # An export interrupted after creating the failed run's copy, before finishing it.
+    from agentic_trading.tracking.backends.mlflow.store import MlflowRunStore
+
+    half = MlflowRunStore(target)
+    half.open_run(failed.run_id, "EURUSD", {"lr": 3e-4}, [])
+    half.close()
+
+    env = {**os.environ, "ML_STORAGE_PATH": aim.ml_storage_path,
+           "MLFLOW_TRACKING_URI": target.mlflow_store_uri()}  # fmt: skip
+    command = [*CLI, "experiments", "export", "--to", "mlflow", "--json"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert sorted(report["copied"]) == sorted([done.run_id, failed.run_id])
+    assert report["still_running"] == [running.run_id] and report["failed"] == {}
+    assert report["points"] == 500 + 1
+
+    source = get_sync_experiment_repository(aim)
+    copied = get_sync_experiment_repository(target)
+    for run_id in (done.run_id, failed.run_id):
+        theirs, ours = source.get_run(run_id), copied.get_run(run_id)
+        for field in ("experiment", "status", "config", "final_metrics", "error", "tags",
+                      "params", "metrics"):  # fmt: skip
+            assert getattr(ours, field) == getattr(theirs, field), field
+        # MLflow keeps times to the millisecond.
+        assert abs((ours.created_at - theirs.created_at).total_seconds()) < 0.001
+        for name in theirs.metrics:
+            a, b = source.get_metric_series(run_id, name), copied.get_metric_series(run_id, name)
+            assert (a.steps, a.values) == (b.steps, b.values)
+    assert len(copied.list_runs()) == 2  # the half-copied run was replaced, not duplicated
+    artifact = copied.get_run(done.run_id).artifacts["model.zip"]
+    assert Path(artifact.removeprefix("file://")).read_bytes() == b"PK\x03\x04 weights"
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert again.returncode == 0, again.stderr
+    repeat = json.loads(again.stdout)
+    assert repeat["copied"] == [] and sorted(repeat["already_in_mlflow"]) == sorted(
+        [done.run_id, failed.run_id]
+    )
+    tracker.finish_run(running)
+    tracker.close()
+
+
+def test_export_refuses_what_it_cannot_do() -> None:
+    for env, message in (
+        ({"ML_TRACKING_BACKEND": "mlflow"}, "export copies runs out of an Aim repository"),
+        ({}, "--to 'wandb' is not a backend"),
+    ):
+        to = "wandb" if not env else "mlflow"
+        done = subprocess.run(
+            [*CLI, "experiments", "export", "--to", to], env={**os.environ, **env},
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

@@ -344,7 +344,9 @@ def test_redis_out_of_memory_is_an_outage_and_nothing_is_lost(tmp_path: Path) ->
     refused = "refuses writes: it is out of memory"
     try:
         state = running_experiment(watcher)
-        keys = fill(client)  # Redis refuses every write from now on
+        keys = fill(client)  # Redis refuses every write from now on...
+        # ...even after a key expires or a stream is trimmed meanwhile (that freed room once).
+        client.config_set("maxmemory", 1)
         channel = SyncTrainingChannel(settings=settings)
         channel.create_experiment("during-the-fill", {})
         channel.publish_status("during-the-fill", "running", "published while Redis was full")
@@ -352,6 +354,7 @@ def test_redis_out_of_memory_is_an_outage_and_nothing_is_lost(tmp_path: Path) ->
         # Memory stays full until the training has met the refusal (it says so on stderr).
         wait_until(lambda: any(refused in line for line in err_lines), 30, "the refusal")
         assert client.exists("at:{full}:exp:during-the-fill") == 0  # refused, not lost:
+        client.config_set("maxmemory", "2mb")
         client.delete(*keys)  # memory is freed...
         wait_until(
             lambda: (

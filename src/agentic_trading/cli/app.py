@@ -327,6 +327,28 @@ def experiments_reindex(
         command.reindex(_repository(), json_output)
 
 
+@experiments_app.command("export")
+def experiments_export(
+    to: Annotated[str, typer.Option("--to", help="The backend to copy into: mlflow.")],
+    experiment: Annotated[
+        str | None, typer.Option(help="Only the runs of this experiment.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """Copy the finished runs of the Aim repository (ML_STORAGE_PATH) into MLflow
+    (MLFLOW_TRACKING_URI; by default mlflow.db in the same folder): config, metric series,
+    final metrics, status, error, params, tags and model files.
+
+    Idempotent: runs already in MLflow are skipped, a half-copied one is copied again; running
+    runs wait for a later export. Exit 1 if any run could not be copied.
+    """
+    from agentic_trading.cli import experiments as command
+
+    with expected_errors():
+        if not command.export(settings_with(), to, experiment, json_output):
+            raise typer.Exit(1)
+
+
 @experiments_app.command("show")
 def experiments_show(
     run_id: Annotated[str, typer.Argument(help="The run id (Aim run hash).")],

@@ -9,9 +9,10 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from agentic_trading.cli._common import console, print_json
+from agentic_trading.cli._common import console, errors, fail, print_json
 from agentic_trading.cli.format import LABEL_STYLE, status_text
 from agentic_trading.common.formatting import verdict_label
+from agentic_trading.config import Settings
 from agentic_trading.evaluation.verdict import GROUP_KIND
 from agentic_trading.tracking import RunDetail, RunSummary, SyncExperimentRepository
 
@@ -190,3 +191,49 @@ def reindex(repo: SyncExperimentRepository, as_json: bool) -> None:
         f"run catalogue at {repo.catalogue_location} rebuilt from {repo.location}: {report}; "
         f"{total} runs"
     )
+
+
+def export(settings: Settings, to: str, experiment: str | None, as_json: bool) -> bool:
+    """Copy the Aim repository's finished runs into MLflow; True when none failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from agentic_trading.tracking.backends import create_run_reader
+    from agentic_trading.tracking.backends.mlflow.export import export_to_mlflow
+
+    if to != "mlflow":
+        fail(f"--to {to!r} is not a backend runs can be exported to: use --to mlflow")
+    if settings.ml_tracking_backend != "aim":
+        fail(
+            "export copies runs out of an Aim repository: run it with ML_TRACKING_BACKEND=aim, "
+            "ML_STORAGE_PATH at the repository and MLFLOW_TRACKING_URI at the target"
+        )
+    source = create_run_reader(settings)
+    target = settings.model_copy(update={"ml_tracking_backend": "mlflow"})
+    total = len(source.run_ids())
+    columns = (
+        TextColumn("exporting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=errors, disable=as_json or total == 0) as progress:
+        task = progress.add_task("", total=total)
+        report = export_to_mlflow(
+            source,
+            target,
+            experiment,
+            lambda run_id: progress.update(task, advance=1, description=run_id),
+        )
+    if as_json:
+        print_json({**report.as_data(), "from": source.location, "to": target.tracking_location()})
+        return not report.failed
+    console.print(
+        f"{len(report.copied)} runs ({report.points} points) copied from {source.location} to "
+        f"{target.tracking_location()}; {len(report.present)} already there, "
+        f"{len(report.running)} still running (left for a later export)"
+    )
+    for key, uri in report.artifacts_left.items():
+        errors.print(f"[yellow]not copied:[/] artifact {key} at {uri} (not a local file)")
+    for run_id, why in report.failed.items():
+        errors.print(f"[red]failed:[/] run {run_id}: {why}")
+    return not report.failed

@@ -64,30 +64,19 @@ def _local_file(version: ModelVersion, settings: Settings) -> Path:
     parsed = urlparse(version.artifact_uri)
     if parsed.scheme == "file":
         path = Path(unquote(parsed.path))
-    elif settings.ml_tracking_backend == "mlflow":
+    else:
         import tempfile
 
-        from agentic_trading.tracking.backends.mlflow._storage import import_mlflow
+        from agentic_trading.tracking.backends import download_artifact
 
-        mlflow = import_mlflow()
+        folder = Path(tempfile.mkdtemp(prefix="agentic-trading-model-"))
         try:
-            path = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=version.artifact_uri,
-                    dst_path=tempfile.mkdtemp(prefix="agentic-trading-model-"),
-                    tracking_uri=settings.mlflow_store_uri(),
-                )
-            )
+            path = download_artifact(version.artifact_uri, settings, folder)
         except Exception as exc:
             raise RegistryError(
-                f"{version.reference}: its model at {version.artifact_uri} could not be "
-                f"downloaded from MLflow: {type(exc).__name__}: {exc}"
+                f"{version.reference} is stored at {version.artifact_uri} and could not be "
+                f"fetched: {type(exc).__name__}: {exc}"
             ) from None
-    else:
-        raise RegistryError(
-            f"{version.reference} is stored at {version.artifact_uri}; only file:// models load "
-            "here (copy it to a local file and load it with stable_baselines3)"
-        )
     if not path.is_file():
         raise RegistryError(f"{version.reference}: its model file {path} is missing")
     return path

@@ -165,17 +165,27 @@ class MlflowRunStore:
     # --- RunStore -------------------------------------------------------------------------------
 
     def open_run(
-        self, run_id: str, experiment: str, config: Mapping[str, Any], tags: Sequence[str]
+        self,
+        run_id: str,
+        experiment: str,
+        config: Mapping[str, Any],
+        tags: Sequence[str],
+        *,
+        started_at: datetime | None = None,
+        host: str | None = None,
+        pid: int | None = None,
     ) -> datetime:
+        """See ``RunStore.open_run``; ``started_at``, ``host`` and ``pid`` record another
+        process's run (an export) instead of this one."""
         ensure_writable(self._settings)
         with self._remote("create a run"):
             if run_id not in self._runs:
-                self._create(run_id, experiment)
+                self._create(run_id, experiment, started_at)
             whole = _json(dict(config))
             record = {
                 TAG["status"]: ExperimentStatus.RUNNING.value,
-                TAG["host"]: self._host,
-                TAG["pid"]: str(self._owner_pid),
+                TAG["host"]: host or self._host,
+                TAG["pid"]: str(pid or self._owner_pid),
                 TAG["heartbeat_at"]: repr(self._created[run_id]),
                 **{LABEL_PREFIX + tag: "true" for tag in tags},
             }
@@ -185,7 +195,7 @@ class MlflowRunStore:
             self.client.log_text(self._runs[run_id], whole, "config.json")
         return datetime.fromtimestamp(self._created[run_id], tz=UTC)
 
-    def _create(self, run_id: str, experiment: str) -> None:
+    def _create(self, run_id: str, experiment: str, started_at: datetime | None) -> None:
         client = self.client
         experiment_id = self._experiment_id(experiment)
         run = None
@@ -194,19 +204,26 @@ class MlflowRunStore:
             run = found[0] if found else None
         self._tried_open.add(run_id)
         if run is None:
-            run = client.create_run(experiment_id, tags={TAG["run_id"]: run_id}, run_name=run_id)
+            start = None if started_at is None else int(started_at.timestamp() * 1000)
+            run = client.create_run(
+                experiment_id, start_time=start, tags={TAG["run_id"]: run_id}, run_name=run_id
+            )
         self._runs[run_id] = run.info.run_id
         self._artifact_uris[run_id] = run.info.artifact_uri
         self._created[run_id] = run.info.start_time / 1000.0
         self._points[run_id] = []
         self._tried_open.discard(run_id)
 
-    def track(self, run_id: str, step: int, values: Mapping[str, float]) -> None:
+    def track(
+        self, run_id: str, step: int, values: Mapping[str, float], at: float | None = None
+    ) -> None:
+        """See ``RunStore.track``; ``at`` (seconds since the epoch) is the points' time when
+        it is not now (an export)."""
         from mlflow.entities import Metric
 
         self._mlflow_id(run_id)
         points = self._points[run_id]
-        now = int(time.time() * 1000)
+        now = int((time.time() if at is None else at) * 1000)
         points.extend(Metric(name, value, now, step) for name, value in values.items())
         if len(points) >= MAX_METRICS_PER_BATCH:
             self._flush_run(run_id)
@@ -272,12 +289,15 @@ class MlflowRunStore:
         status: ExperimentStatus,
         final_metrics: Mapping[str, float],
         error: str | None,
+        *,
+        ended_at: datetime | None = None,
     ) -> None:
+        """See ``RunStore.close_run``; ``ended_at`` when the run did not end now (an export)."""
         from mlflow.entities import Metric
 
         mlflow_id = self._mlflow_id(run_id)
         self._flush_run(run_id)
-        now = int(time.time() * 1000)
+        now = int((time.time() if ended_at is None else ended_at.timestamp()) * 1000)
         with self._remote("finish a run"):
             finals = [Metric(FINAL_PREFIX + k, v, now, 0) for k, v in final_metrics.items()]
             for start in range(0, len(finals), MAX_METRICS_PER_BATCH):
