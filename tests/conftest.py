@@ -114,3 +114,17 @@ async def channel(settings_factory: Any) -> AsyncIterator[TrainingChannel]:
     yield chan
     await chan.close()
     await broker.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real ``mlflow server`` for the session (it takes seconds to set up), over a
+    PostgreSQL database of its own on the machine's server; tests use experiment and model
+    names of their own. Tests that stop the server start their own."""
+    from tests.mlflow_server import mlflow_server
+    from tests.postgres import database, shared_available
+
+    if not shared_available():
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+    with database() as url, mlflow_server(url, tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server.url

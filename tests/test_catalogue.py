@@ -35,7 +35,6 @@ from agentic_trading.tracking.catalogue import RunCatalogue, RunQuery
 from agentic_trading.tracking.catalogue.schema import SCHEMA_VERSION
 from tests import postgres
 from tests.conftest import make_settings
-from tests.mlflow_server import mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUES = ["sqlite", "postgresql"]
@@ -493,14 +492,9 @@ def trained(
     with contextlib.ExitStack() as stack:
         env = {"ML_STORAGE_PATH": str(folder / "store")}
         if request.param == "mlflow-server":
-            if not postgres.shared_available():
-                pytest.skip("no PostgreSQL at 127.0.0.1:5432")
-            server = stack.enter_context(
-                mlflow_server(stack.enter_context(postgres.database()), folder)
-            )
             env |= {
                 "ML_TRACKING_BACKEND": "mlflow",
-                "MLFLOW_TRACKING_URI": server.url,
+                "MLFLOW_TRACKING_URI": request.getfixturevalue("mlflow_server_url"),
                 "ML_CATALOG_URL": stack.enter_context(postgres.database()),
             }
         settings = make_settings(

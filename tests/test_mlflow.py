@@ -124,28 +124,28 @@ def test_mlflow_server_stopped_mid_run_loses_nothing(server: MlflowServer) -> No
     tracker = get_sync_tracker(settings)
     run = tracker.create_run("outage", {"lr": 0.001})
     stopped = math.inf
-    for step in range(3000):
+    for step in range(2000):
         tracker.log_metrics(run, {"reward": float(step), "loss": 1.0 / (step + 1)}, step=step)
-        if step == 1000:
+        if step == 500:
             tracker.flush()
-            server.stop()  # gone for five seconds while the training goes on
+            server.stop()  # gone for several seconds while the training goes on
             stopped = time.monotonic()
-        if 1000 < step < 2000:
-            time.sleep(0.005)  # about five seconds of logging into the outage
-        if step == 2000:
-            time.sleep(max(0.0, 5 - (time.monotonic() - stopped)))
+        if 500 < step < 1500:
+            time.sleep(0.003)  # about three seconds of logging into the outage
+        if step == 1500:
+            time.sleep(max(0.0, 3 - (time.monotonic() - stopped)))
             assert tracker.pending > 0  # held by the writer, not written
             server.start()
-    tracker.finish_run(run, "completed", {"total_reward": 2999.0})
+    tracker.finish_run(run, "completed", {"total_reward": 1999.0})
     tracker.close()
     repo = get_sync_experiment_repository(settings)
     detail = repo.get_run(run.run_id)
     assert detail.status is ExperimentStatus.COMPLETED
-    assert detail.final_metrics == {"total_reward": 2999.0}
+    assert detail.final_metrics == {"total_reward": 1999.0}
     reward = repo.get_metric_series(run.run_id, "reward")
-    assert reward.steps == list(range(3000))
-    assert reward.values == [float(s) for s in range(3000)]
-    assert repo.get_metric_series(run.run_id, "loss").steps == list(range(3000))
+    assert reward.steps == list(range(2000))
+    assert reward.values == [float(s) for s in range(2000)]
+    assert repo.get_metric_series(run.run_id, "loss").steps == list(range(2000))
 
 
 @pytest.mark.parametrize(

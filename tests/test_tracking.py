@@ -39,8 +39,6 @@ from agentic_trading.tracking import (
 )
 from agentic_trading.tracking.executor import EXIT_ERROR
 from tests.conftest import make_settings
-from tests.mlflow_server import mlflow_server
-from tests.postgres import database, shared_available
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ["aim", "mlflow", "mlflow-server"]
@@ -58,14 +56,11 @@ def store(
     elif request.param == "mlflow":
         yield {"ml_tracking_backend": "mlflow", "ml_storage_path": str(folder)}
     else:
-        if not shared_available():
-            pytest.skip("no PostgreSQL at 127.0.0.1:5432")
-        with database() as url, mlflow_server(url, folder) as server:
-            yield {
-                "ml_tracking_backend": "mlflow",
-                "mlflow_tracking_uri": server.url,
-                "ml_storage_path": str(folder),
-            }
+        yield {
+            "ml_tracking_backend": "mlflow",
+            "mlflow_tracking_uri": request.getfixturevalue("mlflow_server_url"),
+            "ml_storage_path": str(folder),
+        }
 
 
 @pytest.fixture

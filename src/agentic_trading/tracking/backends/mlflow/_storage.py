@@ -169,6 +169,9 @@ def is_unreachable(exc: BaseException) -> bool:
 def _http_defaults() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT)
+    # MLflow prints "View run ... at URL" on stdout when a run ends on a server: that would
+    # land in the output of `train --json` with the thread writer.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.tracking.sqlalchemy_store"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
