@@ -80,12 +80,13 @@ def demo(
             raise typer.Exit(130) from None
         from agentic_trading.cli._common import console
 
+        ui = "MLflow's UI" if settings.ml_tracking_backend == "mlflow" else "Aim's UI"
         console.print(
             "\nNext:\n"
             f"  agentic-trading experiments show {outcome.run_id}   # this run in full\n"
             "  agentic-trading experiments list               # every run\n"
             "  agentic-trading dashboard                      # http://127.0.0.1:8050\n"
-            "  agentic-trading tracking-ui                    # Aim's UI at http://127.0.0.1:43800\n"
+            f"  agentic-trading tracking-ui                    # {ui} at http://127.0.0.1:43800\n"
             "  agentic-trading train --agent a2c --timesteps 20000   # another agent to compare"
         )
 
