@@ -43,9 +43,9 @@ pytest: setup
 bench: setup  ## Benchmarks against raw redis-py, the Aim SDK, plain SB3 and SQLAlchemy in the same run; JSON under benchmarks/results/
 	$(BIN)/python -m benchmarks.run
 
-stress: setup  ## Long fault and load runs: 8 trainings at once, Aim server outage, PostgreSQL restart under a study, a killed worker, 100 experiments for 60 s, fault suites x5
-	RELIABILITY_TRAININGS=8 $(BIN)/pytest -q tests/test_reliability.py
-	$(BIN)/pytest -q -m stress tests/
+stress: setup  ## Long fault and load runs: 8 trainings at once, Aim and MLflow server outages, a study over two hosts, PostgreSQL restart under a study, a killed worker, 100 experiments for 60 s, fault suites x5
+	RELIABILITY_TRAININGS=8 $(BIN)/pytest -q -m stress tests/test_reliability.py
+	$(BIN)/pytest -q -m stress tests/ --deselect tests/test_reliability.py
 	$(BIN)/python -m tests.load --experiments 100 --seconds 60 --output benchmarks/results/load.json
 	for round in 1 2 3 4 5; do $(BIN)/pytest -q tests/test_redis_faults.py tests/test_sync_channel.py || exit 1; done
 

@@ -116,6 +116,7 @@ def server(tmp_path: Path) -> Iterator[MlflowServer]:
         yield started
 
 
+@pytest.mark.stress  # about 30 s, as the Aim server's outage test
 @pytest.mark.timeout(240)
 def test_mlflow_server_stopped_mid_run_loses_nothing(server: MlflowServer) -> None:
     settings = make_settings(

@@ -98,6 +98,7 @@ SPACE = (
 )
 
 
+@pytest.mark.stress  # about 45 s: two network namespaces, a shared study, real trainings
 def test_a_study_on_two_trainer_hosts_with_shared_services(
     network: Network, tmp_path: Path
 ) -> None:

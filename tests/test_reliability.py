@@ -195,7 +195,8 @@ def test_dashboard_restart_shows_the_current_live_state(
         delete_namespace(redis_url, namespace)
 
 
-@pytest.mark.timeout(900)  # eight trainings on two cores (make stress) take minutes
+@pytest.mark.stress  # make stress runs it with eight trainings (RELIABILITY_TRAININGS=8)
+@pytest.mark.timeout(900)  # eight trainings on two cores take minutes
 def test_concurrent_trainings_share_one_repository_and_one_redis(
     tmp_path: Path, redis_url: str, namespace: str
 ) -> None:
