@@ -12,6 +12,7 @@ from typing import Any
 
 from agentic_trading.config import Settings
 from agentic_trading.models.registry import ModelVersion, RegistryError
+from agentic_trading.tracking.backends.mlflow._storage import has_error
 from agentic_trading.tracking.errors import describe
 
 __all__ = ["MlflowModelRegistry"]
@@ -52,7 +53,7 @@ class MlflowModelRegistry:
                     version.name, description="Registered by agentic-trading"
                 )
             except Exception as exc:
-                if "RESOURCE_ALREADY_EXISTS" not in str(getattr(exc, "error_code", "")) + str(exc):
+                if not has_error(exc, "RESOURCE_ALREADY_EXISTS"):
                     raise
             self.client.create_model_version(
                 version.name,
@@ -85,14 +86,14 @@ class MlflowModelRegistry:
         try:
             self.client.delete_registered_model_alias(name, alias)
         except Exception as exc:
-            if "RESOURCE_DOES_NOT_EXIST" not in str(getattr(exc, "error_code", "")) + str(exc):
+            if not has_error(exc, "RESOURCE_DOES_NOT_EXIST"):
                 raise self._failed(f"removing {name}@{alias}", exc) from None
 
     def _mlflow_version(self, name: str, version: int) -> str | None:
         try:
             versions = self.client.search_model_versions(f"name = '{name}'")
         except Exception as exc:
-            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) + str(exc):
+            if has_error(exc, "RESOURCE_DOES_NOT_EXIST"):
                 return None
             raise
         for candidate in versions:
@@ -101,13 +102,6 @@ class MlflowModelRegistry:
         return None
 
     def _mlflow_run_id(self, run_id: str) -> str | None:
-        from agentic_trading.tracking.backends.mlflow._storage import run_filter
+        from agentic_trading.tracking.backends.mlflow.reader import MlflowRunReader
 
-        experiments = [e.experiment_id for e in self.client.search_experiments(max_results=1000)]
-        for start in range(0, len(experiments), 100):
-            runs = self.client.search_runs(
-                experiments[start : start + 100], run_filter(run_id), max_results=1
-            )
-            if runs:
-                return str(runs[0].info.run_id)
-        return None
+        return MlflowRunReader(self._settings).mlflow_run_id(run_id)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from agentic_trading.common.extras import require
 from agentic_trading.config import Settings
+from agentic_trading.tracking.backends._folders import ensure_writable_folder
 from agentic_trading.tracking.errors import TrackingUnavailableError
 
 __all__ = [
@@ -124,18 +124,12 @@ def ensure_writable(location: str) -> None:
     if location.startswith("aim://"):
         return
     path = Path(location)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TrackingUnavailableError(
-            f"ML_STORAGE_PATH={location!r} cannot be created: {exc.strerror or exc}"
-        ) from None
-    target = path / ".aim" if (path / ".aim").exists() else path
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise TrackingUnavailableError(
-            f"ML_STORAGE_PATH={location!r} is not writable by this user; "
-            "choose a folder you can write to"
-        )
+    ensure_writable_folder(
+        path,
+        f"ML_STORAGE_PATH={location!r}",
+        "choose a folder you can write to",
+        check=path / ".aim" if (path / ".aim").exists() else path,
+    )
 
 
 def artifacts_uri(settings: Settings) -> str | None:

@@ -29,6 +29,7 @@ from typing import Any
 from agentic_trading.common.extras import require
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking.backends._folders import ensure_writable_folder
 from agentic_trading.tracking.errors import TrackingUnavailableError
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "check_mlflow_names",
     "connect",
     "flatten",
+    "has_error",
     "import_mlflow",
     "is_unreachable",
     "local_database",
@@ -166,6 +168,12 @@ def is_unreachable(exc: BaseException) -> bool:
     return False
 
 
+def has_error(exc: BaseException, code: str) -> bool:
+    """Whether MLflow's ``exc`` carries error ``code`` (``RESOURCE_DOES_NOT_EXIST``, ...),
+    by its code or, from a server, in its message."""
+    return code in f"{getattr(exc, 'error_code', '')} {exc}"
+
+
 def _http_defaults() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT)
@@ -219,15 +227,8 @@ def ensure_writable(settings: Settings) -> None:
     database = local_database(settings.mlflow_store_uri())
     if database is None:
         return
-    folder = database.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TrackingUnavailableError(
-            f"the MLflow store's folder {str(folder)!r} cannot be created: {exc.strerror or exc}"
-        ) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise TrackingUnavailableError(
-            f"the MLflow store's folder {str(folder)!r} is not writable by this user; choose "
-            "a folder you can write to (ML_STORAGE_PATH or MLFLOW_TRACKING_URI)"
-        )
+    ensure_writable_folder(
+        database.parent,
+        f"the MLflow store's folder {str(database.parent)!r}",
+        "choose a folder you can write to (ML_STORAGE_PATH or MLFLOW_TRACKING_URI)",
+    )

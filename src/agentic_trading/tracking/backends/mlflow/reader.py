@@ -16,6 +16,7 @@ from agentic_trading.tracking.backends.mlflow._storage import (
     PARAM_PREFIX,
     TAG,
     connect,
+    has_error,
     is_unreachable,
     local_database,
     run_filter,
@@ -59,8 +60,7 @@ class MlflowRunReader:
                 raise TrackingUnavailableError(
                     f"the MLflow server at {self.location} does not answer: {describe(exc, 200)}"
                 ) from None
-            code = str(getattr(exc, "error_code", ""))
-            if what == "search" and "INVALID_PARAMETER_VALUE" in code + str(exc):
+            if what == "search" and has_error(exc, "INVALID_PARAMETER_VALUE"):
                 raise ValueError(f"MLflow refused the search: {describe(exc)}") from None
             raise TrackingUnavailableError(
                 f"cannot {what} in MLflow at {self.location}: {describe(exc)}"
@@ -130,6 +130,11 @@ class MlflowRunReader:
                 return run
         found = list(self._search(run_filter(run_id)))
         return found[0] if found else None
+
+    def mlflow_run_id(self, run_id: str) -> str | None:
+        """MLflow's own id of our run ``run_id``, or ``None`` if MLflow has no such run."""
+        run = self._find(run_id)
+        return None if run is None else str(run.info.run_id)
 
     def get_run(self, run_id: str) -> RunDetail | None:
         run = self._find(run_id)
@@ -228,9 +233,7 @@ def _get(client: Any, mlflow_id: str) -> Any:
     try:
         return client.get_run(mlflow_id)
     except Exception as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(
-            exc
-        ):
+        if has_error(exc, "RESOURCE_DOES_NOT_EXIST") or "not found" in str(exc):
             return None
         raise
 

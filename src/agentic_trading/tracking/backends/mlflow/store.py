@@ -31,6 +31,7 @@ from agentic_trading.tracking.backends.mlflow._storage import (
     connect,
     ensure_writable,
     flatten,
+    has_error,
     is_unreachable,
     run_filter,
 )
@@ -133,7 +134,7 @@ class MlflowRunStore:
                     tags={EXPERIMENT_KIND: "custom_model_development"},  # UI: "Model training"
                 )
             except Exception as exc:
-                if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+                if not (has_error(exc, "RESOURCE_ALREADY_EXISTS") or "already exists" in str(exc)):
                     raise
                 experiment = client.get_experiment_by_name(name)  # another process made it
                 experiment_id = experiment.experiment_id
