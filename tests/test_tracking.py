@@ -282,6 +282,52 @@ async def test_non_finite_values_are_skipped_counted_and_warned(
     assert repo.get_metric_series(run.run_id, "reward").steps == [0, 1, 2, 3, 4]
 
 
+async def test_a_batch_of_points_is_the_same_record_as_one_call_each(
+    tracker: Tracker, repo: SyncExperimentRepository, experiment: str
+) -> None:
+    one = await tracker.create_run(experiment, {})
+    batch = await tracker.create_run(experiment, {})
+    points = [
+        (step, {"reward": step / 4, "loss": math.nan if step == 2 else 1.0}) for step in range(5)
+    ]
+    for step, values in points:
+        await tracker.log_metrics(one, values, step=step)
+    await tracker.log_metrics_batch(batch, points)
+    await tracker.log_metrics_batch(batch, [])  # nothing to write is fine
+    for run in (one, batch):
+        await tracker.finish_run(run)
+    for name in ("reward", "loss"):
+        expected = repo.get_metric_series(one.run_id, name)
+        got = repo.get_metric_series(batch.run_id, name)
+        assert (got.steps, got.values) == (expected.steps, expected.values)
+    assert repo.get_metric_series(batch.run_id, "loss").steps == [0, 1, 3, 4]
+    assert repo.get_run(batch.run_id).skipped_non_finite == {"loss": 1}
+
+
+@pytest.mark.parametrize(
+    ("points", "error", "message"),
+    [
+        ([(1, {"loss": "x"})], ValueError, "metric 'loss' must be a number, got str"),
+        ([(-1, {"loss": 1.0})], ValueError, "step must be a non-negative integer, got -1"),
+        ([(1, {"loss": 1.0}), 7], ValueError, r"a \(step, metrics\) pair, got 7"),
+        ({1: {"loss": 1.0}}, TypeError, "not a mapping"),
+    ],
+)
+async def test_a_bad_point_refuses_the_whole_batch(
+    tracker: Tracker,
+    repo: SyncExperimentRepository,
+    experiment: str,
+    points: Any,
+    error: type[Exception],
+    message: str,
+) -> None:
+    run = await tracker.create_run(experiment, {})
+    with pytest.raises(error, match=message):
+        await tracker.log_metrics_batch(run, points)
+    await tracker.finish_run(run)
+    assert "loss" not in repo.get_run(run.run_id).metrics  # nothing of it was queued
+
+
 @pytest.mark.parametrize(
     ("metrics", "message"),
     [

@@ -60,7 +60,7 @@ def open_op(run_id: str) -> dict[str, Any]:
 
 
 def track_op(run_id: str, step: int) -> dict[str, Any]:
-    return {"kind": "track", "run": run_id, "step": step, "values": {"reward": step}, "skipped": []}
+    return {"kind": "track", "run": run_id, "points": [[step, {"reward": step}, []]]}
 
 
 def close_op(run_id: str) -> dict[str, Any]:

@@ -184,6 +184,46 @@ def test_callback_reports_live_and_tracks_a_plain_sb3_training(settings: Setting
     assert repo.get_metric_series(run.run_id, "learning_rate").values[-1] == pytest.approx(3e-4)
 
 
+def test_logging_every_step_records_every_change_and_shows_the_last_live(
+    settings: Settings,
+) -> None:
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+    class Rewards(BaseCallback):  # what SB3 handed the callbacks, step by step
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[float, bool]] = []
+
+        def _on_step(self) -> bool:
+            self.seen.append((float(self.locals["rewards"][0]), bool(self.locals["dones"][0])))
+            return True
+
+    callback = ExperimentCallback(
+        "every-step", {}, progress_every=1, log_every=1, settings=settings
+    )
+    rewards = Rewards()
+    small_ppo().learn(640, callback=CallbackList([callback, rewards]))
+
+    assert not any(done for _, done in rewards.seen)  # one episode: reward is its running sum
+    expected_steps, expected_values, total = [], [], 0.0
+    for step, (reward, _) in enumerate(rewards.seen, start=1):
+        total += reward
+        if not expected_values or total != expected_values[-1]:  # tracked when it changes
+            expected_steps.append(step)
+            expected_values.append(total)
+    assert callback.run is not None
+    series = get_sync_experiment_repository(settings).get_metric_series(
+        callback.run.run_id, "reward"
+    )
+    assert len(expected_steps) > 20  # enough trades to show points are batched, none lost
+    assert series.steps == expected_steps
+    assert series.values == pytest.approx(expected_values)
+    state = SyncTrainingChannel(settings=settings).get_experiment(callback.experiment_id)
+    assert state is not None and state.status is ExperimentStatus.COMPLETED
+    assert state.current_step == 640 and state.progress == 100.0
+    assert state.latest_metrics["reward"] == pytest.approx(expected_values[-1])
+
+
 def test_a_repository_set_up_while_the_training_runs_has_every_point(tmp_path: Path) -> None:
     settings = make_settings(ml_storage_path=str(tmp_path / "new"))
     assert not (tmp_path / "new").exists()  # the writer sets it up; the training does not wait

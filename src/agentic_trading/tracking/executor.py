@@ -220,7 +220,7 @@ class RunExecutor:
         elif op["kind"] == "close":
             self._runs.pop(run_id, None)
         elif op["kind"] == "track" and run_id in self._runs:
-            self._count_failure(self._runs[run_id], run_id, exc)
+            self._count_failure(self._runs[run_id], run_id, exc, len(op["points"]))
 
     def _apply(self, op: dict[str, Any]) -> Any:
         kind = op["kind"]
@@ -283,14 +283,17 @@ class RunExecutor:
         state = self._runs.get(op["run"])
         if state is None:
             return
-        if op["values"]:
-            try:
-                self.store.track(op["run"], op["step"], op["values"])
-            except TrackingServerUnreachableError:
-                raise  # retried by apply
-            except Exception as exc:  # recorded and reported by finish_run, never raised here
-                self._count_failure(state, op["run"], exc)
-        state.skipped.update(op["skipped"])
+        # A retry after an outage writes the op's points again: the same steps, same values.
+        for step, values, _ in op["points"]:
+            if values:
+                try:
+                    self.store.track(op["run"], step, values)
+                except TrackingServerUnreachableError:
+                    raise  # retried by apply
+                except Exception as exc:  # recorded and reported by finish_run, never raised
+                    self._count_failure(state, op["run"], exc)
+        for _, _, skipped in op["points"]:
+            state.skipped.update(skipped)
 
     def _count_failure(
         self, state: _RunState, run_id: str, exc: Exception, points: int = 1

@@ -67,7 +67,29 @@ class _TrackerCore:
         metrics: TrainingMetrics | Mapping[str, object],
         step: int | None,
     ) -> dict[str, Any]:
-        if isinstance(metrics, TrainingMetrics):
+        return self._writer.track_op(run, [self._point(metrics, step)])
+
+    def _track_many(
+        self, run: RunHandle, points: Iterable[tuple[int, Mapping[str, object]]]
+    ) -> dict[str, Any]:
+        if isinstance(points, Mapping | str):
+            raise TypeError("points must be (step, metrics) pairs, not a mapping or a string")
+        checked = []
+        for point in points:
+            if not isinstance(point, tuple | list) or len(point) != 2:
+                raise ValueError(f"each point must be a (step, metrics) pair, got {point!r}")
+            checked.append(self._point(point[1], point[0]))
+        return self._writer.track_op(run, checked)
+
+    def _point(
+        self, metrics: TrainingMetrics | Mapping[str, object], step: int | None
+    ) -> list[Any]:
+        """``[step, finite values, skipped names]`` of one point, checked."""
+        if type(metrics) is dict:  # the common case, without the ABC check below
+            if step is None:
+                raise ValueError("step is required when metrics is a mapping")
+            at, values = step, metrics
+        elif isinstance(metrics, TrainingMetrics):
             if step is not None and step != metrics.step:
                 raise ValueError(f"step={step} disagrees with TrainingMetrics.step={metrics.step}")
             at, values = metrics.step, metrics.values()
@@ -84,7 +106,7 @@ class _TrackerCore:
         finite, skipped = split_metric_values(values)
         if not finite.keys() <= self._metric_names:
             self._check_metric_names(finite)
-        return self._writer.track_op(run, at, finite, skipped)
+        return [at, finite, skipped]
 
     def _check_metric_names(self, names: Iterable[str]) -> None:
         fresh = [name for name in names if name not in self._metric_names]
@@ -192,6 +214,13 @@ class Tracker(_TrackerCore):
         """
         await self._do(self._track(run, metrics, step))
 
+    async def log_metrics_batch(
+        self, run: RunHandle, points: Iterable[tuple[int, Mapping[str, object]]]
+    ) -> None:
+        """Record several points, ``(step, metrics)`` pairs, in one operation: the same record
+        as one :meth:`log_metrics` per point, for a fraction of the caller's cost."""
+        await self._do(self._track_many(run, points))
+
     async def log_params(self, run: RunHandle, params: Mapping[str, Any]) -> None:
         """Set more run attributes (JSON data), visible in Aim next to the config."""
         await self._do(self._params(run, params))
@@ -265,6 +294,12 @@ class SyncTracker(_TrackerCore):
     ) -> None:
         """See :meth:`Tracker.log_metrics`."""
         self._do(self._track(run, metrics, step))
+
+    def log_metrics_batch(
+        self, run: RunHandle, points: Iterable[tuple[int, Mapping[str, object]]]
+    ) -> None:
+        """See :meth:`Tracker.log_metrics_batch`."""
+        self._do(self._track_many(run, points))
 
     def log_params(self, run: RunHandle, params: Mapping[str, Any]) -> None:
         """See :meth:`Tracker.log_params`."""

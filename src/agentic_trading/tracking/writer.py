@@ -169,7 +169,7 @@ class BackgroundWriter:
     def _refuse(self, op: dict[str, Any]) -> _Pending:
         """An operation for a broken writer: a point is counted as lost, anything else raises."""
         if op["kind"] == "track":
-            self._lost += 1
+            self._lost += len(op["points"])
             return _Pending(op, None)
         raise TrackingError(self.failure or "the tracking writer failed")
 
@@ -251,27 +251,21 @@ class BackgroundWriter:
             "tags": tags,
         }
 
-    def track_op(
-        self, run: RunHandle, step: int, values: dict[str, float], skipped: list[str]
-    ) -> dict[str, Any]:
+    def track_op(self, run: RunHandle, points: list[list[Any]]) -> dict[str, Any]:
+        """One operation for ``points``: ``[step, finite values, names of skipped values]``."""
         self.check_open(run)
-        for name in skipped:
-            if (run.run_id, name) not in self._warned:
-                self._warned.add((run.run_id, name))
-                logger.warning(
-                    "run %s: metric %r is not finite at step %d; non-finite values are not "
-                    "stored (counted in the run's skipped_non_finite attribute)",
-                    run.run_id,
-                    name,
-                    step,
-                )
-        return {
-            "kind": "track",
-            "run": run.run_id,
-            "step": step,
-            "values": values,
-            "skipped": skipped,
-        }
+        for step, _, skipped in points:
+            for name in skipped:
+                if (run.run_id, name) not in self._warned:
+                    self._warned.add((run.run_id, name))
+                    logger.warning(
+                        "run %s: metric %r is not finite at step %d; non-finite values are not "
+                        "stored (counted in the run's skipped_non_finite attribute)",
+                        run.run_id,
+                        name,
+                        step,
+                    )
+        return {"kind": "track", "run": run.run_id, "points": points}
 
     def call_op(self, run: RunHandle, method: str, *args: Any) -> dict[str, Any]:
         self.check_open(run)
@@ -404,7 +398,7 @@ class BackgroundWriter:
 
     def _refuse_pending(self, item: _Pending) -> None:
         if item.op["kind"] == "track":
-            self._lost += 1
+            self._lost += len(item.op["points"])
         elif item.future is not None and not item.future.done():
             item.future.set_exception(TrackingError(self.failure or "the tracking writer failed"))
 

@@ -56,6 +56,12 @@ SB3_METRICS = {
 }
 
 
+#: Metrics logged step after step are handed to the tracker together: at most this many
+#: points, held at most this long (the writer gathers points for as long before writing).
+_BATCH_POINTS = 256
+_BATCH_SECONDS = 0.02
+
+
 def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 
@@ -125,6 +131,14 @@ class ExperimentCallback(BaseCallback):
         self._last_episode: tuple[float, float] | None = None
         self._train_values: dict[str, float] = {}
         self._tracked: dict[str, float] = {}
+        # The channel sends one experiment's progress (and metrics) at most once per
+        # MESSAGE_PROGRESS_INTERVAL, the newest: publishing more often is work thrown away.
+        self._publish_interval = 0.0
+        self._progress_due = self._metrics_due = 0.0
+        self._metrics_step: int | None = None  # the step of metrics not yet published
+        # Points logged on consecutive steps go to the tracker together (_BATCH_SECONDS).
+        self._points: list[tuple[int, dict[str, float]]] = []
+        self._points_due = 0.0
         #: What could not be written to tracking (a full disk, a stuck writer): the training's
         #: results stand, its record is incomplete.
         self.record_errors: list[str] = []
@@ -137,6 +151,7 @@ class ExperimentCallback(BaseCallback):
         self._started = time.monotonic()
         if self.channel is None:
             self.channel = SyncTrainingChannel(settings=self.settings)
+        self._publish_interval = self.channel.progress_interval
         if self.tracker is None:
             self.tracker = get_sync_tracker(
                 None if self.settings is get_settings() else self.settings
@@ -165,6 +180,7 @@ class ExperimentCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         # Off-policy agents (DQN) train inside their rollouts: read their values here too.
         self._train_values.update(self._logged())
+        self._track_points()  # the update that follows may take a while: don't hold them
 
     def _on_step(self) -> bool:
         # Runs every training step: the common case is a few attribute reads and one compare.
@@ -191,11 +207,14 @@ class ExperimentCallback(BaseCallback):
         """Progress, metrics and the stop flag, at their cadence (``_next_report``)."""
         assert self.channel is not None
         try:
-            if step % self.progress_every == 0 or step >= self._total:
+            if (step % self.progress_every == 0 and time.monotonic() >= self._progress_due) or (
+                step >= self._total
+            ):
                 # SB3 finishes its last rollout past total_timesteps: report at most 100 %.
                 self.channel.publish_progress(
                     self.experiment_id, min(step, self._total), self._total
                 )
+                self._progress_due = time.monotonic() + self._publish_interval
             if step % self.log_every == 0:
                 self._log(step)
         except (ValueError, RuntimeError) as exc:  # never let reporting break the training
@@ -272,13 +291,35 @@ class ExperimentCallback(BaseCallback):
         if not changed:
             return
         tracked.update(changed)
-        assert self.tracker is not None and self.run is not None and self.channel is not None
-        self.tracker.log_metrics(self.run, changed, step=step)
+        points = self._points
+        points.append((step, changed))
+        now = time.monotonic()
+        if now >= self._points_due or len(points) >= _BATCH_POINTS:
+            self._track_points()
+            self._points_due = now + _BATCH_SECONDS
         latest = self.latest_metrics
         for name, value in changed.items():
             if value - value == 0.0:  # finite
                 latest[name] = value
-        self.channel.publish_metrics(self.experiment_id, step, latest)
+        self._metrics_step = step
+        if now >= self._metrics_due:
+            self._publish_metrics()
+
+    def _track_points(self) -> None:
+        """Hand the points logged since the last call to the tracker, in one operation."""
+        if self._points:
+            assert self.tracker is not None and self.run is not None
+            points, self._points = self._points, []
+            self.tracker.log_metrics_batch(self.run, points)
+
+    def _publish_metrics(self) -> None:
+        assert self.channel is not None
+        if self._metrics_step is not None:
+            self.channel.publish_metrics(
+                self.experiment_id, self._metrics_step, self.latest_metrics
+            )
+            self._metrics_step = None
+            self._metrics_due = time.monotonic() + self._publish_interval
 
     # --- endings ---------------------------------------------------------------------------------
 
@@ -327,6 +368,8 @@ class ExperimentCallback(BaseCallback):
             self._signals = None
         assert self.channel is not None and self.tracker is not None
         try:
+            self._publish_metrics()
+            self._track_points()
             self.channel.publish_status(self.experiment_id, status, message)
             self.tracker.finish_run(self.run, status, dict(final), error=error)
         except TrackingError as exc:  # the training's own outcome stands; its record is short

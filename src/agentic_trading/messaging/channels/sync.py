@@ -41,6 +41,11 @@ __all__ = ["SyncTrainingChannel"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: After sending progress or metrics, the loop keeps looking for more every interval for this
+#: many seconds (the shortest interval it polls at is _MIN_POLL; shorter ones are woken).
+_POLL_FOR = 2.0
+_MIN_POLL = 0.01
+
 
 @dataclass
 class _Op:
@@ -113,11 +118,18 @@ class SyncTrainingChannel:
         self._pending: dict[str, _Pending] = {}
         self._status: dict[str, ExperimentStatus] = {}
         self._seq = itertools.count(1)
-        self._sleeping = False
+        self._waiting = False  # the worker waits for work (any call may wake it)
+        self._sleeping = False  # ... and will not look by itself (progress and metrics wake it)
         self._closed = False
         self._wake = asyncio.Event()
         self._worker = self._background.submit(self._work())
         _open_channels.add(self)
+
+    @property
+    def progress_interval(self) -> float:
+        """Least seconds between two sends of one experiment's progress (and of its metrics):
+        publishing more often only replaces values that were not sent yet."""
+        return self._interval
 
     # ------------------------------------------------------------------ caller side
 
@@ -126,7 +138,7 @@ class SyncTrainingChannel:
             if self._closed:
                 raise RuntimeError("this SyncTrainingChannel is closed")
             self._ops.append(op)
-            notify, self._sleeping = self._sleeping, False
+            notify, self._waiting = self._waiting, False
         if notify:
             self._background.loop.call_soon_threadsafe(self._wake.set)
 
@@ -284,7 +296,7 @@ class SyncTrainingChannel:
         finally:
             with self._lock:
                 self._closed = True
-                notify, self._sleeping = self._sleeping, False
+                notify, self._waiting = self._waiting, False
             if notify:
                 self._background.loop.call_soon_threadsafe(self._wake.set)
             _open_channels.discard(self)
@@ -300,6 +312,7 @@ class SyncTrainingChannel:
     async def _work(self) -> None:
         if self._broker_factory is not None:
             self._channel._broker = self._broker_factory()
+        polling_until = float("-inf")
         while True:
             self._wake.clear()
             now = time.monotonic()
@@ -308,11 +321,20 @@ class SyncTrainingChannel:
                 self._ops.clear()
                 due = [] if ops else self._take_due(now)
                 wait = self._next_due(now)
+                if due and self._interval >= _MIN_POLL:
+                    polling_until = now + _POLL_FOR
+                if wait is None and now < polling_until and not self._closed:
+                    # Updates are flowing: look again after an interval rather than have the
+                    # next publish wake this thread. A wake-up from the training thread hands
+                    # it the GIL in the middle of the training's step; a look of our own runs
+                    # while the training is in torch's code, which releases it.
+                    wait = self._interval
                 idle = not ops and not due
                 if idle:
                     if self._closed and wait is None:
                         return
-                    self._sleeping = True
+                    # Publishers wake the loop only when it would not look by itself.
+                    self._waiting, self._sleeping = True, wait is None
             for experiment_id, pending in due:
                 await self._send(experiment_id, pending)
             for op in ops:
@@ -323,7 +345,7 @@ class SyncTrainingChannel:
                 except TimeoutError:
                     pass
                 with self._lock:
-                    self._sleeping = False
+                    self._waiting = self._sleeping = False
 
     def _take_due(self, now: float) -> list[tuple[str, _Pending]]:
         """Pending entries whose interval has passed, split off for sending (lock held)."""
