@@ -78,7 +78,7 @@ def _fresh(mode: str, timesteps: int, storage: str) -> dict[str, float]:
     return result
 
 
-def run(rounds: int = 5, timesteps: int = 6144) -> dict[str, Any]:
+def run(rounds: int = 7, timesteps: int = 6144) -> dict[str, Any]:
     """Interleaved rounds of fresh processes: plain, seed cadence on a new repository, every
     step on an existing one; then the old warm in-process figure."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -62,6 +62,31 @@ def test_every_step_published_and_close_delivers_the_last(
     assert state.message == "done"
 
 
+def test_progress_reaches_readers_without_a_flush_while_flowing_and_after_a_pause(
+    sync_channel: SyncTrainingChannel,
+) -> None:
+    # While updates flow the loop looks for them by itself; after a pause the next publish
+    # wakes it. Either way a reader sees progress within a few intervals, with nobody flushing.
+    def seen(step: int) -> bool:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            state = read_state(sync_channel.settings, "paused")
+            if state is not None and state.current_step == step:
+                return True
+            time.sleep(0.02)
+        return False
+
+    sync_channel.create_experiment("paused")
+    sync_channel.publish_status("paused", "running")
+    for step in range(1, 11):
+        sync_channel.publish_progress("paused", step, 100)
+        time.sleep(0.03)
+    assert seen(10)
+    time.sleep(2.5)  # longer than the loop keeps looking after its last send
+    sync_channel.publish_progress("paused", 11, 100)
+    assert seen(11)
+
+
 def test_reads_see_the_callers_own_updates(sync_channel: SyncTrainingChannel) -> None:
     sync_channel.create_experiment("ryw")
     for step in range(1, 501):
