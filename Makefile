@@ -37,8 +37,12 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Two workers (pytest-xdist): most tests wait on processes and servers; PYTEST_WORKERS=0 runs
+# them one after another in this process.
+PYTEST_WORKERS ?= 2
+
 pytest: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 bench: setup  ## Benchmarks against raw redis-py, the Aim SDK, plain SB3 and SQLAlchemy in the same run; JSON under benchmarks/results/
 	$(BIN)/python -m benchmarks.run

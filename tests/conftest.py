@@ -17,6 +17,20 @@ from tests.redis_server import RedisServer
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs two workers), give each worker its own range of
+    ports for dash_duo's servers: Dash's test runner counts up from 58050 in every process."""
+    import os
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        try:
+            from dash.testing.application_runners import BaseDashRunner
+        except ImportError:  # the dashboard extra is not installed: no browser tests
+            return
+        BaseDashRunner._next_port = 58050 + 200 * int(worker[2:])
+
+
 def make_settings(**overrides: Any) -> Settings:
     """Settings for a test: defaults and ``overrides`` only, no environment or .env."""
     return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
