@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from agentic_trading.messaging import ExperimentStatus, TrainingChannel
-from agentic_trading.tracking import get_sync_experiment_repository
+from agentic_trading.tracking import get_sync_experiment_repository, get_sync_tracker
 from tests.conftest import delete_namespace, make_settings
 from tests.dash_requests import page_body, post
 from tests.redis_server import RedisServer, free_port
@@ -93,6 +94,32 @@ def test_redis_down_mid_training_loses_nothing(tmp_path: Path, namespace: str) -
     finally:
         proc.kill()
         redis.stop()
+
+
+def test_a_run_reaches_tracking_promptly_while_other_work_keeps_every_core_busy(
+    tmp_path: Path,
+) -> None:
+    # Four busy processes at normal priority on this machine's cores (two trainings at once
+    # would do the same). The writer process's start-up must not wait for them to finish:
+    # at the lowest priority it took minutes, with the run invisible in tracking meanwhile.
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(2 * (os.cpu_count() or 1))
+    ]
+    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
+    tracker = get_sync_tracker(settings)
+    try:
+        run = tracker.create_run("busy-machine", {})
+        tracker.log_metrics(run, {"reward": 1.0}, step=1)
+        repo = get_sync_experiment_repository(settings)
+        wait_until(lambda: repo.list_runs(experiment="busy-machine"), 30, "the run in tracking")
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    tracker.finish_run(run)
+    tracker.close()
+    assert repo.get_metric_series(run.run_id, "reward").values == [1.0]
 
 
 def test_killed_training_reads_crashed_in_both_systems(

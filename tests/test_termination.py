@@ -99,8 +99,8 @@ def test_sigterm_cancels_a_cli_training_in_both_systems(
     repo = get_sync_experiment_repository(make_settings(ml_storage_path=env["ML_STORAGE_PATH"]))
     try:
         state = running_experiment(watcher)
-        # The writer process creates the Aim run at its own pace (nice 19): signal a training
-        # both systems know, so that the time measured is the cancellation's alone.
+        # The writer process creates the Aim run at its own pace: signal a training both
+        # systems know, so that the time measured is the cancellation's alone.
         wait_until(lambda: repo.list_runs(experiment="terminated"), 30, "the run in tracking")
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)

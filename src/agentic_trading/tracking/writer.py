@@ -530,10 +530,14 @@ class BackgroundWriter:
 
 
 def serve(
-    stdin: IO[bytes], stdout: IO[bytes], executor_for: Callable[[dict[str, Any]], RunExecutor]
+    stdin: IO[bytes],
+    stdout: IO[bytes],
+    executor_for: Callable[[dict[str, Any]], RunExecutor],
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
     """The writer process's loop: apply each frame's operations, reply, beat; at end of input
     (the training process closed the pipe or died) record open runs as ``crashed``.
+    ``on_ready`` is called once, after the first frame was applied (the store is set up).
 
     Operations are acknowledged as *taken* when read, up to ``ML_WRITER_BUFFER`` of them not
     yet applied: while the tracking server is away the training goes on and this process holds
@@ -605,6 +609,9 @@ def serve(
             held.notify_all()
         replies.append({"applied": len(batch)})
         send(replies)
+        if on_ready is not None:
+            on_ready()
+            on_ready = None
         executor.beat_if_due()
     executor.settle()
     executor.abandon(EXIT_ERROR)

@@ -36,20 +36,25 @@ def _quiet_aim_finalizers(unraisable: Any) -> None:
     sys.__unraisablehook__(unraisable)
 
 
-def main() -> None:
-    # The training comes first: the writer runs at the lowest priority (nice 19), so it takes
-    # the CPU the training leaves, yet is never starved for good (SCHED_IDLE could be, on
-    # cores a training keeps busy, and its "no progress" would read as a stuck writer).
+def _lower_priority() -> None:
+    # Once its store is set up the writer takes the CPU the training leaves (nice 19), yet is
+    # never starved for good (SCHED_IDLE could be, and its "no progress" would read as a stuck
+    # writer). Its start-up (importing Aim, a new repository: a second or two of CPU) runs at
+    # normal priority: at nice 19 on cores other trainings keep busy it took minutes, and the
+    # run stayed invisible in tracking all that time.
     try:
         os.nice(19)
     except OSError:  # pragma: no cover - not permitted here
         pass
+
+
+def main() -> None:
     sys.unraisablehook = _quiet_aim_finalizers
     logging.getLogger("aim.ext.transport").setLevel(logging.CRITICAL)  # we log outages ourselves
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
-        serve(sys.stdin.buffer, replies, _executor)
+        serve(sys.stdin.buffer, replies, _executor, on_ready=_lower_priority)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the trainer decides
         pass
 
