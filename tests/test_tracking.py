@@ -328,6 +328,60 @@ async def test_a_bad_point_refuses_the_whole_batch(
     assert "loss" not in repo.get_run(run.run_id).metrics  # nothing of it was queued
 
 
+def test_aim_stores_points_written_in_batches_exactly_as_its_own_track_does(
+    tmp_path: Path,
+) -> None:
+    # The Aim store writes a batch of points straight into Aim's storage (one RocksDB write
+    # batch instead of some ten writes a value): Aim's UI and SDK must find exactly what Aim's
+    # own Run.track would have stored, key by key (only the write times differ).
+    from aim.storage.rockscontainer import RocksContainer
+
+    from agentic_trading.tracking.backends.aim import AimRunStore
+
+    store = AimRunStore(make_settings(ml_storage_path=str(tmp_path)))
+    ours, aims = "a" * 24, "b" * 24
+    for run_id in (ours, aims):
+        store.open_run(run_id, "series", {}, [])
+    batches = [
+        [(step, {"reward": math.sin(step), "loss": 1 / (step + 1)}) for step in range(300)],
+        # A new minimum, then a new maximum, inside batches; steps written again; a new name.
+        [(step, {"reward": (step - 300.0) * (step - 309)}) for step in range(300, 310)],
+        [(step, {"reward": 9.0 * (step == 312), "equity": 1e6}) for step in range(305, 320)],
+        [(0, {"reward": 0.5})],  # an early step written late
+    ]
+    for batch in batches:
+        store.track(ours, batch)
+        for step, values in batch:
+            store._runs[aims].track(dict(values), step=step)
+    for run_id in (ours, aims):
+        store.close_run(run_id, ExperimentStatus.COMPLETED, {}, None)
+    store.close()
+
+    def stored(kind: str, run_id: str, keep: bytes) -> dict[bytes, bytes]:
+        container = RocksContainer(
+            str(tmp_path / ".aim" / kind / "chunks" / run_id), read_only=True
+        )
+        return {
+            key.replace(run_id.encode(), b"<run>"): value
+            for key, value in container.items()
+            if keep in key and b"\xfetime\xfe" not in key
+        }
+
+    series = stored("seqs", ours, b"")
+    assert len(series) > 3 * 330  # values, steps and epochs of every point
+    assert series == stored("seqs", aims, b"")
+    summary = stored("meta", ours, b"traces")  # first, last, min, max, dtype of each metric
+    assert summary and summary == stored("meta", aims, b"traces")
+    times = [
+        key
+        for key, _ in RocksContainer(
+            str(tmp_path / ".aim" / "seqs" / "chunks" / ours), read_only=True
+        ).items()
+        if b"\xfetime\xfe" in key
+    ]
+    assert len(times) == len([key for key in series if b"\xfeval\xfe" in key])
+
+
 @pytest.mark.parametrize(
     ("metrics", "message"),
     [

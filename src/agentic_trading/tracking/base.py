@@ -27,6 +27,10 @@ class RunStore(Protocol):
         """Raise ``TrackingUnavailableError`` if no run could be created; called by callers
         before queuing a run, so it must take milliseconds (set-up belongs to ``open_run``)."""
 
+    def prepare(self) -> None:
+        """Import what writing needs (seconds of CPU for Aim or MLflow) without touching the
+        store: a writer process does this at low priority before it takes any operation."""
+
     def check_metric_names(self, names: Sequence[str]) -> None:
         """Raise ``ValueError`` naming a metric name this store cannot keep; called at the
         caller's boundary (once per new name), so it must take microseconds."""
@@ -40,8 +44,8 @@ class RunStore(Protocol):
         """Create run ``run_id`` (24 hex digits, chosen by the caller) marked ``running``;
         return its creation time."""
 
-    def track(self, run_id: str, step: int, values: Mapping[str, float]) -> None:
-        """Append one point of metrics at ``step``."""
+    def track(self, run_id: str, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
+        """Append points of metrics, ``(step, {name: value})`` in the order they were logged."""
 
     def flush(self) -> list[tuple[str, int, str]]:
         """Write what the store buffered (points it batches); return ``(run id, points, why)``

@@ -284,14 +284,14 @@ class RunExecutor:
         if state is None:
             return
         # A retry after an outage writes the op's points again: the same steps, same values.
-        for step, values, _ in op["points"]:
-            if values:
-                try:
-                    self.store.track(op["run"], step, values)
-                except TrackingServerUnreachableError:
-                    raise  # retried by apply
-                except Exception as exc:  # recorded and reported by finish_run, never raised
-                    self._count_failure(state, op["run"], exc)
+        points = [(step, values) for step, values, _ in op["points"] if values]
+        if points:
+            try:
+                self.store.track(op["run"], points)
+            except TrackingServerUnreachableError:
+                raise  # retried by apply
+            except Exception as exc:  # recorded and reported by finish_run, never raised
+                self._count_failure(state, op["run"], exc, len(points))
         for _, _, skipped in op["points"]:
             state.skipped.update(skipped)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking.backends.aim._series import write_points
 from agentic_trading.tracking.backends.aim._storage import (
     ATTR_CONFIG,
     ATTR_ERROR,
@@ -73,6 +74,10 @@ class AimRunStore:
         # Milliseconds: the folder exists or can be made, and is writable. Setting up a new
         # Aim repository takes seconds; the writer does that (open_run), not the training.
         ensure_writable(self.location)
+
+    def prepare(self) -> None:
+        import_aim()
+        import aim.sdk.base_run  # noqa: F401
 
     def check_metric_names(self, names: Sequence[str]) -> None:
         pass  # Aim keeps any name the tracker accepts
@@ -172,10 +177,10 @@ class AimRunStore:
         except KeyError:
             raise RunNotFoundError(f"run {run_id} is not open in this process") from None
 
-    def track(self, run_id: str, step: int, values: Mapping[str, float]) -> None:
+    def track(self, run_id: str, points: Sequence[tuple[int, Mapping[str, float]]]) -> None:
         run = self._run(run_id)
-        with self._remote("write a point"):
-            run.track(dict(values), step=step)
+        with self._remote("write points"):
+            write_points(run, points)
 
     def set_attributes(self, run_id: str, attributes: Mapping[str, Any]) -> None:
         run = self._run(run_id)

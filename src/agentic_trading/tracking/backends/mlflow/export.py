@@ -96,7 +96,7 @@ def _copy(source: RunReader, store: MlflowRunStore, run: RunDetail, report: Expo
         if series is None:
             continue
         for step, value, at in zip(series.steps, series.values, series.timestamps, strict=True):
-            store.track(run.run_id, step, {name: value}, at=at)
+            store.track(run.run_id, [(step, {name: value})], at=at)
         points += len(series.steps)
     attributes = dict(run.params)
     if run.skipped_non_finite:

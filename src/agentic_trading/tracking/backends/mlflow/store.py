@@ -32,6 +32,7 @@ from agentic_trading.tracking.backends.mlflow._storage import (
     ensure_writable,
     flatten,
     has_error,
+    import_mlflow,
     is_unreachable,
     run_filter,
 )
@@ -77,6 +78,10 @@ class MlflowRunStore:
 
     def check_writable(self) -> None:
         ensure_writable(self._settings)
+
+    def prepare(self) -> None:
+        import_mlflow()
+        import mlflow.entities  # noqa: F401
 
     def check_metric_names(self, names: Sequence[str]) -> None:
         """``ValueError`` naming a metric name MLflow would refuse."""
@@ -216,18 +221,22 @@ class MlflowRunStore:
         self._tried_open.discard(run_id)
 
     def track(
-        self, run_id: str, step: int, values: Mapping[str, float], at: float | None = None
+        self,
+        run_id: str,
+        points: Sequence[tuple[int, Mapping[str, float]]],
+        at: float | None = None,
     ) -> None:
         """See ``RunStore.track``; ``at`` (seconds since the epoch) is the points' time when
         it is not now (an export)."""
         from mlflow.entities import Metric
 
         self._mlflow_id(run_id)
-        points = self._points[run_id]
+        held = self._points[run_id]
         now = int((time.time() if at is None else at) * 1000)
-        points.extend(Metric(name, value, now, step) for name, value in values.items())
-        if len(points) >= MAX_METRICS_PER_BATCH:
-            self._flush_run(run_id)
+        for step, values in points:
+            held.extend(Metric(name, value, now, step) for name, value in values.items())
+            if len(held) >= MAX_METRICS_PER_BATCH:
+                self._flush_run(run_id)
 
     def _flush_run(self, run_id: str) -> None:
         points = self._points.get(run_id)
