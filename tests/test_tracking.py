@@ -562,6 +562,42 @@ def test_a_dead_writer_process_never_breaks_the_training(
     assert repo.get_metric_series(run.run_id, "reward").steps == [0]
 
 
+def test_the_writer_starts_at_low_priority_and_a_starved_start_is_handed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agentic_trading.tracking import writer
+
+    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
+    # The writer process's start-up (importing Aim: a second of CPU) takes only what the
+    # training leaves: it runs at the lowest priority from its first instruction.
+    tracker = get_sync_tracker(settings)
+
+    def niceness() -> int | None:
+        child = tracker._writer._child
+        return None if child is None else os.getpriority(os.PRIO_PROCESS, child.pid)
+
+    deadline = time.monotonic() + 10
+    while niceness() != 19 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert niceness() == 19
+    tracker.close()
+    # Where other work starves that start-up, one at normal priority takes over in time; the
+    # training logged meanwhile and nothing is lost (here "in time" is at once).
+    monkeypatch.setattr(writer, "_LOW_PRIORITY_START", 0.0)
+    with caplog.at_level(logging.INFO, logger="agentic_trading.tracking"):
+        tracker = get_sync_tracker(settings)
+        run = tracker.create_run("handed-over", {})
+        for step in range(50):
+            tracker.log_metrics(run, {"reward": float(step)}, step=step)
+        tracker.finish_run(run)
+        tracker.close()
+    assert "slow to start at low priority" in caplog.text
+    assert "ERROR" not in caplog.text
+    repo = get_sync_experiment_repository(settings)
+    assert repo.get_metric_series(run.run_id, "reward").steps == list(range(50))
+    assert repo.get_run(run.run_id).status is ExperimentStatus.COMPLETED
+
+
 def test_silent_heartbeat_on_another_host_reads_crashed(
     repo: SyncExperimentRepository, settings: Settings, experiment: str
 ) -> None:

@@ -52,6 +52,16 @@ _BATCH = 512  # operations per frame to the writer process
 _LINGER = 0.02  # seconds a point may wait for others to share its frame
 _HEADER = struct.Struct(">I")
 
+_WRITER_MODULE = "agentic_trading.tracking.writer_process"
+_CAN_NICE = hasattr(os, "nice")
+#: The writer process at the lowest CPU priority from its first instruction: its start-up
+#: (importing Aim: a second of CPU) then takes only what the training leaves.
+_LOW_PRIORITY_WRITER = (
+    f"import os, runpy; os.nice(19); runpy.run_module({_WRITER_MODULE!r}, run_name='__main__')"
+)
+#: Seconds the low-priority start-up may take before a normal-priority one replaces it.
+_LOW_PRIORITY_START = 8.0
+
 
 def write_frame(stream: IO[bytes], data: Any) -> None:
     """One JSON document, length-prefixed (never pickle: the peer only decodes JSON)."""
@@ -118,6 +128,7 @@ class BackgroundWriter:
         self._waiting: dict[int, _Pending] = {}
         self._waiting_lock = threading.Lock()
         self._urgent = threading.Event()
+        self._started = threading.Event()  # the writer process is ready for operations
         target = self._run_process if self._mode == "process" else self._run_thread
         self._thread = threading.Thread(
             target=target, name="agentic-trading-tracking-writer", daemon=True
@@ -405,23 +416,11 @@ class BackgroundWriter:
     # --- writer process (ML_WRITER=process) -----------------------------------------------------
 
     def _run_process(self) -> None:
-        try:
-            child = self._child = subprocess.Popen(
-                [sys.executable, "-m", "agentic_trading.tracking.writer_process"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-            )
-            assert child.stdin is not None and child.stdout is not None
-            fields = set(TRACKING_FIELDS)
-            write_frame(
-                child.stdin,
-                {"settings": self._settings.model_dump(include=fields), "owner_pid": self._pid},
-            )
-        except OSError as exc:
-            self._fail(f"the tracking writer process could not start: {exc}")
+        started = self._start_process()
+        if started is None:
             return
-        replies = threading.Thread(target=self._read_replies, args=(child.stdout,), daemon=True)
-        replies.start()
+        child, replies = started
+        assert child.stdin is not None
         # At most ML_QUEUE_SIZE operations in flight to the process as well: memory stays
         # bounded and back-pressure reaches the caller when the process falls behind.
         limit = self._settings.ml_queue_size
@@ -473,12 +472,57 @@ class BackgroundWriter:
         except (OSError, ValueError) as exc:
             self._fail(f"the tracking writer process stopped taking data: {exc}")
 
-    def _read_replies(self, stream: IO[bytes]) -> None:
+    def _start_process(self) -> tuple[subprocess.Popen[bytes], threading.Thread] | None:
+        """A writer process and the thread reading its replies; ``None`` if none could start.
+
+        It starts at the lowest priority, so that its start-up takes only the CPU the training
+        leaves. When other work keeps the cores busy that start-up would starve: after
+        ``_LOW_PRIORITY_START`` seconds one at normal priority replaces it (the first was sent
+        nothing but the settings, so nothing is lost).
+        """
+        started = self._spawn(low_priority=_CAN_NICE)
+        if started is None or not _CAN_NICE:
+            return started
+        if self._started.wait(_LOW_PRIORITY_START) or self._broken is not None:
+            return started
+        logger.info("the tracking writer was slow to start at low priority: restarting it")
+        child = started[0]
+        self._child = None  # its reader takes the end of its replies as expected
+        child.kill()
+        child.wait(10)
+        return self._spawn(low_priority=False)
+
+    def _spawn(
+        self, *, low_priority: bool
+    ) -> tuple[subprocess.Popen[bytes], threading.Thread] | None:
+        command = ["-c", _LOW_PRIORITY_WRITER] if low_priority else ["-m", _WRITER_MODULE]
+        try:
+            child = self._child = subprocess.Popen(
+                [sys.executable, *command], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            assert child.stdin is not None
+            fields = set(TRACKING_FIELDS)
+            write_frame(
+                child.stdin,
+                {"settings": self._settings.model_dump(include=fields), "owner_pid": self._pid},
+            )
+        except OSError as exc:
+            self._fail(f"the tracking writer process could not start: {exc}")
+            return None
+        replies = threading.Thread(target=self._read_replies, args=(child,), daemon=True)
+        replies.start()
+        return child, replies
+
+    def _read_replies(self, child: subprocess.Popen[bytes]) -> None:
+        assert child.stdout is not None
         while True:
-            frame = read_frame(stream)
+            frame = read_frame(child.stdout)
             if frame is None:
                 break
             for reply in frame:
+                if "ready" in reply:
+                    self._started.set()
+                    continue
                 if "taken" in reply:
                     with self._progress:
                         self._done += reply["taken"]
@@ -499,9 +543,8 @@ class BackgroundWriter:
                     pending.future.set_result(reply.get("result"))
                 else:
                     pending.future.set_exception(error_from_wire(reply))
-        if not self._closed:
-            code = self._child.poll() if self._child else None
-            self._fail(f"the tracking writer process exited unexpectedly (code {code})")
+        if not self._closed and child is self._child:
+            self._fail(f"the tracking writer process exited unexpectedly (code {child.poll()})")
 
     def _fail(self, message: str, *, stop_child: bool = False) -> None:
         """The writer writes no more: say so once, fail everyone waiting, drop what is queued
@@ -512,6 +555,7 @@ class BackgroundWriter:
             self._broken = message
             waiting = list(self._waiting.values())
             self._waiting.clear()
+        self._started.set()
         with self._progress:
             self._progress.notify_all()
         logger.error("%s; tracking points from now on are not recorded", message)
@@ -537,6 +581,7 @@ def serve(
 ) -> None:
     """The writer process's loop: apply each frame's operations, reply, beat; at end of input
     (the training process closed the pipe or died) record open runs as ``crashed``.
+    Before it reads any operation it imports what the store needs and replies ``ready``.
     ``on_ready`` is called once, after the first frame was applied (the store is set up).
 
     Operations are acknowledged as *taken* when read, up to ``ML_WRITER_BUFFER`` of them not
@@ -578,6 +623,11 @@ def serve(
             send([{"taken": len(frame)}])
         frames.put(None)
 
+    try:
+        executor.store.prepare()
+    except Exception:  # the first operation meets it again and reports it
+        pass
+    send([{"ready": True}])
     threading.Thread(target=read_all, daemon=True).start()
     fault_told = False
     while True:

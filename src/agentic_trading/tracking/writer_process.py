@@ -37,11 +37,11 @@ def _quiet_aim_finalizers(unraisable: Any) -> None:
 
 
 def _lower_priority() -> None:
-    # Once its store is set up the writer takes the CPU the training leaves (nice 19), yet is
-    # never starved for good (SCHED_IDLE could be, and its "no progress" would read as a stuck
-    # writer). Its start-up (importing Aim, a new repository: a second or two of CPU) runs at
-    # normal priority: at nice 19 on cores other trainings keep busy it took minutes, and the
-    # run stayed invisible in tracking all that time.
+    # Once its store is set up the writer takes only the CPU the training leaves (nice 19),
+    # yet is never starved for good (SCHED_IDLE could be, and its "no progress" would read as
+    # a stuck writer). A writer started at low priority is there already; one started at
+    # normal priority (it replaced a low-priority start-up other work starved, see
+    # BackgroundWriter._start_process) goes there now.
     try:
         os.nice(19)
     except OSError:  # pragma: no cover - not permitted here
