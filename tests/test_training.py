@@ -21,7 +21,7 @@ import pytest
 from agentic_trading import ExperimentStatus
 from agentic_trading.config import Settings
 from agentic_trading.messaging.channels.sync import SyncTrainingChannel
-from agentic_trading.tracking import get_sync_experiment_repository
+from agentic_trading.tracking import get_sync_experiment_repository, get_sync_tracker
 from agentic_trading.training import (
     DataError,
     ExperimentCallback,
@@ -252,6 +252,31 @@ def test_a_store_that_cannot_record_is_told_once_and_the_training_goes_on(
     told = [line for line in capfd.readouterr().err.splitlines() if "could not be created" in line]
     assert len([line for line in told if line.startswith("run ")]) == 1  # the writer, once
     assert all(len(line) < 600 for line in told)  # one line each, not a SQL dump
+
+
+def test_a_tracker_closed_under_a_training_loses_its_record_not_the_training(
+    tmp_path: Path,
+) -> None:
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
+    tracker = get_sync_tracker(settings)
+
+    class CloseTracker(BaseCallback):  # another part of the program closes the tracker
+        def _on_step(self) -> bool:
+            if self.num_timesteps == 300:
+                tracker.close()
+            return True
+
+    callback = ExperimentCallback(
+        "closed", {}, progress_every=1, log_every=1, settings=settings, tracker=tracker
+    )
+    small_ppo().learn(512, callback=CallbackList([callback, CloseTracker()]))
+    assert callback.num_timesteps == 512  # it trained to the end
+    state = SyncTrainingChannel(settings=settings).get_experiment(callback.experiment_id)
+    assert state is not None and state.status is ExperimentStatus.COMPLETED
+    assert callback.record_errors[0].startswith("metrics were not recorded: the tracker is closed")
+    assert any("final record was not written" in error for error in callback.record_errors)
 
 
 class FailingFeed:

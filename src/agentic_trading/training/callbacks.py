@@ -310,7 +310,10 @@ class ExperimentCallback(BaseCallback):
         if self._points:
             assert self.tracker is not None and self.run is not None
             points, self._points = self._points, []
-            self.tracker.log_metrics_batch(self.run, points)
+            try:
+                self.tracker.log_metrics_batch(self.run, points)
+            except (TrackingError, ValueError) as exc:  # the training goes on regardless
+                self.note_record_error(f"metrics were not recorded: {exc}")
 
     def _publish_metrics(self) -> None:
         assert self.channel is not None
