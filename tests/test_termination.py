@@ -277,10 +277,10 @@ def test_a_stuck_writer_is_found_and_nobody_waits_on_it(tmp_path: Path) -> None:
     hang = threading.Event()
     real_track = store.track
 
-    def track(run_id: str, step: int, values: Any) -> None:
+    def track(run_id: str, points: Any) -> None:
         if hang.is_set():
             threading.Event().wait()  # never returns
-        real_track(run_id, step, values)
+        real_track(run_id, points)
 
     store.track = track  # type: ignore[method-assign]
     writer = BackgroundWriter(store, settings)
