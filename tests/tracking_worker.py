@@ -3,8 +3,9 @@
     python -m tests.tracking_worker MODE EXPERIMENT POINTS
 
 MODE ``finish`` finishes the run; ``exit`` returns without finishing (interpreter exit must
-flush); ``hang`` flushes, prints ``flushed`` and sleeps until killed. The run id is printed
-first. Settings come from the environment (``ML_STORAGE_PATH``, ...).
+flush); ``hang`` flushes, prints ``flushed`` and sleeps until killed; ``sent`` waits until every
+operation is in the writer process's pipe (not necessarily read by it), prints ``sent`` and how
+many the writer had taken, and sleeps until killed. The run id is printed first. Settings come from the environment (``ML_STORAGE_PATH``, ...).
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ def main(mode: str, experiment: str, points: int) -> None:
     elif mode == "hang":
         tracker.flush()
         print("flushed", flush=True)
+        time.sleep(600)
+    elif mode == "sent":
+        writer = tracker._writer
+        deadline = time.monotonic() + 30
+        while writer._sent < writer._accepted and time.monotonic() < deadline:
+            time.sleep(0.001)
+        print("sent", writer._done, flush=True)
         time.sleep(600)
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from agentic_trading.common.exit_hooks import register_exit
@@ -52,15 +53,21 @@ _BATCH = 512  # operations per frame to the writer process
 _LINGER = 0.02  # seconds a point may wait for others to share its frame
 _HEADER = struct.Struct(">I")
 
-_WRITER_MODULE = "agentic_trading.tracking.writer_process"
-_CAN_NICE = hasattr(os, "nice")
-#: The writer process at the lowest CPU priority from its first instruction: its start-up
-#: (importing Aim: a second of CPU) then takes only what the training leaves.
-_LOW_PRIORITY_WRITER = (
-    f"import os, runpy; os.nice(19); runpy.run_module({_WRITER_MODULE!r}, run_name='__main__')"
-)
-#: Seconds the low-priority start-up may take before a normal-priority one replaces it.
+#: Seconds the writer process's start-up may take at the lowest priority before it starts again
+#: at normal priority (see ``_writer_start``; Linux only: elsewhere it starts at normal priority).
 _LOW_PRIORITY_START = 8.0
+_LOW_PRIORITY = sys.platform == "linux"
+_START = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
+_PIPE_BYTES = 1 << 20  # operations the pipe holds while the writer starts up
+
+
+def _enlarge_pipe(stream: IO[bytes]) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass  # the system's default pipe: the forwarder waits for room sooner, nothing is lost
 
 
 def write_frame(stream: IO[bytes], data: Any) -> None:
@@ -128,7 +135,6 @@ class BackgroundWriter:
         self._waiting: dict[int, _Pending] = {}
         self._waiting_lock = threading.Lock()
         self._urgent = threading.Event()
-        self._started = threading.Event()  # the writer process is ready for operations
         target = self._run_process if self._mode == "process" else self._run_thread
         self._thread = threading.Thread(
             target=target, name="agentic-trading-tracking-writer", daemon=True
@@ -416,11 +422,27 @@ class BackgroundWriter:
     # --- writer process (ML_WRITER=process) -----------------------------------------------------
 
     def _run_process(self) -> None:
-        started = self._start_process()
-        if started is None:
+        if _LOW_PRIORITY:
+            start = Path(__file__).with_name("_writer_start.py")
+            command = ["-c", _START, str(start), str(_LOW_PRIORITY_START)]
+        else:
+            command = ["-m", "agentic_trading.tracking.writer_process"]
+        try:
+            child = self._child = subprocess.Popen(
+                [sys.executable, *command], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            assert child.stdin is not None and child.stdout is not None
+            _enlarge_pipe(child.stdin)
+            fields = set(TRACKING_FIELDS)
+            write_frame(
+                child.stdin,
+                {"settings": self._settings.model_dump(include=fields), "owner_pid": self._pid},
+            )
+        except OSError as exc:
+            self._fail(f"the tracking writer process could not start: {exc}")
             return
-        child, replies = started
-        assert child.stdin is not None
+        replies = threading.Thread(target=self._read_replies, args=(child.stdout,), daemon=True)
+        replies.start()
         # At most ML_QUEUE_SIZE operations in flight to the process as well: memory stays
         # bounded and back-pressure reaches the caller when the process falls behind.
         limit = self._settings.ml_queue_size
@@ -472,56 +494,14 @@ class BackgroundWriter:
         except (OSError, ValueError) as exc:
             self._fail(f"the tracking writer process stopped taking data: {exc}")
 
-    def _start_process(self) -> tuple[subprocess.Popen[bytes], threading.Thread] | None:
-        """A writer process and the thread reading its replies; ``None`` if none could start.
-
-        It starts at the lowest priority, so that its start-up takes only the CPU the training
-        leaves. When other work keeps the cores busy that start-up would starve: after
-        ``_LOW_PRIORITY_START`` seconds one at normal priority replaces it (the first was sent
-        nothing but the settings, so nothing is lost).
-        """
-        started = self._spawn(low_priority=_CAN_NICE)
-        if started is None or not _CAN_NICE:
-            return started
-        if self._started.wait(_LOW_PRIORITY_START) or self._broken is not None:
-            return started
-        logger.info("the tracking writer was slow to start at low priority: restarting it")
-        child = started[0]
-        self._child = None  # its reader takes the end of its replies as expected
-        child.kill()
-        child.wait(10)
-        return self._spawn(low_priority=False)
-
-    def _spawn(
-        self, *, low_priority: bool
-    ) -> tuple[subprocess.Popen[bytes], threading.Thread] | None:
-        command = ["-c", _LOW_PRIORITY_WRITER] if low_priority else ["-m", _WRITER_MODULE]
-        try:
-            child = self._child = subprocess.Popen(
-                [sys.executable, *command], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-            )
-            assert child.stdin is not None
-            fields = set(TRACKING_FIELDS)
-            write_frame(
-                child.stdin,
-                {"settings": self._settings.model_dump(include=fields), "owner_pid": self._pid},
-            )
-        except OSError as exc:
-            self._fail(f"the tracking writer process could not start: {exc}")
-            return None
-        replies = threading.Thread(target=self._read_replies, args=(child,), daemon=True)
-        replies.start()
-        return child, replies
-
-    def _read_replies(self, child: subprocess.Popen[bytes]) -> None:
-        assert child.stdout is not None
+    def _read_replies(self, stream: IO[bytes]) -> None:
         while True:
-            frame = read_frame(child.stdout)
+            frame = read_frame(stream)
             if frame is None:
                 break
             for reply in frame:
-                if "ready" in reply:
-                    self._started.set()
+                if "note" in reply:
+                    logger.info("%s", reply["note"])
                     continue
                 if "taken" in reply:
                     with self._progress:
@@ -543,8 +523,9 @@ class BackgroundWriter:
                     pending.future.set_result(reply.get("result"))
                 else:
                     pending.future.set_exception(error_from_wire(reply))
-        if not self._closed and child is self._child:
-            self._fail(f"the tracking writer process exited unexpectedly (code {child.poll()})")
+        if not self._closed:
+            code = self._child.poll() if self._child else None
+            self._fail(f"the tracking writer process exited unexpectedly (code {code})")
 
     def _fail(self, message: str, *, stop_child: bool = False) -> None:
         """The writer writes no more: say so once, fail everyone waiting, drop what is queued
@@ -555,7 +536,6 @@ class BackgroundWriter:
             self._broken = message
             waiting = list(self._waiting.values())
             self._waiting.clear()
-        self._started.set()
         with self._progress:
             self._progress.notify_all()
         logger.error("%s; tracking points from now on are not recorded", message)
@@ -578,19 +558,24 @@ def serve(
     stdout: IO[bytes],
     executor_for: Callable[[dict[str, Any]], RunExecutor],
     on_ready: Callable[[], None] | None = None,
+    *,
+    hello: dict[str, Any] | None = None,
+    prepared: Callable[[], None] | None = None,
 ) -> None:
     """The writer process's loop: apply each frame's operations, reply, beat; at end of input
     (the training process closed the pipe or died) record open runs as ``crashed``.
-    Before it reads any operation it imports what the store needs and replies ``ready``.
-    ``on_ready`` is called once, after the first frame was applied (the store is set up).
+    ``hello`` is the settings frame if it was read already; before it reads any operation it
+    imports what the store needs, then calls ``prepared``. ``on_ready`` is called once, after
+    the first frame was applied (the store is set up).
 
     Operations are acknowledged as *taken* when read, up to ``ML_WRITER_BUFFER`` of them not
     yet applied: while the tracking server is away the training goes on and this process holds
     its data; beyond that the training waits (back-pressure), nothing is dropped.
     """
-    hello = read_frame(stdin)
     if hello is None:
-        return
+        hello = read_frame(stdin)
+        if hello is None:
+            return
     executor = executor_for(hello)
     limit = int(hello.get("settings", {}).get("ml_writer_buffer") or 100_000)
     frames: queue.Queue[Any] = queue.Queue()
@@ -627,7 +612,10 @@ def serve(
         executor.store.prepare()
     except Exception:  # the first operation meets it again and reports it
         pass
-    send([{"ready": True}])
+    if prepared is not None:
+        prepared()
+    if "note" in hello:
+        send([{"note": hello["note"]}])
     threading.Thread(target=read_all, daemon=True).start()
     fault_told = False
     while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from agentic_trading.config import Settings
@@ -41,20 +42,29 @@ def _lower_priority() -> None:
     # yet is never starved for good (SCHED_IDLE could be, and its "no progress" would read as
     # a stuck writer). A writer started at low priority is there already; one started at
     # normal priority (it replaced a low-priority start-up other work starved, see
-    # BackgroundWriter._start_process) goes there now.
+    # _writer_start) goes there now.
     try:
         os.nice(19)
     except OSError:  # pragma: no cover - not permitted here
         pass
 
 
-def main() -> None:
+def main(hello: dict[str, Any] | None = None, prepared: Callable[[], None] | None = None) -> None:
+    """Serve the training process on stdin/stdout; ``hello`` is the settings frame when it was
+    read already, ``prepared`` is called once the store is set up (see ``_writer_start``)."""
     sys.unraisablehook = _quiet_aim_finalizers
     logging.getLogger("aim.ext.transport").setLevel(logging.CRITICAL)  # we log outages ourselves
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
-        serve(sys.stdin.buffer, replies, _executor, on_ready=_lower_priority)
+        serve(
+            sys.stdin.buffer,
+            replies,
+            _executor,
+            on_ready=_lower_priority,
+            hello=hello,
+            prepared=prepared,
+        )
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the trainer decides
         pass
 
