@@ -273,6 +273,39 @@ def test_a_new_catalogue_has_the_schema_the_migrations_build(kind: str, tmp_path
 # --- reindex, catching up ----------------------------------------------------------------------
 
 
+_OPEN_AT = """
+import sys, time
+from agentic_trading.tracking.catalogue.database import connect
+url, at = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, at - time.time()))  # every process at the same instant
+connect(url)
+print("opened")
+"""
+
+
+@pytest.mark.parametrize("kind", CATALOGUES)
+def test_several_processes_opening_a_new_catalogue_at_once_all_open_it(
+    kind: str, tmp_path: Path
+) -> None:
+    # Several writers of a study start at once on a new catalogue: one creates the tables, the
+    # others wait for it and find them (they used to race to create them too, and fail).
+    with catalogue_url(kind, tmp_path) as url:
+        at = time.time() + 5  # after every interpreter has started
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_AT, url, str(at)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            for _ in range(12)
+        ]
+        results = [process.communicate(timeout=60) for process in processes]
+        assert [out.strip() for out, _ in results] == ["opened"] * 12, [e for _, e in results]
+        assert RunCatalogue(url).list_runs(RunQuery()) == []
+
+
 @pytest.mark.parametrize("kind", CATALOGUES)
 def test_reindex_equals_the_live_catalogue_of_several_writers_one_killed(
     kind: str, tmp_path: Path

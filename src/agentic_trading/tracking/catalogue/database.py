@@ -118,7 +118,7 @@ def upgrade(engine: Engine) -> None:
         with _exclusive(engine) as connection:
             if not sa.inspect(connection).get_table_names():
                 _create(connection)  # a new catalogue: today's schema at once
-            else:
+            elif _version(engine) != SCHEMA_VERSION:  # another process may have just made it
                 _migrate(connection)
     except Exception as exc:
         problem = (
@@ -172,11 +172,17 @@ class _exclusive:
             self.connection.execute(sa.text("SELECT pg_advisory_lock(72657467)"))
         return self.connection
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc_info: object) -> None:
         try:
+            # Commit before the lock goes: the next process must see the tables this one made
+            # (unlocked first, it found none and raced to create them too).
+            if kind is None:
+                self.connection.commit()
+            else:
+                self.connection.rollback()
             if self.engine.dialect.name == "postgresql":
                 self.connection.execute(sa.text("SELECT pg_advisory_unlock(72657467)"))
-            self.connection.commit()
+                self.connection.commit()
             self.connection.close()
         finally:
             if self.lock_file is not None:
