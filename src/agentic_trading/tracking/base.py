@@ -28,8 +28,8 @@ class RunStore(Protocol):
         before queuing a run, so it must take milliseconds (set-up belongs to ``open_run``)."""
 
     def prepare(self) -> None:
-        """Import what writing needs (seconds of CPU for Aim or MLflow) without touching the
-        store: a writer process does this at low priority before it takes any operation."""
+        """Import what writing needs and set a new store up (seconds of CPU for Aim): a writer
+        process does this at low priority, within its start-up bound, before any operation."""
 
     def check_metric_names(self, names: Sequence[str]) -> None:
         """Raise ``ValueError`` naming a metric name this store cannot keep; called at the

@@ -169,6 +169,16 @@ class RunExecutor:
             owner_pid=owner_pid,
         )
 
+    def prepare(self) -> None:
+        """Do the one-off work of the first operations now (imports, a new store and
+        catalogue): what a store cannot do yet is left to the first operation to report."""
+        try:
+            self.store.prepare()
+        except Exception as exc:
+            logger.debug("the store at %s is not ready yet: %s", self.store.location, exc)
+        if self.mirror is not None:
+            self.mirror.open()
+
     def apply(self, op: dict[str, Any]) -> Any:
         """Apply one operation; return its result or raise its failure."""
         self._check_space(op)

@@ -565,7 +565,7 @@ def serve(
     """The writer process's loop: apply each frame's operations, reply, beat; at end of input
     (the training process closed the pipe or died) record open runs as ``crashed``.
     ``hello`` is the settings frame if it was read already; before it reads any operation it
-    imports what the store needs, then calls ``prepared``. ``on_ready`` is called once, after
+    does the first operations' one-off work (``RunExecutor.prepare``), then calls ``prepared``. ``on_ready`` is called once, after
     the first frame was applied (the store is set up).
 
     Operations are acknowledged as *taken* when read, up to ``ML_WRITER_BUFFER`` of them not
@@ -608,10 +608,7 @@ def serve(
             send([{"taken": len(frame)}])
         frames.put(None)
 
-    try:
-        executor.store.prepare()
-    except Exception:  # the first operation meets it again and reports it
-        pass
+    executor.prepare()
     if prepared is not None:
         prepared()
     if "note" in hello:

@@ -64,6 +64,15 @@ class CatalogueMirror:
         self._backlog.append((method, args, kwargs))
         self.flush()
 
+    def open(self) -> None:
+        """Open the catalogue now (a new one is created), so that the first change is quick;
+        a catalogue that does not answer is left to the first change to report."""
+        if self._catalogue is None:
+            try:
+                self._catalogue = self._opener()
+            except Exception as exc:
+                logger.debug("the run catalogue at %s did not open yet: %s", self.location, exc)
+
     def flush(self) -> None:
         """Apply waiting changes in order; stop at the first failure (retried later)."""
         if not self._backlog or time.monotonic() < self._next_try:

@@ -79,6 +79,16 @@ class AimRunStore:
         import_aim()
         import aim.sdk.base_run  # noqa: F401
 
+        if self._is_remote:
+            return
+        ensure_writable(self.location)
+        ensure_repository(self.location)  # a new repository: the heavy part of the first run
+        # The first run's other one-off costs: the repository's database and SQLAlchemy's set-up.
+        from sqlalchemy.orm import configure_mappers
+
+        import_aim().Repo.from_path(self.location).structured_db.find_run("0" * 24)
+        configure_mappers()
+
     def check_metric_names(self, names: Sequence[str]) -> None:
         pass  # Aim keeps any name the tracker accepts
 
