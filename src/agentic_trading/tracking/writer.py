@@ -484,8 +484,8 @@ class BackgroundWriter:
                 if batch:
                     if self._sent == self._applied:
                         self._progress_at = time.monotonic()  # work starts after idling
-                    self._sent += len(batch)
                     write_frame(child.stdin, [pending.op for pending in batch])
+                    self._sent += len(batch)  # in the pipe: the writer process will have them
                 if stop:
                     child.stdin.close()
                     child.wait()
