@@ -817,3 +817,6 @@ def test_empty_storage_path_reads_as_no_runs(tmp_path: Path, backend: str) -> No
     assert repo.list_runs() == [] and repo.list_experiments() == []
     with pytest.raises(RunNotFoundError):
         repo.get_run("abc")
+    bad, refused = ("run.__class__", "'__' has no place") if backend == "aim" else ("a <<< 1", "")
+    with pytest.raises(ValueError, match=refused or "MLflow refused the search"):
+        repo.list_runs(query=bad)  # refused before any run exists, not answered empty

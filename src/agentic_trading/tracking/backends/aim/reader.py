@@ -125,12 +125,12 @@ class AimRunReader:
         return {p.name for p in chunks.iterdir() if p.is_dir()} if chunks.is_dir() else set()
 
     def list_runs(self, query: str | None = None) -> list[RunSummary]:
+        text = check_query(query) if query else None  # refused even before any run exists
         repo = self._open()
         if repo is None:
             return []
         hashes = None
-        if query:
-            text = check_query(query)
+        if text:
             try:
                 hashes = {
                     item.run.hash for item in repo.query_runs(text, report_mode=0).iter_runs()

@@ -106,7 +106,8 @@ class AimServerRunReader:
     def list_runs(self, query: str | None = None) -> list[RunSummary]:
         hashes = [h for h in self._hashes if h in self._trees]
         if query:
-            hashes = [h for h in hashes if self._matches(_compile(query), h)]
+            compiled = _compile(query)  # refused even before any run exists
+            hashes = [h for h in hashes if self._matches(compiled, h)]
         return [run_record(RunSummary, self._props[h], self._trees[h], h) for h in hashes]
 
     def _matches(self, compiled: Any, run_hash: str) -> bool:

@@ -17,6 +17,7 @@ from agentic_trading.tracking.backends.mlflow._storage import (
     TAG,
     connect,
     has_error,
+    import_mlflow,
     is_unreachable,
     local_database,
     run_filter,
@@ -114,6 +115,8 @@ class MlflowRunReader:
     def list_runs(self, query: str | None = None) -> list[RunSummary]:
         if query is not None and not isinstance(query, str):
             raise ValueError(f"query must be an MLflow search filter (a string), got {query!r}")
+        if query:  # MLflow's own parser: refused even before any run exists
+            self._call("search", lambda: _parse_filter(query))
         return [self._record(RunSummary, run) for run in self._search(query or "")]
 
     def run_ids(self) -> set[str]:
@@ -256,3 +259,11 @@ def _seconds(text: str | None) -> datetime | None:
         return None if text is None else datetime.fromtimestamp(float(text), tz=UTC)
     except ValueError:
         return None
+
+
+def _parse_filter(query: str) -> None:
+    import_mlflow()
+    from mlflow.utils.search_utils import SearchUtils
+
+    parse: Any = SearchUtils.parse_search_filter
+    parse(query)
