@@ -565,8 +565,8 @@ def serve(
     """The writer process's loop: apply each frame's operations, reply, beat; at end of input
     (the training process closed the pipe or died) record open runs as ``crashed``.
     ``hello`` is the settings frame if it was read already; before it reads any operation it
-    does the first operations' one-off work (``RunExecutor.prepare``), then calls ``prepared``. ``on_ready`` is called once, after
-    the first frame was applied (the store is set up).
+    does the first operations' one-off work (``RunExecutor.prepare``), then calls
+    ``prepared``. ``on_ready`` is called once, after the first frame was applied.
 
     Operations are acknowledged as *taken* when read, up to ``ML_WRITER_BUFFER`` of them not
     yet applied: while the tracking server is away the training goes on and this process holds
