@@ -382,6 +382,86 @@ def test_aim_stores_points_written_in_batches_exactly_as_its_own_track_does(
     assert len(times) == len([key for key in series if b"\xfeval\xfe" in key])
 
 
+@pytest.mark.parametrize("in_process_fails", [False, True])
+def test_a_new_aim_repository_has_the_database_aims_own_set_up_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process_fails: bool
+) -> None:
+    # Aim's migrations run in this process (2 s of CPU less than Aim's alembic subprocess):
+    # the database must be the one Aim makes, this process's loggers must keep working, and
+    # when the migrations fail here Aim's own way must still set the repository up.
+    import sqlite3
+
+    import aim
+
+    from agentic_trading.tracking.backends.aim._storage import ensure_repository
+
+    def database(folder: Path) -> tuple[set[tuple[str, ...]], list[tuple[str, ...]]]:
+        connection = sqlite3.connect(folder / ".aim" / "run_metadata.sqlite")
+        try:
+            schema = set(connection.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+            return schema, list(connection.execute("SELECT * FROM alembic_version"))
+        finally:
+            connection.close()
+
+    aims = tmp_path / "aims"
+    aim.Repo.from_path(str(aims), init=True)  # Aim's own set-up: alembic in a subprocess
+    if in_process_fails:
+        from alembic import command
+
+        def fail(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("no migrations here")
+
+        monkeypatch.setattr(command, "upgrade", fail)
+    from aim.storage.migrations import utils
+
+    spawned: list[list[str]] = []
+    popen = subprocess.Popen
+
+    def spawn(command: list[str], **kwargs: Any) -> Any:
+        spawned.append(command)
+        return popen(command, **kwargs)
+
+    monkeypatch.setattr(utils.subprocess, "Popen", spawn)
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    ensure_repository(str(ours))
+    assert len(spawned) == (1 if in_process_fails else 0)  # Aim's subprocess only as a fallback
+    assert database(ours) == database(aims)
+    assert database(ours)[1]  # at Aim's newest revision, not an empty database
+    assert not logging.getLogger("agentic_trading.tracking").disabled
+    assert (ours / ".aim" / "VERSION").read_text() == (aims / ".aim" / "VERSION").read_text()
+    settings = make_settings(ml_storage_path=str(ours), ml_writer="thread")
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run("migrations", {"lr": 0.1})
+    tracker.log_metrics(run, {"reward": 1.0}, step=1)
+    tracker.finish_run(run, final_metrics={"sharpe_ratio": 1.0})
+    tracker.close()
+    assert get_sync_experiment_repository(settings).get_run(run.run_id).status == "completed"
+
+
+def test_a_repository_set_up_killed_midway_is_set_up_again(tmp_path: Path) -> None:
+    # SQLite runs the migrations without a transaction: a writer killed during them (at its
+    # start-up) leaves a half-migrated database and no VERSION. The next set-up starts afresh.
+    import sqlite3
+
+    from agentic_trading.tracking.backends.aim._storage import ensure_repository
+
+    folder = tmp_path / "aim"
+    folder.mkdir()
+    ensure_repository(str(folder))
+    database = folder / ".aim" / "run_metadata.sqlite"
+    schema = "SELECT type, name, tbl_name, sql FROM sqlite_master"
+    complete = set(sqlite3.connect(database).execute(schema))
+    (folder / ".aim" / "VERSION").unlink()
+    connection = sqlite3.connect(database)
+    with connection:  # the last step's first change done, its revision not yet recorded
+        connection.execute("UPDATE alembic_version SET version_num = 'b07e7b07c8ce'")
+    connection.close()
+    ensure_repository(str(folder))
+    assert (folder / ".aim" / "VERSION").is_file()
+    assert set(sqlite3.connect(database).execute(schema)) == complete
+
+
 @pytest.mark.parametrize(
     ("metrics", "message"),
     [

@@ -10,6 +10,10 @@ from typing import Any
 from agentic_trading.common.extras import require
 from agentic_trading.config import Settings
 from agentic_trading.tracking.backends._folders import ensure_writable_folder
+from agentic_trading.tracking.backends.aim._migrations import (
+    discard_unfinished_database,
+    migrations_in_process,
+)
 from agentic_trading.tracking.errors import TrackingUnavailableError
 
 __all__ = [
@@ -157,7 +161,10 @@ def ensure_repository(location: str) -> None:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 if not Path(location, ".aim", "VERSION").is_file():
-                    import_aim().Repo.from_path(location, init=True)
+                    discard_unfinished_database(Path(location, ".aim"))
+                    aim = import_aim()
+                    with migrations_in_process():
+                        aim.Repo.from_path(location, init=True)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
     except OSError as exc:
