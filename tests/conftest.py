@@ -44,6 +44,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     for name in list(os.environ):
         if name.startswith(("MESSAGE_", "REDIS_", "ML_", "MLFLOW_", "DASHBOARD_")):
             monkeypatch.delenv(name)
+    # Writer services that tests start (trainings in subprocesses share one) leave soon after.
+    monkeypatch.setenv("ML_WRITER_SERVICE_IDLE", "30")
     monkeypatch.chdir(tmp_path)
     from agentic_trading.config import get_settings
 

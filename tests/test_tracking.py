@@ -109,7 +109,9 @@ def experiment() -> str:
     return f"exp-{uuid.uuid4().hex[:10]}"
 
 
-def worker(mode: str, experiment: str, points: int, settings: Settings) -> subprocess.Popen[str]:
+def worker(
+    mode: str, experiment: str, points: int, settings: Settings, import_path: Path | None = None
+) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "ML_STORAGE_PATH": settings.ml_storage_path,
@@ -118,7 +120,7 @@ def worker(mode: str, experiment: str, points: int, settings: Settings) -> subpr
         "ML_WRITER": settings.ml_writer,
         "ML_HEARTBEAT_INTERVAL": str(settings.ml_heartbeat_interval),
         "ML_HEARTBEAT_TIMEOUT": str(settings.ml_heartbeat_timeout),
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join(str(path) for path in (import_path, ROOT) if path),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "tests.tracking_worker", mode, experiment, str(points)],
@@ -624,7 +626,9 @@ def test_a_training_killed_while_its_writer_starts_up_loses_nothing(
     # training logged meanwhile waits in the pipe, and the writer records it all after the
     # training is gone.
     settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
-    proc = worker("sent", experiment, 200, settings)
+    fresh_service = tmp_path / "import-path"  # the service starts cold, as a host's first
+    fresh_service.mkdir()
+    proc = worker("sent", experiment, 200, settings, fresh_service)
     try:
         assert proc.stdout is not None
         run_id = proc.stdout.readline().strip()
@@ -670,8 +674,58 @@ def test_a_dead_writer_process_never_breaks_the_training(
     assert repo.get_metric_series(run.run_id, "reward").steps == [0]
 
 
+def _writer_of(tracker: Any) -> int | None:
+    """The process that reads the tracker's pipe: a child of the process the tracker watches,
+    or a writer forked by the host's writer service."""
+    child = tracker._writer._child
+    if child is None:
+        return None
+    try:
+        pipe = os.readlink(f"/proc/{child.pid}/fd/0")
+    except OSError:
+        return None
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != child.pid:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/0") == pipe:
+                    return int(entry)
+            except OSError:
+                continue
+    return None
+
+
+def _wait_for(probe: Any, seconds: float = 15.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while not (value := probe()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return value
+
+
+def _gone(pid: int) -> bool:
+    try:  # a zombie is gone too: whoever adopted it may not reap it at once
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.fixture
+def private_writer_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A writer service of this test's own: the service is named after the import path."""
+    folder = tmp_path / "import-path"
+    folder.mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), str(ROOT)]))
+    return folder
+
+
 def test_the_writer_starts_at_low_priority_and_a_starved_start_is_handed_over(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    private_writer_service: Path,
 ) -> None:
     from agentic_trading.tracking import writer
 
@@ -679,18 +733,8 @@ def test_the_writer_starts_at_low_priority_and_a_starved_start_is_handed_over(
     # The writer process's start-up (importing Aim: a second of CPU) takes only what the
     # training leaves: it runs at the lowest priority from its first instruction.
     tracker = get_sync_tracker(settings)
-
-    def niceness() -> int | None:  # of the process that imports Aim (the watched one's child)
-        child = tracker._writer._child
-        if child is None:
-            return None
-        family = Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()
-        return os.getpriority(os.PRIO_PROCESS, int(family[0])) if family else None
-
-    deadline = time.monotonic() + 10
-    while niceness() != 19 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert niceness() == 19
+    pid = _wait_for(lambda: _writer_of(tracker))
+    assert pid is not None and os.getpriority(os.PRIO_PROCESS, pid) == 19
     tracker.close()
     # Where other work starves that start-up, one at normal priority takes over in time; the
     # training logged meanwhile and nothing is lost (here "in time" is at once).
@@ -707,6 +751,99 @@ def test_the_writer_starts_at_low_priority_and_a_starved_start_is_handed_over(
     repo = get_sync_experiment_repository(settings)
     assert repo.get_metric_series(run.run_id, "reward").steps == list(range(50))
     assert repo.get_run(run.run_id).status is ExperimentStatus.COMPLETED
+
+
+def test_trainings_after_the_first_get_their_writer_from_the_host_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_writer_service: Path
+) -> None:
+    # The first training on a host starts the writer service (low priority, its session's
+    # scheduler group too); later trainings get a writer forked from it, warm. Each writer
+    # dies with the process its training watches; the service leaves once idle.
+    monkeypatch.setenv("ML_WRITER_SERVICE_IDLE", "3")
+    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
+    services, runs = set(), []
+    for attempt in range(2):
+        tracker = get_sync_tracker(settings)
+        run = tracker.create_run("service", {"attempt": attempt})
+        for step in range(20):
+            tracker.log_metrics(run, {"reward": float(step)}, step=step)
+        tracker.flush()
+        pid = _writer_of(tracker)
+        assert pid is not None and pid != tracker._writer._child.pid
+        service = _parent(pid)
+        assert "_writer_service.py" in Path(f"/proc/{service}/cmdline").read_text()
+        assert os.getpriority(os.PRIO_PROCESS, service) == 19
+        if Path("/proc/self/autogroup").exists():
+            assert Path(f"/proc/{service}/autogroup").read_text().split()[-1] == "19"
+        services.add(service)
+        tracker.finish_run(run)
+        tracker.close()
+        assert _wait_for(lambda pid=pid: _gone(pid), 10)
+        runs.append(run.run_id)
+    assert len(services) == 1  # the second training's writer came from the same service
+    repo = get_sync_experiment_repository(settings)
+    for run_id in runs:
+        assert repo.get_run(run_id).status is ExperimentStatus.COMPLETED
+        assert repo.get_metric_series(run_id, "reward").steps == list(range(20))
+    (service,) = services
+    assert _wait_for(lambda: _gone(service), 15)  # idle: it left
+
+
+def test_without_the_writer_service_each_training_starts_its_own_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_writer_service: Path
+) -> None:
+    monkeypatch.setenv("ML_WRITER_SERVICE_IDLE", "0")
+    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run("no-service", {})
+    tracker.log_metrics(run, {"reward": 1.0}, step=1)
+    tracker.flush()
+    pid = _writer_of(tracker)
+    assert pid is not None and _parent(pid) == tracker._writer._child.pid
+    assert os.getpriority(os.PRIO_PROCESS, pid) == 19
+    tracker.finish_run(run)
+    tracker.close()
+    assert get_sync_experiment_repository(settings).get_run(run.run_id).status == "completed"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+    reason="needs another user to connect as, and a Python that user may run",
+)
+def test_the_writer_service_refuses_other_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_writer_service: Path
+) -> None:
+    # The service takes a training's streams and environment: only its own user may ask.
+    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run("refuses", {})
+    tracker.flush()
+    service = _parent(_writer_of(tracker) or 0)
+    name = Path(f"/proc/{service}/cmdline").read_text().split("\0")[:-1][-4]
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "s.connect('\\0' + sys.argv[1])\n"
+        "s.settimeout(10)\n"
+        "socket.send_fds(s, [b'\\0\\0\\0\\0'], [0, 1, 2])\n"
+        "try:\n"
+        "    print('closed' if s.recv(100) == b'' else 'answered')\n"
+        "except ConnectionResetError:\n"
+        "    print('closed')\n"
+    )
+    done = subprocess.run(
+        ["/usr/bin/python3", "-c", probe, name],  # one the other user may run
+        user=65534,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert done.stdout.strip() == "closed"  # no writer was forked for it
+    tracker.log_metrics(run, {"reward": 1.0}, step=1)
+    tracker.finish_run(run)
+    tracker.close()
+    assert get_sync_experiment_repository(settings).get_run(run.run_id).status == "completed"
 
 
 def test_silent_heartbeat_on_another_host_reads_crashed(

@@ -2,24 +2,31 @@
 starves that start-up, at normal priority after the seconds its last argument says.
 
 ``BackgroundWriter`` runs this file (standard library only, so that nothing of ours is imported
-at normal priority) as the writer process it watches. It reads the settings frame, then forks:
-the child lowers itself to ``nice 19``, imports the writer and sets its store up (importing Aim
-is about a second of CPU, which then takes only what the training leaves), says so, and reads
-the training's operations only once this process answers "go". A child that has not said so in
-time is killed, and this process becomes the writer itself at normal priority. Until one of them
-reads them the operations wait in the pipe, so a training killed meanwhile loses nothing. The
-child dies with this process (``PR_SET_PDEATHSIG``), so stopping this one stops the writer.
+at normal priority) as the writer process it watches. It reads the settings frame and asks this
+user's writer service (``_writer_service``, started now if there is none; not with
+``ML_WRITER_SERVICE_IDLE=0``) for a writer forked from its warm, low-priority process; failing
+that it forks one itself: the child lowers itself to ``nice 19`` and imports the writer (about
+1.5 s of CPU, which then takes only what the training leaves). Either writer sets its store up
+(a new Aim repository, say), says so, and reads the training's operations only once this
+process answers "go". A writer that has not said so in time is killed, and this process becomes
+the writer itself at normal priority. Until one of them reads them the operations wait in the
+pipe, so a training killed meanwhile loses nothing. The writer dies with this process (its own
+child by ``PR_SET_PDEATHSIG``, the service's when their connection closes), so stopping this one
+stops the writer; this one passes SIGTERM and SIGHUP on.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
 import select
 import signal
 import struct
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
@@ -58,13 +65,30 @@ def _child(hello: dict[str, Any], ready: int, go: int) -> None:
     _writer(hello, prepared)
 
 
-def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # this process waits; the writer decides
-    seconds = float(sys.argv[-1])
-    header = _read_exact(4)
-    if len(header) < 4:
-        return
-    hello = json.loads(_read_exact(struct.unpack(">I", header)[0]))
+def _service() -> Any:
+    # Loaded by path: importing it as agentic_trading.tracking._writer_service would import
+    # the package (and its dependencies) here, at normal priority.
+    spec = importlib.util.spec_from_file_location(
+        "_agentic_trading_writer_service", Path(__file__).with_name("_writer_service.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _forward_signals(pid: int) -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda number, _frame: os.kill(pid, number))
+
+
+def _exit(code: int) -> None:
+    sys.exit(code if code >= 0 else 128 - code)
+
+
+def _forked_writer(hello: dict[str, Any], deadline: float) -> None:
+    """Fork a writer and exit with its code; return only when it was not ready by ``deadline``
+    (it is killed then)."""
     ready_read, ready_write = os.pipe()
     go_read, go_write = os.pipe()
     pid = os.fork()
@@ -72,20 +96,45 @@ def main() -> None:
         os.close(ready_read)
         os.close(go_write)
         _child(hello, ready_write, go_read)
-        return
+        sys.exit(0)
     os.close(ready_write)
     os.close(go_read)
-    readable, _, _ = select.select([ready_read], [], [], seconds)
+    readable, _, _ = select.select([ready_read], [], [], max(0.0, deadline - time.monotonic()))
     if readable and os.read(ready_read, 1) == b"r":
         os.write(go_write, b"g")
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, lambda number, _frame: os.kill(pid, number))
+        _forward_signals(pid)
         _, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        sys.exit(code if code >= 0 else 128 - code)
+        _exit(os.waitstatus_to_exitcode(status))
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     os.close(go_write)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # this process waits; the writer decides
+    seconds = float(sys.argv[-1])
+    deadline = time.monotonic() + seconds
+    header = _read_exact(4)
+    if len(header) < 4:
+        return
+    hello = json.loads(_read_exact(struct.unpack(">I", header)[0]))
+    settings = hello.get("settings", {})
+    idle = float(settings.get("ml_writer_service_idle") or 0)
+    writer = None
+    if idle > 0:
+        backend = str(settings.get("ml_tracking_backend") or "aim")
+        try:
+            writer = _service().request_writer(hello, backend, idle, deadline)
+        except Exception as exc:  # never worse than no service: this process forks its own
+            print(f"agentic-trading: the tracking writer service failed: {exc!r}", file=sys.stderr)
+    if writer is not None:
+        if writer.ready(deadline):
+            writer.go()
+            _forward_signals(writer.pid)
+            _exit(writer.wait())
+        writer.kill()
+    elif time.monotonic() < deadline:
+        _forked_writer(hello, deadline)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     note = f"the tracking writer took over {seconds:g} s to start at low priority (busy cores)"
     _writer({**hello, "note": f"{note}; started again at normal priority"})

@@ -364,6 +364,11 @@ class RunExecutor:
             except Exception as exc:
                 logger.warning("run %s: heartbeat not recorded: %s", run_id, exc)
 
+    @property
+    def has_open_runs(self) -> bool:
+        """Whether some run was opened and not yet closed."""
+        return bool(self._runs)
+
     def abandon(self, error: str = EXIT_ERROR) -> None:
         """Record every run still open as ``crashed`` with ``error`` (its process is ending)."""
         for run_id in list(self._runs):

@@ -561,12 +561,14 @@ def serve(
     *,
     hello: dict[str, Any] | None = None,
     prepared: Callable[[], None] | None = None,
+    abandoning: Callable[[], None] | None = None,
 ) -> None:
     """The writer process's loop: apply each frame's operations, reply, beat; at end of input
     (the training process closed the pipe or died) record open runs as ``crashed``.
     ``hello`` is the settings frame if it was read already; before it reads any operation it
     does the first operations' one-off work (``RunExecutor.prepare``), then calls
-    ``prepared``. ``on_ready`` is called once, after the first frame was applied.
+    ``prepared``. ``on_ready`` is called once, after the first frame was applied;
+    ``abandoning`` before open runs are recorded as crashed (it may end this process instead).
 
     Operations are acknowledged as *taken* when read, up to ``ML_WRITER_BUFFER`` of them not
     yet applied: while the tracking server is away the training goes on and this process holds
@@ -648,6 +650,8 @@ def serve(
             on_ready()
             on_ready = None
         executor.beat_if_due()
+    if abandoning is not None and executor.has_open_runs:
+        abandoning()
     executor.settle()
     executor.abandon(EXIT_ERROR)
     executor.store.close()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentic_trading.config import Settings
-from agentic_trading.tracking.backends import create_run_store
+from agentic_trading.tracking.backends import create_run_store, warm_up_store
 from agentic_trading.tracking.executor import RunExecutor
 from agentic_trading.tracking.writer import serve
 
@@ -23,6 +23,14 @@ def _executor(hello: dict[str, Any]) -> RunExecutor:
     settings = Settings(_env_file=None, **hello["settings"])
     store = create_run_store(settings, owner_pid=int(hello["owner_pid"]))
     return RunExecutor.for_settings(store, settings, owner_pid=int(hello["owner_pid"]))
+
+
+def warm_up(backend: str) -> None:
+    """Import what a writer to ``backend`` needs (the writer service, before it forks any)."""
+    try:
+        warm_up_store(backend)
+    except Exception:  # a missing extra, say: each writer reports it for its own training
+        pass
 
 
 def _quiet_aim_finalizers(unraisable: Any) -> None:
@@ -49,9 +57,15 @@ def _lower_priority() -> None:
         pass
 
 
-def main(hello: dict[str, Any] | None = None, prepared: Callable[[], None] | None = None) -> None:
+def main(
+    hello: dict[str, Any] | None = None,
+    prepared: Callable[[], None] | None = None,
+    abandoning: Callable[[], None] | None = None,
+) -> None:
     """Serve the training process on stdin/stdout; ``hello`` is the settings frame when it was
-    read already, ``prepared`` is called once the store is set up (see ``_writer_start``)."""
+    read already, ``prepared`` is called once the store is set up, ``abandoning`` before runs
+    the training left open are recorded as crashed (see ``_writer_start``, ``_writer_service``).
+    """
     sys.unraisablehook = _quiet_aim_finalizers
     logging.getLogger("aim.ext.transport").setLevel(logging.CRITICAL)  # we log outages ourselves
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
@@ -64,6 +78,7 @@ def main(hello: dict[str, Any] | None = None, prepared: Callable[[], None] | Non
             on_ready=_lower_priority,
             hello=hello,
             prepared=prepared,
+            abandoning=abandoning,
         )
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the trainer decides
         pass

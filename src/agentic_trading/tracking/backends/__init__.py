@@ -7,7 +7,13 @@ from pathlib import Path
 from agentic_trading.config import Settings
 from agentic_trading.tracking.base import RunReader, RunStore
 
-__all__ = ["artifacts_root", "create_run_reader", "create_run_store", "download_artifact"]
+__all__ = [
+    "artifacts_root",
+    "create_run_reader",
+    "create_run_store",
+    "download_artifact",
+    "warm_up_store",
+]
 
 
 def create_run_store(settings: Settings, owner_pid: int | None = None) -> RunStore:
@@ -22,6 +28,19 @@ def create_run_store(settings: Settings, owner_pid: int | None = None) -> RunSto
 
         return MlflowRunStore(settings, owner_pid=owner_pid)
     raise ValueError(f"ML_TRACKING_BACKEND={settings.ml_tracking_backend!r} is not supported")
+
+
+def warm_up_store(backend: str) -> None:
+    """Import what a store of ``backend`` (an ``ML_TRACKING_BACKEND`` value) needs, ahead of
+    any store: a host's writer service does it once for the writers it forks."""
+    if backend == "mlflow":
+        from agentic_trading.tracking.backends.mlflow.store import MlflowRunStore
+
+        MlflowRunStore.warm_up()
+    else:
+        from agentic_trading.tracking.backends.aim import AimRunStore
+
+        AimRunStore.warm_up()
 
 
 def create_run_reader(settings: Settings) -> RunReader:

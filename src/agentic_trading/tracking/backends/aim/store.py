@@ -75,19 +75,23 @@ class AimRunStore:
         # Aim repository takes seconds; the writer does that (open_run), not the training.
         ensure_writable(self.location)
 
-    def prepare(self) -> None:
+    @staticmethod
+    def warm_up() -> None:
+        """Import Aim's SDK and set SQLAlchemy's mappers up: the one-off work of any store."""
         import_aim()
-        import aim.sdk.base_run  # noqa: F401
+        import aim.sdk.base_run
+        import aim.sdk.repo  # noqa: F401
+        from sqlalchemy.orm import configure_mappers
 
+        configure_mappers()
+
+    def prepare(self) -> None:
+        self.warm_up()
         if self._is_remote:
             return
         ensure_writable(self.location)
         ensure_repository(self.location)  # a new repository: the heavy part of the first run
-        # The first run's other one-off costs: the repository's database and SQLAlchemy's set-up.
-        from sqlalchemy.orm import configure_mappers
-
         import_aim().Repo.from_path(self.location).structured_db.find_run("0" * 24)
-        configure_mappers()
 
     def check_metric_names(self, names: Sequence[str]) -> None:
         pass  # Aim keeps any name the tracker accepts

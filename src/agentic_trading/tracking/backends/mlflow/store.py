@@ -79,9 +79,14 @@ class MlflowRunStore:
     def check_writable(self) -> None:
         ensure_writable(self._settings)
 
-    def prepare(self) -> None:
+    @staticmethod
+    def warm_up() -> None:
+        """Import MLflow's client: the one-off work of any store."""
         import_mlflow()
         import mlflow.entities  # noqa: F401
+
+    def prepare(self) -> None:
+        self.warm_up()
 
     def check_metric_names(self, names: Sequence[str]) -> None:
         """``ValueError`` naming a metric name MLflow would refuse."""
