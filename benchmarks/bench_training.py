@@ -2,7 +2,9 @@
 
 Each training runs in a fresh process with a fresh callback: the whole ``model.learn`` call is
 timed (start-up and the final record included), against plain SB3 PPO in a fresh process on
-the same environment and seed, interleaved round by round. Reported: the whole-run kept
+the same environment and seed, interleaved round by round. The trainings use the host's writer
+service (started before the rounds, as any earlier training on the host would have); a host's
+first training, which starts its writer cold, is measured too (the service off). Reported: the whole-run kept
 fraction at the seed's cadence (progress every 100 steps, metrics every 1,000) and with both
 every step, the start-up block before the first step (on a new repository and on an existing
 one), and ``_on_step``'s mean cost. The old figure (rounds in one warm process sharing one
@@ -65,26 +67,36 @@ print(json.dumps(out))
 """
 
 
-def _fresh(mode: str, timesteps: int, storage: str) -> dict[str, float]:
+def _fresh(mode: str, timesteps: int, storage: str, service: bool = True) -> dict[str, float]:
+    env = {**os.environ, "MESSAGE_BROKER_TYPE": "memory"}
+    if not service:  # each training imports its own writer, as a host's first training does
+        env["ML_WRITER_SERVICE_IDLE"] = "0"
     done = subprocess.run(
         [sys.executable, "-c", _ONE, mode, str(timesteps), storage],
         capture_output=True,
         text=True,
         check=True,
         timeout=600,
-        env={**os.environ, "MESSAGE_BROKER_TYPE": "memory"},
+        env=env,
     )
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def run(rounds: int = 7, timesteps: int = 6144) -> dict[str, Any]:
+def run(rounds: int = 11, timesteps: int = 6144) -> dict[str, Any]:
     """Interleaved rounds of fresh processes: plain, seed cadence on a new repository, every
-    step on an existing one; then the old warm in-process figure."""
+    step on an existing one (both with the host's writer service, started before the rounds),
+    seed cadence without the service (what a host's first training pays); then the old warm
+    in-process figure."""
     with tempfile.TemporaryDirectory() as tmp:
         existing = str(Path(tmp) / "existing")
-        _fresh("seed_cadence", 512, existing)  # an existing repository to start on
-        learn: dict[str, list[float]] = {"plain": [], "seed_cadence": [], "every_step": []}
+        _fresh("seed_cadence", 512, existing)  # an existing repository, and the writer service
+        learn: dict[str, list[float]] = {
+            "plain": [],
+            "seed_cadence": [],
+            "every_step": [],
+            "seed_cadence_no_service": [],
+        }
         startup: dict[str, list[float]] = {"new_repository": [], "existing_repository": []}
         on_step: dict[str, list[float]] = {"seed_cadence": [], "every_step": []}
         for i in range(rounds):
@@ -93,6 +105,8 @@ def run(rounds: int = 7, timesteps: int = 6144) -> dict[str, Any]:
             old = _fresh("every_step", timesteps, existing)
             learn["seed_cadence"].append(new["learn_seconds"])
             learn["every_step"].append(old["learn_seconds"])
+            alone = _fresh("seed_cadence", timesteps, str(Path(tmp) / f"alone-{i}"), False)
+            learn["seed_cadence_no_service"].append(alone["learn_seconds"])
             startup["new_repository"].append(new["startup_ms"])
             startup["existing_repository"].append(old["startup_ms"])
             on_step["seed_cadence"].append(new["on_step_us"])
@@ -106,6 +120,9 @@ def run(rounds: int = 7, timesteps: int = 6144) -> dict[str, Any]:
             "learn_seconds": {k: [round(x, 3) for x in v] for k, v in learn.items()},
             "kept_fraction_seed_cadence": kept_fraction(speeds["seed_cadence"], speeds["plain"]),
             "kept_fraction_every_step": kept_fraction(speeds["every_step"], speeds["plain"]),
+            "kept_fraction_seed_cadence_no_service": kept_fraction(
+                speeds["seed_cadence_no_service"], speeds["plain"]
+            ),
             "startup_ms_median": {k: median(v) for k, v in startup.items()},
             "on_step_us_mean_median": {k: median(v) for k, v in on_step.items()},
         },

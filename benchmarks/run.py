@@ -128,6 +128,7 @@ def training(console: Console) -> None:
         ("start-up block, existing repository", f"{startup['existing_repository']} ms", "< 50 ms"),
         ("whole learn kept of plain, seed cadence", f"{fresh['kept_fraction_seed_cadence']:.1%}", ">= 97%"),
         ("whole learn kept of plain, every step", f"{fresh['kept_fraction_every_step']:.1%}", ">= 92%"),
+        ("same as seed cadence, no writer service (a host's first training)", f"{fresh['kept_fraction_seed_cadence_no_service']:.1%}", ""),
         ("_on_step mean, seed cadence", f"{on_step['seed_cadence']} µs", "< 3 µs"),
         ("_on_step mean, every step", f"{on_step['every_step']} µs", "< 25 µs"),
         ("old figure: warm rounds in one process, seed cadence", f"{result['warm_in_process']['kept_fraction_seed_cadence']:.1%}", ""),

@@ -733,8 +733,15 @@ def test_the_writer_starts_at_low_priority_and_a_starved_start_is_handed_over(
     # The writer process's start-up (importing Aim: a second of CPU) takes only what the
     # training leaves: it runs at the lowest priority from its first instruction.
     tracker = get_sync_tracker(settings)
-    pid = _wait_for(lambda: _writer_of(tracker))
-    assert pid is not None and os.getpriority(os.PRIO_PROCESS, pid) == 19
+
+    def niceness() -> int | None:  # of the process that reads the pipe (none yet: None)
+        pid = _writer_of(tracker)
+        try:
+            return None if pid is None else os.getpriority(os.PRIO_PROCESS, pid)
+        except OSError:
+            return None
+
+    assert _wait_for(lambda: niceness() == 19)
     tracker.close()
     # Where other work starves that start-up, one at normal priority takes over in time; the
     # training logged meanwhile and nothing is lost (here "in time" is at once).
@@ -773,8 +780,9 @@ def test_trainings_after_the_first_get_their_writer_from_the_host_service(
         service = _parent(pid)
         assert "_writer_service.py" in Path(f"/proc/{service}/cmdline").read_text()
         assert os.getpriority(os.PRIO_PROCESS, service) == 19
-        if Path("/proc/self/autogroup").exists():
+        if Path("/proc/self/autogroup").exists():  # the scheduler groups of their sessions
             assert Path(f"/proc/{service}/autogroup").read_text().split()[-1] == "19"
+            assert Path(f"/proc/{pid}/autogroup").read_text().split()[-1] == "10"
         services.add(service)
         tracker.finish_run(run)
         tracker.close()
@@ -818,8 +826,23 @@ def test_the_writer_service_refuses_other_users(
     tracker = get_sync_tracker(settings)
     run = tracker.create_run("refuses", {})
     tracker.flush()
-    service = _parent(_writer_of(tracker) or 0)
-    name = Path(f"/proc/{service}/cmdline").read_text().split("\0")[:-1][-4]
+
+    def service() -> list[str]:  # the arguments of this test's service
+        for entry in os.listdir("/proc"):
+            try:
+                arguments = Path(f"/proc/{entry}/cmdline").read_text().split("\0")[:-1]
+            except OSError:
+                continue
+            if (
+                "_writer_service.py" in " ".join(arguments)
+                and str(private_writer_service) in (arguments[-1])
+            ):
+                return arguments
+        return []
+
+    arguments = _wait_for(service)
+    assert arguments, "no writer service started"
+    name = arguments[-4]
     probe = (
         "import socket, sys\n"
         "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
@@ -837,9 +860,9 @@ def test_the_writer_service_refuses_other_users(
         capture_output=True,
         text=True,
         timeout=30,
-        check=True,
+        check=False,
     )
-    assert done.stdout.strip() == "closed"  # no writer was forked for it
+    assert done.stdout.strip() == "closed", done.stderr  # no writer was forked for it
     tracker.log_metrics(run, {"reward": 1.0}, step=1)
     tracker.finish_run(run)
     tracker.close()

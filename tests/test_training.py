@@ -383,7 +383,9 @@ def test_cli_train_then_experiments_commands(settings: Settings, tmp_path: Path)
         assert "buy-and-hold" in outcome["verdict"]["summary"]
         ids.append(outcome["run_id"])
 
-    listed = json.loads(cli("experiments", "list", "--experiment", name, "--json", env=env).stdout)
+    listing = cli("experiments", "list", "--experiment", name, "--json", env=env)
+    assert listing.returncode == 0, listing.stderr
+    listed = json.loads(listing.stdout)
     assert [run["run_id"] for run in listed] == ids[::-1]
     for key in ("run_id", "experiment", "status", "config", "final_metrics", "created_at"):
         assert key in listed[0]

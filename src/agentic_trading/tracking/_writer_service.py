@@ -36,6 +36,7 @@ _START = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
 _HEADER = struct.Struct(">I")
 _CREDENTIALS = struct.Struct("3i")  # pid, uid, gid
 _SPAWN_WAIT = 5.0  # seconds a new service may take to listen
+_WRITER_GROUP_NICE = 10  # the scheduler group priority of each forked writer (see _writer)
 _KILLED_TOGETHER = 0.5  # seconds between a training's death and its watched process's, at most
 
 
@@ -108,15 +109,22 @@ class Writer:
 
     def ready(self, deadline: float) -> bool:
         """Whether it set its store up (it then waits for :meth:`go`) before ``deadline``."""
-        while (left := deadline - time.monotonic()) > 0:
-            readable, _, _ = select.select([self.connection], [], [], left)
-            if readable:
-                return self.connection.recv(1) == b"r"
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                readable, _, _ = select.select([self.connection], [], [], left)
+                if readable:
+                    return self.connection.recv(1) == b"r"
+        except OSError:
+            pass  # it died
         return False
 
-    def go(self) -> None:
-        """Let it read the training's operations."""
-        self.connection.sendall(b"g")
+    def go(self) -> bool:
+        """Let it read the training's operations; ``False`` if it died meanwhile."""
+        try:
+            self.connection.sendall(b"g")
+        except OSError:
+            return False
+        return True
 
     def wait(self) -> int:
         """Its exit code, once it exited (137 when it was killed)."""
@@ -203,7 +211,7 @@ def serve(name: str, backend: str, idle: float, path: list[str]) -> None:
     if os.fork():
         os._exit(0)  # the starting training waited for this; the service goes on detached
     os.nice(19)
-    _lower_session_priority()
+    _lower_session_priority(19)
     sys.path[:] = path
     try:
         import agentic_trading
@@ -216,26 +224,29 @@ def serve(name: str, backend: str, idle: float, path: list[str]) -> None:
         return  # waiting requests see the connection close and start their own writers
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # writers are reaped by the system
     while select.select([listener], [], [], idle)[0]:
-        connection, _ = listener.accept()
-        if _peer_uid(connection) != os.getuid():
-            connection.close()
-            continue
-        if os.fork() == 0:
-            listener.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            _writer(connection)
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            continue  # the client left, or no descriptor is free now: it starts its own
+        try:
+            if _peer_uid(connection) == os.getuid() and os.fork() == 0:
+                listener.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _writer(connection)
+        except OSError:
+            pass  # cannot fork now: the client sees the connection close, starts its own
         connection.close()
 
 
-def _lower_session_priority() -> None:
-    # The service is a session of its own, and with the kernel's autogroups (on by default) a
-    # session competes with the training's session as one group: nice 19 counts only inside
-    # its group. The group's own priority is set here.
+def _lower_session_priority(nice: int) -> None:
+    # With the kernel's autogroups (on by default) each session competes with the training's
+    # session as one group: a process's nice counts only inside its group, so the group's own
+    # priority is set here.
     try:
         with open("/proc/self/autogroup", "w") as autogroup:
-            autogroup.write("19")
+            autogroup.write(str(nice))
     except OSError:
-        pass  # no autogroups here: nice 19 is enough
+        pass  # no autogroups here: the process's nice is enough
 
 
 def _writer(connection: socket.socket) -> None:
@@ -252,12 +263,20 @@ def _writer(connection: socket.socket) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
+        # A scheduler group of its own, below the training's but above the service's: it takes
+        # what the training leaves while the training runs, and is not starved by other work
+        # when the training waits for it (its final record) on a loaded machine.
+        os.setsid()
+        _lower_session_priority(_WRITER_GROUP_NICE)
         _send(connection, {"pid": os.getpid()})
         go = threading.Event()
 
         def watch() -> None:  # "go", then the end of the starter: this writer dies with it
-            while connection.recv(1) == b"g":
-                go.set()
+            try:
+                while connection.recv(1) == b"g":
+                    go.set()
+            except OSError:
+                pass
             os.kill(os.getpid(), signal.SIGKILL)
 
         threading.Thread(target=watch, daemon=True).start()

@@ -128,8 +128,7 @@ def main() -> None:
         except Exception as exc:  # never worse than no service: this process forks its own
             print(f"agentic-trading: the tracking writer service failed: {exc!r}", file=sys.stderr)
     if writer is not None:
-        if writer.ready(deadline):
-            writer.go()
+        if writer.ready(deadline) and writer.go():
             _forward_signals(writer.pid)
             _exit(writer.wait())
         writer.kill()

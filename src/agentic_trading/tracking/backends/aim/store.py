@@ -77,13 +77,15 @@ class AimRunStore:
 
     @staticmethod
     def warm_up() -> None:
-        """Import Aim's SDK and set SQLAlchemy's mappers up: the one-off work of any store."""
+        """Import Aim's SDK and Alembic, and set SQLAlchemy's mappers up: the one-off work of
+        any store."""
         import_aim()
         import aim.sdk.base_run
         import aim.sdk.repo  # noqa: F401
         from sqlalchemy.orm import configure_mappers
 
         configure_mappers()
+        import alembic.command  # noqa: F401  (a new repository's migrations: _migrations)
 
     def prepare(self) -> None:
         self.warm_up()
