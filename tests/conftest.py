@@ -31,6 +31,27 @@ def pytest_configure(config: pytest.Config) -> None:
         BaseDashRunner._next_port = 58050 + 200 * int(worker[2:])
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the writer services this checkout's trainings started, once every test is done
+    (in the controller under pytest-xdist): no server is left running after the tests."""
+    import os
+    import signal
+
+    if hasattr(session.config, "workerinput"):
+        return
+    package = str(Path(__file__).resolve().parents[1] / "src" / "agentic_trading")
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_text()
+        except OSError:
+            continue
+        if "_writer_service.py" in command and package in command:
+            try:
+                os.kill(int(entry), signal.SIGTERM)
+            except OSError:
+                pass
+
+
 def make_settings(**overrides: Any) -> Settings:
     """Settings for a test: defaults and ``overrides`` only, no environment or .env."""
     return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
