@@ -712,6 +712,49 @@ def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def _thread_nice_values(pid: int) -> set[int]:
+    """The nice values of ``pid``'s threads (on Linux each thread has its own)."""
+    values = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{task}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        values.add(int(fields[16]))  # field 19 of stat, counted after the name
+    return values
+
+
+def _autogroup(pid: int) -> tuple[str, int]:
+    """``pid``'s scheduler autogroup and the group's nice value."""
+    name, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
+    return name, int(nice)
+
+
+def _service_of(import_path: Path) -> int | None:
+    """The writer service started for ``import_path`` (see ``private_writer_service``)."""
+    for entry in os.listdir("/proc"):
+        try:
+            arguments = Path(f"/proc/{entry}/cmdline").read_text().split("\0")[:-1]
+        except OSError:
+            continue
+        if "_writer_service.py" in " ".join(arguments) and str(import_path) in arguments[-1]:
+            return int(entry)
+    return None
+
+
+def _set_up_at_low_priority(pid_of: Any) -> bool:
+    """Whether the process ``pid_of()`` names is seen with a thread at nice 19 (its set-up)."""
+
+    def seen() -> bool:
+        pid = pid_of()
+        try:
+            return pid is not None and 19 in _thread_nice_values(pid)
+        except OSError:
+            return False
+
+    return bool(_wait_for(seen, 30))
+
+
 @pytest.fixture
 def private_writer_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A writer service of this test's own: the service is named after the import path."""
@@ -721,7 +764,7 @@ def private_writer_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
     return folder
 
 
-def test_the_writer_starts_at_low_priority_and_a_starved_start_is_handed_over(
+def test_a_starved_writer_start_is_handed_over(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -730,21 +773,9 @@ def test_the_writer_starts_at_low_priority_and_a_starved_start_is_handed_over(
     from agentic_trading.tracking import writer
 
     settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
-    # The writer process's start-up (importing Aim: a second of CPU) takes only what the
-    # training leaves: it runs at the lowest priority from its first instruction.
-    tracker = get_sync_tracker(settings)
-
-    def niceness() -> int | None:  # of the process that reads the pipe (none yet: None)
-        pid = _writer_of(tracker)
-        try:
-            return None if pid is None else os.getpriority(os.PRIO_PROCESS, pid)
-        except OSError:
-            return None
-
-    assert _wait_for(lambda: niceness() == 19)
-    tracker.close()
-    # Where other work starves that start-up, one at normal priority takes over in time; the
-    # training logged meanwhile and nothing is lost (here "in time" is at once).
+    # Where other work starves the writer's low-priority start-up, one at normal priority
+    # takes over in time; the training logged meanwhile and nothing is lost (here "in time"
+    # is at once).
     monkeypatch.setattr(writer, "_LOW_PRIORITY_START", 0.0)
     with caplog.at_level(logging.INFO, logger="agentic_trading.tracking"):
         tracker = get_sync_tracker(settings)
@@ -763,15 +794,21 @@ def test_the_writer_starts_at_low_priority_and_a_starved_start_is_handed_over(
 def test_trainings_after_the_first_get_their_writer_from_the_host_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_writer_service: Path
 ) -> None:
-    # The first training on a host starts the writer service (low priority, its session's
-    # scheduler group too); later trainings get a writer forked from it, warm, in a scheduler
-    # group of its own. Each writer dies with the process its training watches; the service
-    # leaves once idle.
+    # The first training on a host starts the writer service, which imports the writer at
+    # the lowest priority (a thread at nice 19, its session's scheduler group at 19 too);
+    # later trainings get a writer forked from it, warm, that writes at normal priority in a
+    # scheduler group of its own. Each writer dies with the process its training watches; the
+    # service leaves once idle.
     monkeypatch.setenv("ML_WRITER_SERVICE_IDLE", "3")
     settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
+    autogroups = Path("/proc/self/autogroup").exists()
     services, runs = set(), []
     for attempt in range(2):
         tracker = get_sync_tracker(settings)
+        if attempt == 0:
+            assert _set_up_at_low_priority(lambda: _service_of(private_writer_service))
+            if autogroups:
+                assert _autogroup(_service_of(private_writer_service) or 0)[1] == 19
         run = tracker.create_run("service", {"attempt": attempt})
         for step in range(20):
             tracker.log_metrics(run, {"reward": float(step)}, step=step)
@@ -780,11 +817,10 @@ def test_trainings_after_the_first_get_their_writer_from_the_host_service(
         assert pid is not None and pid != tracker._writer._child.pid
         service = _parent(pid)
         assert "_writer_service.py" in Path(f"/proc/{service}/cmdline").read_text()
-        assert os.getpriority(os.PRIO_PROCESS, service) == 19
-        if Path("/proc/self/autogroup").exists():  # the scheduler groups of their sessions
-            assert Path(f"/proc/{service}/autogroup").read_text().split()[-1] == "19"
-            writer_group = Path(f"/proc/{pid}/autogroup").read_text().split()
-            assert writer_group[0] != Path(f"/proc/{service}/autogroup").read_text().split()[0]
+        assert _thread_nice_values(pid) == {0}  # it writes at normal priority
+        if autogroups:  # warm, the service forks at once; the writer has a group of its own
+            assert _autogroup(service)[1] == 0
+            assert _autogroup(pid) != _autogroup(service) and _autogroup(pid)[1] == 0
         services.add(service)
         tracker.finish_run(run)
         tracker.close()
@@ -802,15 +838,19 @@ def test_trainings_after_the_first_get_their_writer_from_the_host_service(
 def test_without_the_writer_service_each_training_starts_its_own_writer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_writer_service: Path
 ) -> None:
+    # The process the tracker watches forks the writer, which imports itself at the lowest
+    # priority (a thread at nice 19: it takes only what the training leaves) and then writes
+    # at normal priority, so other work on the host cannot starve it.
     monkeypatch.setenv("ML_WRITER_SERVICE_IDLE", "0")
     settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
     tracker = get_sync_tracker(settings)
+    assert _set_up_at_low_priority(lambda: _writer_of(tracker))
     run = tracker.create_run("no-service", {})
     tracker.log_metrics(run, {"reward": 1.0}, step=1)
     tracker.flush()
     pid = _writer_of(tracker)
     assert pid is not None and _parent(pid) == tracker._writer._child.pid
-    assert os.getpriority(os.PRIO_PROCESS, pid) == 19
+    assert os.getpriority(os.PRIO_PROCESS, pid) == 0
     tracker.finish_run(run)
     tracker.close()
     assert get_sync_experiment_repository(settings).get_run(run.run_id).status == "completed"
@@ -829,22 +869,9 @@ def test_the_writer_service_refuses_other_users(
     run = tracker.create_run("refuses", {})
     tracker.flush()
 
-    def service() -> list[str]:  # the arguments of this test's service
-        for entry in os.listdir("/proc"):
-            try:
-                arguments = Path(f"/proc/{entry}/cmdline").read_text().split("\0")[:-1]
-            except OSError:
-                continue
-            if (
-                "_writer_service.py" in " ".join(arguments)
-                and str(private_writer_service) in (arguments[-1])
-            ):
-                return arguments
-        return []
-
-    arguments = _wait_for(service)
-    assert arguments, "no writer service started"
-    name = arguments[-4]
+    service = _wait_for(lambda: _service_of(private_writer_service))
+    assert service, "no writer service started"
+    name = Path(f"/proc/{service}/cmdline").read_text().split("\0")[-5]
     probe = (
         "import socket, sys\n"
         "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"

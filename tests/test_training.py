@@ -492,7 +492,9 @@ def test_ctrl_c_records_cancelled(settings: Settings) -> None:
         assert proc.returncode == 130, err
         assert "Traceback" not in err
         runs = repo.list_runs(experiment="interrupted")
-        assert [r.status for r in runs] == [ExperimentStatus.CANCELLED]
+        assert [(r.status, r.error) for r in runs] == [
+            (ExperimentStatus.CANCELLED, "interrupted (Ctrl-C)")
+        ], err
     finally:
         proc.kill()
         proc.wait()

@@ -1,9 +1,9 @@
 """One writer service per host and user, so that trainings after the first start their writer warm.
 
 Every training's writer process imports the same modules (about 1.5 s of CPU, most of it Aim)
-on cores the training keeps busy. The first training on a host starts this service (detached,
-at the lowest priority); it imports them once and forks a writer for each training that asks,
-which is ready in milliseconds. A training's ``_writer_start`` process asks over a Unix socket
+on cores the training keeps busy. The first training on a host starts this service (detached);
+it imports them once, at the lowest priority, and forks a writer for each training that asks,
+which is ready in milliseconds and writes at normal priority. A training's ``_writer_start`` process asks over a Unix socket
 in Linux's abstract namespace named by the user and by the code the service runs (another
 Python, checkout, import path or changed code: another service), handing over its standard
 streams, environment and working folder. The forked writer serves the training exactly as one
@@ -29,8 +29,11 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _START = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
 _HEADER = struct.Struct(">I")
@@ -198,6 +201,35 @@ def _start_service(name: str, backend: str, idle: float) -> None:
 # --- the service ------------------------------------------------------------------------------
 
 
+def at_low_priority(work: Callable[[], T]) -> T:
+    """``work()``, done by a thread at the lowest priority (``nice 19``) while this one waits.
+
+    On Linux a nice value belongs to a thread, and nobody but root may raise one again: the
+    set-up work (imports, a new store) takes only the CPU others leave, while the thread that
+    then writes, and every process it forks, keep the normal priority.
+    """
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            os.nice(19)
+        except OSError:
+            pass
+        try:
+            outcome.append((True, work()))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="agentic-trading-writer-set-up")
+    thread.start()
+    thread.join()
+    done, value = outcome[0]
+    if not done:
+        raise value
+    result: T = value
+    return result
+
+
 def serve(name: str, backend: str, idle: float, path: list[str]) -> None:
     """Listen on ``name``, detach, import the writer, then fork a writer per request until
     ``idle`` seconds pass without one."""
@@ -209,18 +241,14 @@ def serve(name: str, backend: str, idle: float, path: list[str]) -> None:
     listener.listen(64)
     if os.fork():
         os._exit(0)  # the starting training waited for this; the service goes on detached
-    os.nice(19)
-    _lower_session_priority(19)
     sys.path[:] = path
+    _set_session_priority(19)  # the imports take only what the trainings leave
     try:
-        import agentic_trading
-        from agentic_trading.tracking.writer_process import warm_up
-
-        if Path(agentic_trading.__file__).resolve().parent != Path(__file__).resolve().parents[1]:
+        if not at_low_priority(lambda: _warm_up(backend)):
             return  # the import path leads to other code than the one asked for
-        warm_up(backend)
     except Exception:
         return  # waiting requests see the connection close and start their own writers
+    _set_session_priority(0)  # forks at once when asked
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # writers are reaped by the system
     while select.select([listener], [], [], idle)[0]:
         try:
@@ -237,10 +265,20 @@ def serve(name: str, backend: str, idle: float, path: list[str]) -> None:
         connection.close()
 
 
-def _lower_session_priority(nice: int) -> None:
+def _warm_up(backend: str) -> bool:
+    import agentic_trading
+    from agentic_trading.tracking.writer_process import warm_up
+
+    if Path(agentic_trading.__file__).resolve().parent != Path(__file__).resolve().parents[1]:
+        return False
+    warm_up(backend)
+    return True
+
+
+def _set_session_priority(nice: int) -> None:
     # With the kernel's autogroups (on by default) each session competes with the training's
-    # session as one group: a process's nice counts only inside its group, so the group's own
-    # priority is set here.
+    # session as one group: a thread's nice counts only inside its group, so the group's own
+    # priority is set here. Any user may set it back to 0.
     try:
         with open("/proc/self/autogroup", "w") as autogroup:
             autogroup.write(str(nice))
@@ -251,6 +289,7 @@ def _lower_session_priority(nice: int) -> None:
 def _writer(connection: socket.socket) -> None:
     """The forked writer: take over the training's streams and environment, then serve."""
     code = 1
+    go = threading.Event()
     try:
         _, fds, _, _ = socket.recv_fds(connection, _HEADER.size, 3)
         request = _receive(connection)
@@ -262,12 +301,10 @@ def _writer(connection: socket.socket) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
-        # Out of the service's scheduler group (autogroup 19) into one of its own at the
-        # default weight: a training waiting for its final record on a loaded machine waited
-        # seconds for a writer at 19 (or 10). Its own CPU is small now that it starts warm.
+        # A scheduler group of its own at the default weight, as each training has: the
+        # writers of parallel trainings do not share one group's share of the CPU.
         os.setsid()
         _send(connection, {"pid": os.getpid()})
-        go = threading.Event()
 
         def watch() -> None:  # "go", then the end of the starter: this writer dies with it
             try:
@@ -298,7 +335,8 @@ def _writer(connection: socket.socket) -> None:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
-        traceback.print_exc()
+        if go.is_set():  # before "go" the training's starter gave up on it and writes itself
+            traceback.print_exc()
     finally:
         try:
             sys.stderr.flush()

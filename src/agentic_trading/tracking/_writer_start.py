@@ -5,11 +5,12 @@ starves that start-up, at normal priority after the seconds its last argument sa
 at normal priority) as the writer process it watches. It reads the settings frame and asks this
 user's writer service (``_writer_service``, started now if there is none; not with
 ``ML_WRITER_SERVICE_IDLE=0``) for a writer forked from its warm, low-priority process; failing
-that it forks one itself: the child lowers itself to ``nice 19`` and imports the writer (about
-1.5 s of CPU, which then takes only what the training leaves). Either writer sets its store up
-(a new Aim repository, say), says so, and reads the training's operations only once this
-process answers "go". A writer that has not said so in time is killed, and this process becomes
-the writer itself at normal priority. Until one of them reads them the operations wait in the
+that it forks one itself: the child imports the writer (about 1.5 s of CPU) in a thread at
+``nice 19``, which takes only what the training leaves. Either writer sets its store up (a new
+Aim repository, say), says so, and reads the training's operations only once this process
+answers "go"; it writes them at normal priority, so that other work on the host cannot hold up
+a training's final record. A writer that has not said so in time is killed, and
+this process becomes the writer itself at normal priority. Until one of them reads them the operations wait in the
 pipe, so a training killed meanwhile loses nothing. The writer dies with this process (its own
 child by ``PR_SET_PDEATHSIG``, the service's when their connection closes), so stopping this one
 stops the writer; this one passes SIGTERM and SIGHUP on.
@@ -43,10 +44,17 @@ def _read_exact(size: int) -> bytes:
     return data
 
 
-def _writer(hello: dict[str, Any], prepared: Any = None) -> None:
-    from agentic_trading.tracking.writer_process import main
+def _writer_main(backend: str | None = None) -> Any:
+    """The writer's ``main``, with ``backend``'s SDK imported too if given."""
+    from agentic_trading.tracking.writer_process import main, warm_up
 
-    main(hello, prepared)
+    if backend is not None:
+        warm_up(backend)
+    return main
+
+
+def _backend(hello: dict[str, Any]) -> str:
+    return str(hello.get("settings", {}).get("ml_tracking_backend") or "aim")
 
 
 def _child(hello: dict[str, Any], ready: int, go: int) -> None:
@@ -55,14 +63,16 @@ def _child(hello: dict[str, Any], ready: int, go: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
-    os.nice(19)
 
     def prepared() -> None:
         os.write(ready, b"r")
         if os.read(go, 1) != b"g":
             os._exit(0)  # replaced: the parent writes instead
 
-    _writer(hello, prepared)
+    # The imports (1.5 s of CPU) at the lowest priority; the store's set-up and the writing at
+    # normal priority (threads the set-up starts, RocksDB's, would otherwise inherit nice 19).
+    main = _service().at_low_priority(lambda: _writer_main(_backend(hello)))
+    main(hello, prepared)
 
 
 def _service() -> Any:
@@ -122,9 +132,8 @@ def main() -> None:
     idle = float(settings.get("ml_writer_service_idle") or 0)
     writer = None
     if idle > 0:
-        backend = str(settings.get("ml_tracking_backend") or "aim")
         try:
-            writer = _service().request_writer(hello, backend, idle, deadline)
+            writer = _service().request_writer(hello, _backend(hello), idle, deadline)
         except Exception as exc:  # never worse than no service: this process forks its own
             print(f"agentic-trading: the tracking writer service failed: {exc!r}", file=sys.stderr)
     if writer is not None:
@@ -136,7 +145,7 @@ def main() -> None:
         _forked_writer(hello, deadline)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     note = f"the tracking writer took over {seconds:g} s to start at low priority (busy cores)"
-    _writer({**hello, "note": f"{note}; started again at normal priority"})
+    _writer_main()({**hello, "note": f"{note}; started again at normal priority"})
 
 
 if __name__ == "__main__":

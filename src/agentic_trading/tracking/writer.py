@@ -557,7 +557,6 @@ def serve(
     stdin: IO[bytes],
     stdout: IO[bytes],
     executor_for: Callable[[dict[str, Any]], RunExecutor],
-    on_ready: Callable[[], None] | None = None,
     *,
     hello: dict[str, Any] | None = None,
     prepared: Callable[[], None] | None = None,
@@ -567,8 +566,8 @@ def serve(
     (the training process closed the pipe or died) record open runs as ``crashed``.
     ``hello`` is the settings frame if it was read already; before it reads any operation it
     does the first operations' one-off work (``RunExecutor.prepare``), then calls
-    ``prepared``. ``on_ready`` is called once, after the first frame was applied;
-    ``abandoning`` before open runs are recorded as crashed (it may end this process instead).
+    ``prepared``. ``abandoning`` is called before open runs are recorded as crashed (it may end
+    this process instead).
 
     Operations are acknowledged as *taken* when read, up to ``ML_WRITER_BUFFER`` of them not
     yet applied: while the tracking server is away the training goes on and this process holds
@@ -646,9 +645,6 @@ def serve(
             held.notify_all()
         replies.append({"applied": len(batch)})
         send(replies)
-        if on_ready is not None:
-            on_ready()
-            on_ready = None
         executor.beat_if_due()
     if abandoning is not None and executor.has_open_runs:
         abandoning()

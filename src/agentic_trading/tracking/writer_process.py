@@ -45,18 +45,6 @@ def _quiet_aim_finalizers(unraisable: Any) -> None:
     sys.__unraisablehook__(unraisable)
 
 
-def _lower_priority() -> None:
-    # Once its store is set up the writer takes only the CPU the training leaves (nice 19),
-    # yet is never starved for good (SCHED_IDLE could be, and its "no progress" would read as
-    # a stuck writer). A writer started at low priority is there already; one started at
-    # normal priority (it replaced a low-priority start-up other work starved, see
-    # _writer_start) goes there now.
-    try:
-        os.nice(19)
-    except OSError:  # pragma: no cover - not permitted here
-        pass
-
-
 def main(
     hello: dict[str, Any] | None = None,
     prepared: Callable[[], None] | None = None,
@@ -65,6 +53,8 @@ def main(
     """Serve the training process on stdin/stdout; ``hello`` is the settings frame when it was
     read already, ``prepared`` is called once the store is set up, ``abandoning`` before runs
     the training left open are recorded as crashed (see ``_writer_start``, ``_writer_service``).
+    The operations are applied at the calling thread's priority, never lowered: a writer
+    starved by other work would hold up every training's final record.
     """
     sys.unraisablehook = _quiet_aim_finalizers
     logging.getLogger("aim.ext.transport").setLevel(logging.CRITICAL)  # we log outages ourselves
@@ -75,7 +65,6 @@ def main(
             sys.stdin.buffer,
             replies,
             _executor,
-            on_ready=_lower_priority,
             hello=hello,
             prepared=prepared,
             abandoning=abandoning,
