@@ -41,9 +41,12 @@ typecheck: setup
 # ports): 8.5-9 min here against 11 min one after another. PYTEST_WORKERS=0 runs them one after
 # another (easier to read when one fails).
 PYTEST_WORKERS ?= 2
+# Each worker's trainings would give torch every core: share the cores out, as `study run-local`
+# does for its workers (oversubscribed, a PPO update took several times longer).
+PYTEST_THREADS ?= $(shell n=$$(nproc); w=$(PYTEST_WORKERS); [ "$$w" -gt 1 ] 2>/dev/null && n=$$((n / w)); echo $$((n > 0 ? n : 1)))
 
 pytest: setup
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
+	OMP_NUM_THREADS=$(PYTEST_THREADS) MKL_NUM_THREADS=$(PYTEST_THREADS) $(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 bench: setup  ## Benchmarks against raw redis-py, the Aim SDK, plain SB3 and SQLAlchemy in the same run; JSON under benchmarks/results/
 	$(BIN)/python -m benchmarks.run
