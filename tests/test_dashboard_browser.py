@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.expected_conditions import alert_is_present
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -94,8 +96,8 @@ def test_landing_page_shows_a_finished_run_and_a_moving_live_one(
     channel.publish_metrics("live-ppo", 6000, {"reward": 4.0})
     channel.flush()
     dash_duo.wait_for_contains_text("#live-table", "6,000/10,000", timeout=10)  # no reload
-    progress = dash_duo.find_element("#live-table progress")
-    assert float(progress.get_attribute("value")) == pytest.approx(60.0)
+    value = retried(lambda: dash_duo.find_element("#live-table progress").get_attribute("value"))
+    assert float(value) == pytest.approx(60.0)
     wait_for(lambda: len(dash_duo.find_elements("#live-reward .scatterlayer .point")) == 2)
     screenshot(dash_duo, "landing")
     assert dash_duo.get_logs() == []  # no errors in the browser console
@@ -103,9 +105,24 @@ def test_landing_page_shows_a_finished_run_and_a_moving_live_one(
     channel.close()
 
 
-def wait_for(condition: Any, timeout: float = 15.0) -> None:
+T = TypeVar("T")
+
+
+def retried(action: Callable[[], T], timeout: float = 15.0) -> T:
+    """``action()``, again while the element it uses is replaced under it (Dash re-rendered
+    the part of the page it was in)."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        try:
+            return action()
+        except StaleElementReferenceException:
+            assert time.monotonic() < deadline, "the element kept being re-rendered"
+            time.sleep(0.2)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not retried(condition, timeout):
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
 
@@ -122,7 +139,7 @@ def test_a_training_started_from_the_form_is_stopped_by_the_stop_button(
     dash_duo.wait_for_contains_text("#control-message", "Started", timeout=10)
     # The page was idle when the training started: the live view wakes up by itself.
     dash_duo.wait_for_contains_text("#live-table", "running", timeout=60)
-    dash_duo.wait_for_element("#live-table button.stop", timeout=20).click()
+    retried(lambda: dash_duo.wait_for_element("#live-table button.stop", timeout=20).click())
     alert = WebDriverWait(dash_duo.driver, 10).until(alert_is_present())  # confirmation
     assert "Stop the training" in alert.text
     alert.accept()
@@ -192,15 +209,14 @@ def test_study_page_follows_trials_live_and_stops_one(
     worker = threading.Thread(target=run_worker, args=("watched", settings), daemon=True)
     worker.start()
     dash_duo.wait_for_contains_text("#study-trials", "running", timeout=60)  # no reload
-    progress = dash_duo.wait_for_element("#study-trials progress", timeout=30)
-    first = float(progress.get_attribute("value"))
-    wait_for(
-        lambda: (
-            float(dash_duo.find_element("#study-trials progress").get_attribute("value")) > first
-        ),
-        30,
-    )  # the running trial's progress moves, from messaging
-    dash_duo.find_element("#study-trials button.stop").click()
+    dash_duo.wait_for_element("#study-trials progress", timeout=30)
+
+    def progress() -> float:
+        return float(dash_duo.find_element("#study-trials progress").get_attribute("value"))
+
+    first = retried(progress)
+    wait_for(lambda: progress() > first, 30)  # the running trial's progress moves, from messaging
+    retried(lambda: dash_duo.find_element("#study-trials button.stop").click())
     alert = WebDriverWait(dash_duo.driver, 10).until(alert_is_present())
     alert.accept()
     dash_duo.wait_for_contains_text("#study-trials", "cancelled", timeout=60)

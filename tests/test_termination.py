@@ -102,7 +102,7 @@ def test_sigterm_cancels_a_cli_training_in_both_systems(
         # The writer process creates the Aim run at its own pace: signal a training both
         # systems know, so that the time measured is the cancellation's alone.
         wait_until(lambda: repo.list_runs(experiment="terminated"), 30, "the run in tracking")
-        sent = time.monotonic()
+        sent, sent_at = time.monotonic(), time.time()
         proc.send_signal(signal.SIGTERM)
 
         def both_cancelled() -> bool:
@@ -121,12 +121,20 @@ def test_sigterm_cancels_a_cli_training_in_both_systems(
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert took < 3.0, f"cancelled after {took:.2f} s"  # about 0.5 s here; a loaded CI is slower
     assert proc.returncode == 143, err  # 128 + SIGTERM
     assert json.loads(out)["status"] == "cancelled"
     final = watcher.get_experiment(state.experiment_id)
     assert final is not None and final.message == "Training cancelled: terminated by SIGTERM"
     (run,) = repo.list_runs(experiment="terminated")
+    assert final.finished_at is not None and run.ended_at is not None
+    # When each system had it, by the training's own clock (this test's polling is not counted).
+    phases = (
+        f"messaging after {final.finished_at - sent_at:.2f} s, "
+        f"tracking after {run.ended_at.timestamp() - sent_at:.2f} s, seen after {took:.2f} s"
+    )
+    # About 0.5 s on an idle machine, 0.4-2.7 s beside four busy processes; what matters is
+    # well inside the 10 s that docker stop waits before it kills.
+    assert took < 10.0, f"cancelled: {phases}\n{err}"
     assert run.error == "terminated by SIGTERM"
     assert "Traceback" not in err
 
