@@ -524,7 +524,12 @@ class BackgroundWriter:
                 else:
                     pending.future.set_exception(error_from_wire(reply))
         if not self._closed:
-            code = self._child.poll() if self._child else None
+            code = None
+            if self._child is not None:
+                try:  # its pipe closes a moment before it can be reaped
+                    code = self._child.wait(_POLL)
+                except subprocess.TimeoutExpired:
+                    pass
             self._fail(f"the tracking writer process exited unexpectedly (code {code})")
 
     def _fail(self, message: str, *, stop_child: bool = False) -> None:
