@@ -796,9 +796,9 @@ def test_trainings_after_the_first_get_their_writer_from_the_host_service(
 ) -> None:
     # The first training on a host starts the writer service, which imports the writer at
     # the lowest priority (a thread at nice 19, its session's scheduler group at 19 too);
-    # later trainings get a writer forked from it, warm, that writes at normal priority in a
-    # scheduler group of its own. Each writer dies with the process its training watches; the
-    # service leaves once idle.
+    # later trainings get a writer forked from it, warm, that sets its store up there and then
+    # writes at normal priority from a scheduler group of its own. Each writer dies with the
+    # process its training watches; the service leaves once idle.
     monkeypatch.setenv("ML_WRITER_SERVICE_IDLE", "3")
     settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
     autogroups = Path("/proc/self/autogroup").exists()
@@ -818,8 +818,8 @@ def test_trainings_after_the_first_get_their_writer_from_the_host_service(
         service = _parent(pid)
         assert "_writer_service.py" in Path(f"/proc/{service}/cmdline").read_text()
         assert _thread_nice_values(pid) == {0}  # it writes at normal priority
-        if autogroups:  # warm, the service forks at once; the writer has a group of its own
-            assert _autogroup(service)[1] == 0
+        if autogroups:  # set up in the service's group, it writes from one of its own
+            assert _autogroup(service)[1] == 19
             assert _autogroup(pid) != _autogroup(service) and _autogroup(pid)[1] == 0
         services.add(service)
         tracker.finish_run(run)
@@ -838,9 +838,10 @@ def test_trainings_after_the_first_get_their_writer_from_the_host_service(
 def test_without_the_writer_service_each_training_starts_its_own_writer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_writer_service: Path
 ) -> None:
-    # The process the tracker watches forks the writer, which imports itself at the lowest
-    # priority (a thread at nice 19: it takes only what the training leaves) and then writes
-    # at normal priority, so other work on the host cannot starve it.
+    # The process the tracker watches forks the writer, which imports itself and sets its
+    # store up at the lowest priority (a thread at nice 19: it takes only what the training
+    # leaves), then writes at normal priority from a scheduler group of its own, so other work
+    # on the host cannot starve it.
     monkeypatch.setenv("ML_WRITER_SERVICE_IDLE", "0")
     settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
     tracker = get_sync_tracker(settings)
@@ -851,6 +852,8 @@ def test_without_the_writer_service_each_training_starts_its_own_writer(
     pid = _writer_of(tracker)
     assert pid is not None and _parent(pid) == tracker._writer._child.pid
     assert os.getpriority(os.PRIO_PROCESS, pid) == 0
+    if Path("/proc/self/autogroup").exists():
+        assert _autogroup(pid) != _autogroup(os.getpid()) and _autogroup(pid)[1] == 0
     tracker.finish_run(run)
     tracker.close()
     assert get_sync_experiment_repository(settings).get_run(run.run_id).status == "completed"

@@ -3,7 +3,7 @@
 Every training's writer process imports the same modules (about 1.5 s of CPU, most of it Aim)
 on cores the training keeps busy. The first training on a host starts this service (detached);
 it imports them once, at the lowest priority, and forks a writer for each training that asks,
-which is ready in milliseconds and writes at normal priority. A training's ``_writer_start`` process asks over a Unix socket
+which sets its store up in milliseconds, still at low priority, then writes at normal priority. A training's ``_writer_start`` process asks over a Unix socket
 in Linux's abstract namespace named by the user and by the code the service runs (another
 Python, checkout, import path or changed code: another service), handing over its standard
 streams, environment and working folder. The forked writer serves the training exactly as one
@@ -248,7 +248,6 @@ def serve(name: str, backend: str, idle: float, path: list[str]) -> None:
             return  # the import path leads to other code than the one asked for
     except Exception:
         return  # waiting requests see the connection close and start their own writers
-    _set_session_priority(0)  # forks at once when asked
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # writers are reaped by the system
     while select.select([listener], [], [], idle)[0]:
         try:
@@ -278,7 +277,7 @@ def _warm_up(backend: str) -> bool:
 def _set_session_priority(nice: int) -> None:
     # With the kernel's autogroups (on by default) each session competes with the training's
     # session as one group: a thread's nice counts only inside its group, so the group's own
-    # priority is set here. Any user may set it back to 0.
+    # priority is set here.
     try:
         with open("/proc/self/autogroup", "w") as autogroup:
             autogroup.write(str(nice))
@@ -301,9 +300,6 @@ def _writer(connection: socket.socket) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
-        # A scheduler group of its own at the default weight, as each training has: the
-        # writers of parallel trainings do not share one group's share of the CPU.
-        os.setsid()
         _send(connection, {"pid": os.getpid()})
 
         def watch() -> None:  # "go", then the end of the starter: this writer dies with it
@@ -317,6 +313,10 @@ def _writer(connection: socket.socket) -> None:
         threading.Thread(target=watch, daemon=True).start()
 
         def prepared() -> None:
+            # Set up in the service's low-priority scheduler group; it writes from a group of
+            # its own at the default weight, as each training has, so that no other work
+            # starves it (a final record waits on it).
+            os.setsid()
             connection.sendall(b"r")
             go.wait()
 

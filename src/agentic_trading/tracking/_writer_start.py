@@ -7,9 +7,9 @@ user's writer service (``_writer_service``, started now if there is none; not wi
 ``ML_WRITER_SERVICE_IDLE=0``) for a writer forked from its warm, low-priority process; failing
 that it forks one itself: the child imports the writer (about 1.5 s of CPU) in a thread at
 ``nice 19``, which takes only what the training leaves. Either writer sets its store up (a new
-Aim repository, say), says so, and reads the training's operations only once this process
-answers "go"; it writes them at normal priority, so that other work on the host cannot hold up
-a training's final record. A writer that has not said so in time is killed, and
+Aim repository, say) at low priority, says so, and reads the training's operations only once
+this process answers "go"; it writes them at normal priority, from a scheduler group of its own,
+so that other work on the host cannot hold up a training's final record. A writer that has not said so in time is killed, and
 this process becomes the writer itself at normal priority. Until one of them reads them the operations wait in the
 pipe, so a training killed meanwhile loses nothing. The writer dies with this process (its own
 child by ``PR_SET_PDEATHSIG``, the service's when their connection closes), so stopping this one
@@ -65,14 +65,18 @@ def _child(hello: dict[str, Any], ready: int, go: int) -> None:
         os._exit(1)
 
     def prepared() -> None:
+        # The writing thread has the normal priority; RocksDB's threads, started by the set-up,
+        # have nice 19 but, with autogroups, a scheduler group of their own to share with it.
+        os.setsid()
         os.write(ready, b"r")
         if os.read(go, 1) != b"g":
             os._exit(0)  # replaced: the parent writes instead
 
-    # The imports (1.5 s of CPU) at the lowest priority; the store's set-up and the writing at
-    # normal priority (threads the set-up starts, RocksDB's, would otherwise inherit nice 19).
-    main = _service().at_low_priority(lambda: _writer_main(_backend(hello)))
-    main(hello, prepared)
+    # The imports (1.5 s of CPU) and the store's set-up at the lowest priority, the writing at
+    # normal priority (the writer is not starved by other work, which a final record waits on).
+    low = _service().at_low_priority
+    main = low(lambda: _writer_main(_backend(hello)))
+    main(hello, prepared, set_up=low)
 
 
 def _service() -> Any:

@@ -13,6 +13,7 @@ its training process (kill -9) records the open runs as ``crashed`` and exits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -558,6 +559,14 @@ class BackgroundWriter:
             self._child.kill()  # stuck in a store that refuses writes: it would never return
 
 
+def _prepared_executor(
+    executor_for: Callable[[dict[str, Any]], RunExecutor], hello: dict[str, Any]
+) -> RunExecutor:
+    executor = executor_for(hello)
+    executor.prepare()
+    return executor
+
+
 def serve(
     stdin: IO[bytes],
     stdout: IO[bytes],
@@ -566,13 +575,15 @@ def serve(
     hello: dict[str, Any] | None = None,
     prepared: Callable[[], None] | None = None,
     abandoning: Callable[[], None] | None = None,
+    set_up: Callable[[Callable[[], RunExecutor]], RunExecutor] | None = None,
 ) -> None:
     """The writer process's loop: apply each frame's operations, reply, beat; at end of input
     (the training process closed the pipe or died) record open runs as ``crashed``.
     ``hello`` is the settings frame if it was read already; before it reads any operation it
-    does the first operations' one-off work (``RunExecutor.prepare``), then calls
-    ``prepared``. ``abandoning`` is called before open runs are recorded as crashed (it may end
-    this process instead).
+    makes its executor and does the first operations' one-off work (``RunExecutor.prepare``),
+    through ``set_up`` if given (which runs what it is handed: at low priority, say), then
+    calls ``prepared``. ``abandoning`` is called before open runs are recorded as crashed (it
+    may end this process instead).
 
     Operations are acknowledged as *taken* when read, up to ``ML_WRITER_BUFFER`` of them not
     yet applied: while the tracking server is away the training goes on and this process holds
@@ -582,7 +593,8 @@ def serve(
         hello = read_frame(stdin)
         if hello is None:
             return
-    executor = executor_for(hello)
+    make = functools.partial(_prepared_executor, executor_for, hello)
+    executor = make() if set_up is None else set_up(make)
     limit = int(hello.get("settings", {}).get("ml_writer_buffer") or 100_000)
     frames: queue.Queue[Any] = queue.Queue()
     held = threading.Condition()
@@ -614,7 +626,6 @@ def serve(
             send([{"taken": len(frame)}])
         frames.put(None)
 
-    executor.prepare()
     if prepared is not None:
         prepared()
     if "note" in hello:

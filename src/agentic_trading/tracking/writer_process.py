@@ -49,12 +49,14 @@ def main(
     hello: dict[str, Any] | None = None,
     prepared: Callable[[], None] | None = None,
     abandoning: Callable[[], None] | None = None,
+    set_up: Callable[[Callable[[], RunExecutor]], RunExecutor] | None = None,
 ) -> None:
     """Serve the training process on stdin/stdout; ``hello`` is the settings frame when it was
-    read already, ``prepared`` is called once the store is set up, ``abandoning`` before runs
-    the training left open are recorded as crashed (see ``_writer_start``, ``_writer_service``).
-    The operations are applied at the calling thread's priority, never lowered: a writer
-    starved by other work would hold up every training's final record.
+    read already, ``set_up`` runs the store's set-up (at low priority, say), ``prepared`` is
+    called once the store is set up, ``abandoning`` before runs the training left open are
+    recorded as crashed (see ``_writer_start``, ``_writer_service``). The operations are
+    applied at the calling thread's priority, never lowered: a writer starved by other work
+    would hold up every training's final record.
     """
     sys.unraisablehook = _quiet_aim_finalizers
     logging.getLogger("aim.ext.transport").setLevel(logging.CRITICAL)  # we log outages ourselves
@@ -66,6 +68,7 @@ def main(
             replies,
             _executor,
             hello=hello,
+            set_up=set_up,
             prepared=prepared,
             abandoning=abandoning,
         )
