@@ -694,6 +694,45 @@ def _writer_of(tracker: Any) -> int | None:
     return None
 
 
+def _inotify_instances(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify"
+        except OSError:
+            continue
+    return count
+
+
+def test_writers_and_readers_hold_no_inotify_instance(tmp_path: Path) -> None:
+    # A user has 128 inotify instances (the default limit) for every program they run. Aim's
+    # index manager holds one for the life of its process: with one in every writer and
+    # reader, a busy host ran out and a training's final record failed.
+    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run("inotify", {})
+    tracker.log_metrics(run, {"reward": 1.0}, step=0)
+    tracker.finish_run(run)  # the writer indexes the run for Aim's readers
+    pid = _writer_of(tracker)
+    assert pid is not None and _inotify_instances(pid) == 0
+    tracker.close()
+    reader = (
+        "import os, sys\n"
+        "from agentic_trading.config import Settings\n"
+        "from agentic_trading.tracking import get_sync_experiment_repository\n"
+        "repo = get_sync_experiment_repository(Settings(ml_storage_path=sys.argv[1]))\n"
+        "status = repo.get_run(sys.argv[2]).status.value\n"
+        "count = sum(os.readlink(f'/proc/self/fd/{fd}') == 'anon_inode:inotify'\n"
+        "            for fd in os.listdir('/proc/self/fd') if os.path.exists(f'/proc/self/fd/{fd}'))\n"
+        "print(status, count)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", reader, settings.ml_storage_path, run.run_id],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert done.stdout.split() == ["completed", "0"], done.stderr
+
+
 def _wait_for(probe: Any, seconds: float = 15.0) -> Any:
     deadline = time.monotonic() + seconds
     while not (value := probe()) and time.monotonic() < deadline:

@@ -191,7 +191,11 @@ class AimIndexer:
         """Index ``run_hashes``; return those indexed. Best effort: failures are logged."""
         if not run_hashes or self.location.startswith("aim://"):
             return []
-        manager = self._get_manager()
+        try:
+            manager = self._get_manager()
+        except Exception as exc:  # nothing is lost: readers index outdated runs themselves
+            logger.info("runs not indexed yet (the next reader does it): %s", exc)
+            return []
         done: list[str] = []
         try:
             for run_hash in run_hashes:
@@ -221,5 +225,17 @@ class AimIndexer:
         if self._manager is None:
             from aim.sdk.index_manager import RepoIndexManager
 
-            self._manager = RepoIndexManager(import_aim().Repo(self.location))
+            # Made without RepoIndexManager.__init__: it schedules a watchdog observer that only
+            # `aim up`'s background indexing starts, yet holds an inotify instance (and a
+            # thread) for the rest of the process. Each writer and reader would hold one of the
+            # user's 128 (the default limit); past them a training's final record failed with
+            # "inotify instance limit reached". index() needs only these attributes.
+            manager = RepoIndexManager.__new__(RepoIndexManager)
+            manager.repo = import_aim().Repo(self.location)
+            manager.repo_path = manager.repo.path
+            manager.chunks_dir = Path(manager.repo.path) / "meta" / "chunks"
+            manager.chunks_dir.mkdir(parents=True, exist_ok=True)
+            manager._corrupted_runs = set()
+            manager._watches = {}
+            self._manager = manager
         return self._manager
