@@ -108,6 +108,35 @@ def test_a_training_on_mlflow_is_read_by_mlflows_own_client(tmp_path: Path) -> N
     assert tracking["location"] == f"sqlite:///{storage}/mlflow.db"
 
 
+OPENER = """
+import sys
+from agentic_trading.config import Settings
+from agentic_trading.tracking.backends.mlflow._storage import connect
+settings = Settings(_env_file=None, ml_tracking_backend="mlflow", ml_storage_path=sys.argv[1])
+print(len(connect(settings).search_experiments()))
+"""
+
+
+def test_processes_opening_a_new_local_store_at_once_set_it_up_once(tmp_path: Path) -> None:
+    # MLflow's client migrates a new SQLite database (dozens of steps, no one transaction) as
+    # it is made: a study's workers starting together on a new store left it half migrated
+    # ("table _alembic_tmp_experiments already exists" for every process after).
+    import sqlite3
+
+    command = [sys.executable, "-c", OPENER, str(tmp_path)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "cwd": ROOT}
+    procs = [subprocess.Popen(command, **pipes) for _ in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert (proc.returncode, out.strip()) == (0, "1"), err  # MLflow's Default experiment
+    tables = [
+        name for (name,) in sqlite3.connect(tmp_path / "mlflow.db").execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+    ]  # fmt: skip
+    assert "runs" in tables and not [t for t in tables if t.startswith("_alembic_tmp")]
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[MlflowServer]:
     if not shared_available():

@@ -192,16 +192,18 @@ def connect(settings: Settings) -> Any:
     from agentic_trading.common.databases import sqlalchemy_url
 
     uri = sqlalchemy_url(settings.mlflow_store_uri())  # a database of MLflow's, read directly
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     database = local_database(uri)
     if database is None:
-        return client
+        return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         database.parent.mkdir(parents=True, exist_ok=True)
         with open(database.parent / ".agentic-trading-mlflow.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                client.search_experiments(max_results=1)  # creates and migrates the database
+                # MLflow's client creates and migrates the database as it is made: two
+                # processes doing that at once left it half migrated for good.
+                client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+                client.search_experiments(max_results=1)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
     except OSError as exc:
