@@ -8,10 +8,11 @@ user's writer service (``_writer_service``, started now if there is none; not wi
 that it forks one itself: the child imports the writer (about 1.5 s of CPU) in a thread at
 ``nice 19``, which takes only what the training leaves. Either writer sets its store up (a new
 Aim repository, say) at low priority, says so, and reads the training's operations only once
-this process answers "go"; it writes them at normal priority, from a scheduler group of its own,
-so that other work on the host cannot hold up a training's final record. A writer that has not said so in time is killed, and
-this process becomes the writer itself at normal priority. Until one of them reads them the operations wait in the
-pipe, so a training killed meanwhile loses nothing. The writer dies with this process (its own
+this process answers "go"; it writes them at normal priority, from a scheduler group of its
+own, so that other work on the host cannot hold up a training's final record. A writer that
+has not said so in time is killed, and this process becomes the writer itself at normal
+priority. Until one of them reads them the operations wait in the pipe, so a training killed
+meanwhile loses nothing. The writer dies with this process (its own
 child by ``PR_SET_PDEATHSIG``, the service's when their connection closes), so stopping this one
 stops the writer; this one passes SIGTERM and SIGHUP on.
 """
