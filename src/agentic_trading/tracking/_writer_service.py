@@ -3,10 +3,11 @@
 Every training's writer process imports the same modules (about 1.5 s of CPU, most of it Aim)
 on cores the training keeps busy. The first training on a host starts this service (detached);
 it imports them once, at the lowest priority, and forks a writer for each training that asks,
-which sets its store up in milliseconds, still at low priority, then writes at normal priority. A training's ``_writer_start`` process asks over a Unix socket
-in Linux's abstract namespace named by the user and by the code the service runs (another
-Python, checkout, import path or changed code: another service), handing over its standard
-streams, environment and working folder. The forked writer serves the training exactly as one
+which sets its store up in milliseconds, still at low priority, then writes at normal
+priority. A training's ``_writer_start`` process asks over a Unix socket in Linux's abstract
+namespace named by the user and by the code the service runs (another Python, checkout,
+import path or changed code: another service), handing over its standard streams,
+environment and working folder. The forked writer serves the training exactly as one
 ``_writer_start`` forked itself would: it reads the training's operations only after "go", and
 it dies with that process. The service exits after ``ML_WRITER_SERVICE_IDLE`` seconds without
 a request; only the user who started it may connect (``SO_PEERCRED``), and a client talks only
@@ -282,7 +283,7 @@ def _set_session_priority(nice: int) -> None:
         with open("/proc/self/autogroup", "w") as autogroup:
             autogroup.write(str(nice))
     except OSError:
-        pass  # no autogroups here: the process's nice is enough
+        pass  # no autogroups here: the warming thread's nice is enough
 
 
 def _writer(connection: socket.socket) -> None:
