@@ -765,7 +765,10 @@ def _thread_nice_values(pid: int) -> set[int]:
 
 def _autogroup(pid: int) -> tuple[str, int]:
     """``pid``'s scheduler autogroup and the group's nice value."""
-    name, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
+    fields = Path(f"/proc/{pid}/autogroup").read_text().split()
+    if not fields:  # the kernel prints nothing for the root group (init's, and CI's tree)
+        return "root", 0
+    name, _, nice = fields
     return name, int(nice)
 
 
