@@ -12,6 +12,10 @@ help:  ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
 setup: $(VENV)/.installed browser  ## Create .venv and install everything (fast when nothing changed)
+	@# Our sources byte-compiled (only what changed): where PYTHONDONTWRITEBYTECODE is set, as
+	@# in some CI images, every process would otherwise compile them again, and each training
+	@# would pay it before its first step.
+	@$(BIN)/python -m compileall -q src
 
 # The dashboard's browser tests drive Debian's chromium through chromium-driver.
 browser:

@@ -153,9 +153,7 @@ class ExperimentCallback(BaseCallback):
             self.channel = SyncTrainingChannel(settings=self.settings)
         self._publish_interval = self.channel.progress_interval
         if self.tracker is None:
-            self.tracker = get_sync_tracker(
-                None if self.settings is get_settings() else self.settings
-            )
+            self.tracker = get_sync_tracker(self.settings)
         agent = type(self.model).__name__
         config = {"agent_type": agent, **self.config}
         self.channel.create_experiment(self.experiment_id, config)

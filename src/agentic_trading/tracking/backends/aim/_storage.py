@@ -10,10 +10,6 @@ from typing import Any
 from agentic_trading.common.extras import require
 from agentic_trading.config import Settings
 from agentic_trading.tracking.backends._folders import ensure_writable_folder
-from agentic_trading.tracking.backends.aim._migrations import (
-    discard_unfinished_database,
-    migrations_in_process,
-)
 from agentic_trading.tracking.errors import TrackingUnavailableError
 
 __all__ = [
@@ -155,6 +151,13 @@ def ensure_repository(location: str) -> None:
     if location.startswith("aim://") or Path(location, ".aim", "VERSION").is_file():
         return
     import fcntl
+
+    # Only a writer sets a repository up: a training process that imports this module for
+    # its store's checks does not pay for the migrations' imports (sqlite3, logging.config).
+    from agentic_trading.tracking.backends.aim._migrations import (
+        discard_unfinished_database,
+        migrations_in_process,
+    )
 
     try:
         with open(Path(location, ".agentic-trading-init.lock"), "a") as lock:
