@@ -7,6 +7,7 @@ was written with the backend's own tools (Aim's SDK and CLI, MLflow's client).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -995,6 +996,55 @@ def test_several_processes_log_into_one_repository(settings: Settings, experimen
             assert repo.get_metric_series(run_id, name).steps == list(range(800))
 
 
+#: Aim's own SDK, alone: the completed run of an experiment, looked for until a deadline.
+_AIM_SDK_READ = """
+import json, sys, time
+from aim import Repo
+location, experiment, deadline = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
+query = f"run.experiment == '{experiment}' and run.status == 'completed'"
+while True:
+    runs = [r.run for r in Repo(location).query_runs(query, report_mode=0).iter_runs()]
+    if runs or time.monotonic() > deadline:
+        break
+    time.sleep(0.2)
+run = runs[0]
+metrics = {m.name: m.values.values_list() for m in run.metrics()}
+print(json.dumps({"hash": run.hash, "hparams": run["hparams"], "final": run["final_metrics"],
+                  "reward": metrics["reward"]}))
+"""
+
+
+def _read_with_aims_sdk(settings: Settings, experiment: str, wait: float) -> dict[str, Any]:
+    """What Aim's SDK alone reads of ``experiment``'s completed run (see ``_AIM_SDK_READ``)."""
+    reader = subprocess.run(
+        [sys.executable, "-c", _AIM_SDK_READ, settings.ml_storage_path, experiment, str(wait)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=wait + 60,
+    )
+    result: dict[str, Any] = json.loads(reader.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_aim_sdk_reads_a_finished_run_while_its_training_process_goes_on(
+    settings: Settings, experiment: str
+) -> None:
+    # finish_run returns once the run is closed; the writer indexes it right after, for Aim's
+    # own readers, while this process goes on (a study worker's next trial, say).
+    if is_mlflow(settings):
+        pytest.skip("Aim's own tools read Aim repositories")
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run(experiment, {"mode": "live"})
+    for step in range(5):
+        tracker.log_metrics(run, {"reward": float(step)}, step=step)
+    tracker.finish_run(run, "completed", {"total_reward": 10.0})
+    seen = _read_with_aims_sdk(settings, experiment, wait=10)
+    assert seen["hash"] == run.run_id
+    assert seen["final"] == {"total_reward": 10.0}
+    assert sorted(seen["reward"]) == [float(i) for i in range(5)]
+
+
 def test_aim_sdk_and_cli_alone_read_what_the_tracker_wrote(
     settings: Settings, experiment: str
 ) -> None:
@@ -1011,28 +1061,7 @@ def test_aim_sdk_and_cli_alone_read_what_the_tracker_wrote(
         check=True,
     )
     assert run_id in listed.stdout
-    reader = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, json; from aim import Repo\n"
-            "repo = Repo(sys.argv[1])\n"
-            "q = f\"run.experiment == '{sys.argv[2]}' and run.status == 'completed'\"\n"
-            "runs = [r.run for r in repo.query_runs(q, report_mode=0).iter_runs()]\n"
-            "run = runs[0]\n"
-            "m = {x.name: x.values.values_list() for x in run.metrics()}\n"
-            "print(json.dumps({'hash': run.hash, 'hparams': run['hparams'],\n"
-            "  'final': run['final_metrics'], 'reward': m['reward']}))",
-            settings.ml_storage_path,
-            experiment,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    import json
-
-    seen = json.loads(reader.stdout.strip().splitlines()[-1])
+    seen = _read_with_aims_sdk(settings, experiment, wait=0)
     assert seen["hash"] == run_id
     assert seen["hparams"] == {"mode": "finish", "points": 50}
     assert seen["final"] == {"total_reward": 50.0}

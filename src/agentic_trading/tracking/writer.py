@@ -654,13 +654,13 @@ def serve(
                 # Told at once: a store that refuses writes may also hang on the next one.
                 fault_told = True
                 send([{"fault": executor.fault}])
-        if frames.empty():
-            executor.settle()
         with held:
             held_ops[0] -= len(batch)
             held.notify_all()
         replies.append({"applied": len(batch)})
         send(replies)
+        if frames.empty():
+            executor.settle()  # after the replies: whoever waits on one goes on meanwhile
         executor.beat_if_due()
     if abandoning is not None and executor.has_open_runs:
         abandoning()

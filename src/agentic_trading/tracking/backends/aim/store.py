@@ -69,6 +69,7 @@ class AimRunStore:
         self._runs: dict[str, Any] = {}
         self._host = socket.gethostname()
         self._indexer = AimIndexer(self.location)
+        self._unindexed: list[str] = []  # closed runs, indexed by the next flush
 
     def check_writable(self) -> None:
         # Milliseconds: the folder exists or can be made, and is writable. Setting up a new
@@ -87,6 +88,8 @@ class AimRunStore:
         configure_mappers()
         import alembic.command  # noqa: F401  (a new repository's migrations: _migrations)
 
+        import agentic_trading.tracking.backends.aim._migrations  # noqa: F401
+
     def prepare(self) -> None:
         self.warm_up()
         if self._is_remote:
@@ -102,7 +105,11 @@ class AimRunStore:
         pass
 
     def flush(self) -> list[tuple[str, int, str]]:
-        return []  # every point is written as it comes
+        # Every point is written as it comes; runs closed since the last flush are indexed
+        # here, after the writer answered the training that closed them.
+        closed, self._unindexed = self._unindexed, []
+        self._indexer.index(closed)
+        return []
 
     def open_run(
         self, run_id: str, experiment: str, config: Mapping[str, Any], tags: Sequence[str]
@@ -249,8 +256,10 @@ class AimRunStore:
                 if config.sub == run_id:
                     container.close()
                     pool.pop(config, None)
-        # Aim's own readers (SDK, `aim runs`, AimQL) see a run's data only once it is indexed.
-        self._indexer.index([run_id])
+        # Aim's own readers (SDK, `aim runs`, AimQL) see a run's data only once it is indexed
+        # (20-30 ms a run): flush does it, which the writer calls once the queue is empty and
+        # before it stops, so the training waiting on this close is not held up by it.
+        self._unindexed.append(run_id)
 
     def close(self) -> None:
         if self.location.startswith("aim://"):
