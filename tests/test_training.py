@@ -224,6 +224,64 @@ def test_logging_every_step_records_every_change_and_shows_the_last_live(
     assert state.latest_metrics["reward"] == pytest.approx(expected_values[-1])
 
 
+@pytest.mark.parametrize("episodes_kept_by", ["Monitor", "VecMonitor", "nothing"])
+def test_reward_is_the_newest_finished_episode_wherever_episodes_are_kept(
+    settings: Settings, episodes_kept_by: str
+) -> None:
+    # The callback reads episodes from SB3's Monitor (which SB3 wraps a plain env in) or a
+    # VecMonitor; with neither it counts the rewards SB3 hands the callbacks itself. Either
+    # way a log shows the newest finished episode (return and length), or the first episode's
+    # return so far.
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+    class Steps(BaseCallback):  # what SB3 handed the callbacks, step by step
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[float, bool]] = []
+
+        def _on_step(self) -> bool:
+            self.seen.append((float(self.locals["rewards"][0]), bool(self.locals["dones"][0])))
+            return True
+
+    bars = load_prices().iloc[:40]  # episodes of 30 steps
+    env: Any = make_env(bars, 10)
+    if episodes_kept_by == "VecMonitor":
+        env = VecMonitor(DummyVecEnv([lambda: make_env(bars, 10)]))
+    elif episodes_kept_by == "nothing":
+        env = DummyVecEnv([lambda: make_env(bars, 10)])
+    callback = ExperimentCallback("episodes", {}, log_every=8, settings=settings)
+    steps = Steps()
+    PPO("MlpPolicy", env, n_steps=64, batch_size=32, seed=3).learn(
+        128, callback=CallbackList([callback, steps])
+    )
+
+    expected: dict[str, list[tuple[int, float]]] = {"reward": [], "episode_length": []}
+    running, length, finished = 0.0, 0, None
+    for step, (reward, done) in enumerate(steps.seen, start=1):
+        running, length = running + reward, length + 1
+        if done:
+            finished, running, length = (running, float(length)), 0.0, 0
+        if step % 8:
+            continue
+        now = (
+            {"reward": running}
+            if finished is None
+            else dict(zip(("reward", "episode_length"), finished, strict=True))
+        )
+        for name, value in now.items():  # tracked when it changes
+            if not expected[name] or expected[name][-1][1] != pytest.approx(value):
+                expected[name].append((step, value))
+    assert sum(done for _, done in steps.seen) >= 3
+    assert callback.run is not None
+    repo = get_sync_experiment_repository(settings)
+    for name, points in expected.items():
+        series = repo.get_metric_series(callback.run.run_id, name)
+        assert series.steps == [step for step, _ in points], name
+        assert series.values == pytest.approx([value for _, value in points], rel=1e-5), name
+
+
 def test_a_repository_set_up_while_the_training_runs_has_every_point(tmp_path: Path) -> None:
     settings = make_settings(ml_storage_path=str(tmp_path / "new"))
     assert not (tmp_path / "new").exists()  # the writer sets it up; the training does not wait

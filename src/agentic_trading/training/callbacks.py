@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -36,6 +36,7 @@ from agentic_trading.tracking import (
     get_sync_tracker,
 )
 from agentic_trading.tracking.models import RunHandle
+from agentic_trading.training._episodes import running_return
 
 __all__ = ["SB3_METRICS", "ExperimentCallback"]
 
@@ -127,7 +128,12 @@ class ExperimentCallback(BaseCallback):
         self._total = 0
         self._next_report = 0  # the next step that reports progress, metrics or the stop flag
         self._started = 0.0
+        # Episodes are read from SB3's monitor at each log; without one reachable (a
+        # SubprocVecEnv) the callback counts the first environment's rewards itself.
+        self._running_return: Callable[[], float] | None = None
+        self._count_episodes = False
         self._episode_reward = 0.0
+        self._episode_steps = 0
         self._last_episode: tuple[float, float] | None = None
         self._train_values: dict[str, float] = {}
         self._tracked: dict[str, float] = {}
@@ -149,6 +155,8 @@ class ExperimentCallback(BaseCallback):
         self._total = int(self.model._total_timesteps)
         self._next_report = min(self.progress_every, self.log_every, self._total)
         self._started = time.monotonic()
+        self._running_return = running_return(self.training_env)
+        self._count_episodes = self._running_return is None
         if self.channel is None:
             self.channel = SyncTrainingChannel(settings=self.settings)
         self._publish_interval = self.channel.progress_interval
@@ -183,23 +191,32 @@ class ExperimentCallback(BaseCallback):
     def _on_step(self) -> bool:
         # Runs every training step: the common case is a few attribute reads and one compare.
         step = self.num_timesteps
-        rewards = self.locals.get("rewards")
-        if rewards is not None:
-            self._episode_reward += float(rewards[0])
-            dones = self.locals.get("dones")
-            if dones is not None and dones[0]:
-                self._episode_ended()
+        if self._count_episodes:
+            self._count_episode()
         if step >= self._next_report:
             self._report(step)
         return self.stop_reason is None
 
-    def _episode_ended(self) -> None:
-        info = self.locals.get("infos", [{}])[0].get("episode") or {}
-        self._last_episode = (
-            float(info.get("r", self._episode_reward)),
-            float(info.get("l", 0)),
-        )
-        self._episode_reward = 0.0
+    def _count_episode(self) -> None:
+        rewards = self.locals.get("rewards")
+        if rewards is not None:
+            self._episode_reward += float(rewards[0])
+            self._episode_steps += 1
+            dones = self.locals.get("dones")
+            if dones is not None and dones[0]:
+                self._last_episode = (self._episode_reward, float(self._episode_steps))
+                self._episode_reward, self._episode_steps = 0.0, 0
+
+    def _latest_episode(self) -> tuple[float, float] | None:
+        """The newest finished episode's return and length."""
+        if self._count_episodes:
+            return self._last_episode
+        # SB3 files this step's episode in ep_info_buffer only after the callbacks ran.
+        infos = self.locals.get("infos")
+        info = infos[0].get("episode") if infos else None
+        if info is None and self.model.ep_info_buffer:
+            info = self.model.ep_info_buffer[-1]
+        return None if info is None else (float(info["r"]), float(info["l"]))
 
     def _report(self, step: int) -> None:
         """Progress, metrics and the stop flag, at their cadence (``_next_report``)."""
@@ -273,10 +290,13 @@ class ExperimentCallback(BaseCallback):
         # SB3's update values (loss, entropy...) change once per update: they were read at the
         # rollout's start. Per step only the episode and the portfolio are new.
         values = dict(self._train_values)
-        if self._last_episode is not None:
-            values["reward"], values["episode_length"] = self._last_episode
+        episode = self._latest_episode()
+        if episode is not None:
+            values["reward"], values["episode_length"] = episode
+        elif self._running_return is not None:  # the first episode so far: FX's are long
+            values["reward"] = self._running_return()
         else:
-            values["reward"] = self._episode_reward  # the first episode so far: FX's are long
+            values["reward"] = self._episode_reward
         infos = self.locals.get("infos")
         if infos:
             profit = infos[0].get("total_profit")
