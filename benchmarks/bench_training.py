@@ -4,11 +4,12 @@ Each training runs in a fresh process with a fresh callback: the whole ``model.l
 timed (start-up and the final record included), against plain SB3 PPO in a fresh process on
 the same environment and seed, interleaved round by round. The trainings use the host's writer
 service (started before the rounds, as any earlier training on the host would have); a host's
-first training, which starts its writer cold, is measured too (the service off). Reported: the whole-run kept
-fraction at the seed's cadence (progress every 100 steps, metrics every 1,000) and with both
-every step, the start-up block before the first step (on a new repository and on an existing
-one), and ``_on_step``'s mean cost. The old figure (rounds in one warm process sharing one
-writer) is measured too, beside them.
+first training, which starts its writer cold, is measured too (the service off). Reported: the
+whole-run kept fraction at the seed's cadence (progress every 100 steps, metrics every 1,000)
+and with both every step, the start-up block before the first step (on a new repository and on
+an existing one), and ``_on_step``'s mean cost beside an empty callback's, timed the same way
+(the floor on this machine: a cold call inside a training). The old figure (rounds in one warm
+process sharing one writer) is measured too, beside them.
 """
 
 from __future__ import annotations
@@ -39,17 +40,29 @@ env = make_env(split_prices(load_prices(), 10).training)
 model = PPO("MlpPolicy", env, n_steps=512, seed=1, verbose=0, device="cpu")
 out = {}
 callback = None
-if mode != "plain":
+if mode == "empty":  # the floor: what timing a callback's _on_step costs inside a training
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Empty(BaseCallback):
+        def _on_step(self):
+            return True
+
+    callback = Empty()
+elif mode != "plain":
     every = (1, 1) if mode == "every_step" else (100, 1000)
     settings = load_settings(ml_storage_path=storage)
     callback = ExperimentCallback("bench", {}, None, *every, settings=settings)
-    start_hook, step_hook = callback._on_training_start, callback._on_step
-    spent = [0]
+    start_hook = callback._on_training_start
 
     def timed_start():
         began = time.perf_counter()
         start_hook()
         out["startup_ms"] = (time.perf_counter() - began) * 1000
+
+    callback._on_training_start = timed_start
+if callback is not None:
+    step_hook = callback._on_step
+    spent = [0]
 
     def timed_step():
         began = time.perf_counter_ns()
@@ -57,7 +70,7 @@ if mode != "plain":
         spent[0] += time.perf_counter_ns() - began
         return keep
 
-    callback._on_training_start, callback._on_step = timed_start, timed_step
+    callback._on_step = timed_step
 began = time.perf_counter()
 model.learn(timesteps, callback=callback)
 out["learn_seconds"] = time.perf_counter() - began
@@ -86,7 +99,8 @@ def _fresh(mode: str, timesteps: int, storage: str, service: bool = True) -> dic
 def run(rounds: int = 11, timesteps: int = 6144) -> dict[str, Any]:
     """Interleaved rounds of fresh processes: plain, seed cadence on a new repository, every
     step on an existing one (both with the host's writer service, started before the rounds),
-    seed cadence without the service (what a host's first training pays); then the old warm
+    seed cadence without the service (what a host's first training pays), and in the first
+    rounds an empty callback (the floor of the ``_on_step`` figure); then the old warm
     in-process figure."""
     with tempfile.TemporaryDirectory() as tmp:
         existing = str(Path(tmp) / "existing")
@@ -98,7 +112,7 @@ def run(rounds: int = 11, timesteps: int = 6144) -> dict[str, Any]:
             "seed_cadence_no_service": [],
         }
         startup: dict[str, list[float]] = {"new_repository": [], "existing_repository": []}
-        on_step: dict[str, list[float]] = {"seed_cadence": [], "every_step": []}
+        on_step: dict[str, list[float]] = {"seed_cadence": [], "every_step": [], "empty": []}
         for i in range(rounds):
             learn["plain"].append(_fresh("plain", timesteps, existing)["learn_seconds"])
             new = _fresh("seed_cadence", timesteps, str(Path(tmp) / f"new-{i}"))
@@ -111,6 +125,8 @@ def run(rounds: int = 11, timesteps: int = 6144) -> dict[str, Any]:
             startup["existing_repository"].append(old["startup_ms"])
             on_step["seed_cadence"].append(new["on_step_us"])
             on_step["every_step"].append(old["on_step_us"])
+            if i < 3:  # the floor varies little
+                on_step["empty"].append(_fresh("empty", timesteps, existing)["on_step_us"])
         warm = _warm(Path(tmp) / "warm", timesteps)
     speeds = {k: [timesteps / s for s in v] for k, v in learn.items()}
     median = lambda values: round(sorted(values)[len(values) // 2], 2)  # noqa: E731

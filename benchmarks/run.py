@@ -131,6 +131,7 @@ def training(console: Console) -> None:
         ("same as seed cadence, no writer service (a host's first training)", f"{fresh['kept_fraction_seed_cadence_no_service']:.1%}", ""),
         ("_on_step mean, seed cadence", f"{on_step['seed_cadence']} µs", "< 3 µs"),
         ("_on_step mean, every step", f"{on_step['every_step']} µs", "< 25 µs"),
+        ("floor: an empty callback's _on_step, timed the same way", f"{on_step['empty']} µs", ""),
         ("old figure: warm rounds in one process, seed cadence", f"{result['warm_in_process']['kept_fraction_seed_cadence']:.1%}", ""),
     ]  # fmt: skip
     for row in rows:
