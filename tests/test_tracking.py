@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -834,14 +835,108 @@ def test_a_starved_writer_start_is_handed_over(
     assert repo.get_run(run.run_id).status is ExperimentStatus.COMPLETED
 
 
+def _pending_signals(pid: int) -> int:
+    """The signals sent to process ``pid`` and not yet handled (a stopped one handles none)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("ShdPnd:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def test_a_service_importing_when_a_training_waits_on_it_is_hurried(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    private_writer_service: Path,
+) -> None:
+    from agentic_trading.tracking import writer
+    from agentic_trading.tracking._writer_service import HURRY
+
+    # A new service imports in a low-priority scheduler group, which other work can starve
+    # (here it is stopped). Once the training waits on it, it is hurried: its group gets the
+    # default weight at once, and it still forks the training's writer. Nothing waits out the
+    # hand-over's seconds (made a minute here, so that waiting them out would show).
+    monkeypatch.setattr(writer, "_LOW_PRIORITY_START", 60.0)
+    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
+    tracker = get_sync_tracker(settings)
+    assert _set_up_at_low_priority(lambda: _service_of(private_writer_service))
+    service = _service_of(private_writer_service)
+    assert service is not None
+    os.kill(service, signal.SIGSTOP)
+    try:
+        run = tracker.create_run("hurried", {})
+        for step in range(50):
+            tracker.log_metrics(run, {"reward": float(step)}, step=step)
+        with caplog.at_level(logging.INFO, logger="agentic_trading.tracking"):
+            flushed = threading.Thread(target=tracker.flush)
+            flushed.start()
+            assert _wait_for(lambda: _pending_signals(service) & 1 << (HURRY - 1), 15)
+            assert _autogroup(service)[1] == 19
+            os.kill(service, signal.SIGCONT)
+            assert _wait_for(lambda: _autogroup(service)[1] == 0, 15)
+            assert 19 in _thread_nice_values(service)  # hurried while it still imports
+            flushed.join(60)
+            assert not flushed.is_alive()
+            pid = _writer_of(tracker)
+            assert pid is not None and _parent(pid) == service  # the service's writer
+            tracker.finish_run(run)
+            tracker.close()
+    finally:
+        os.kill(service, signal.SIGKILL)
+    assert "normal priority" not in caplog.text and "ERROR" not in caplog.text
+    repo = get_sync_experiment_repository(settings)
+    assert repo.get_metric_series(run.run_id, "reward").steps == list(range(50))
+    assert repo.get_run(run.run_id).status is ExperimentStatus.COMPLETED
+
+
+@pytest.mark.stress  # about 20 s: every core kept busy
+def test_a_writer_starved_while_it_sets_up_leaves_its_low_priority_group_when_waited_on(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    private_writer_service: Path,
+) -> None:
+    from agentic_trading.tracking import writer
+
+    # A warm service forks the writer, which sets a new repository up in the service's
+    # low-priority scheduler group: busy loops in other sessions starve it. Once the training
+    # waits on it, it moves to a group of its own and finishes; it is not replaced.
+    monkeypatch.setattr(writer, "_LOW_PRIORITY_START", 60.0)
+    warm = get_sync_tracker(make_settings(ml_storage_path=str(tmp_path / "warm-up")))
+    warm.finish_run(warm.create_run("warm-up", {}))
+    warm.close()
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+        for _ in range(2 * (os.cpu_count() or 1))
+    ]
+    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
+    try:
+        with caplog.at_level(logging.INFO, logger="agentic_trading.tracking"):
+            tracker = get_sync_tracker(settings)
+            run = tracker.create_run("hurried", {})
+            for step in range(50):
+                tracker.log_metrics(run, {"reward": float(step)}, step=step)
+            tracker.finish_run(run)
+            tracker.close()
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    assert "normal priority" not in caplog.text  # the service's writer wrote it
+    assert "ERROR" not in caplog.text
+    repo = get_sync_experiment_repository(settings)
+    assert repo.get_metric_series(run.run_id, "reward").steps == list(range(50))
+    assert repo.get_run(run.run_id).status is ExperimentStatus.COMPLETED
+
+
 def test_trainings_after_the_first_get_their_writer_from_the_host_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_writer_service: Path
 ) -> None:
     # The first training on a host starts the writer service, which imports the writer at
-    # the lowest priority (a thread at nice 19, its session's scheduler group at 19 too);
-    # later trainings get a writer forked from it, warm, that sets its store up there and then
-    # writes at normal priority from a scheduler group of its own. Each writer dies with the
-    # process its training watches; the service leaves once idle.
+    # the lowest priority (a thread at nice 19, its session's scheduler group at 19 too), then
+    # answers at the default weight. Each training gets a writer forked from it, warm, that sets
+    # its store up in a group of its own at 19 and then writes from there at normal priority.
+    # Each writer dies with the process its training watches; the service leaves once idle.
     monkeypatch.setenv("ML_WRITER_SERVICE_IDLE", "3")
     settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
     autogroups = Path("/proc/self/autogroup").exists()
@@ -861,8 +956,8 @@ def test_trainings_after_the_first_get_their_writer_from_the_host_service(
         service = _parent(pid)
         assert "_writer_service.py" in Path(f"/proc/{service}/cmdline").read_text()
         assert _thread_nice_values(pid) == {0}  # it writes at normal priority
-        if autogroups:  # set up in the service's group, it writes from one of its own
-            assert _autogroup(service)[1] == 19
+        if autogroups:  # warm, the service answers promptly; its writer has a group of its own
+            assert _autogroup(service)[1] == 0
             assert _autogroup(pid) != _autogroup(service) and _autogroup(pid)[1] == 0
         services.add(service)
         tracker.finish_run(run)

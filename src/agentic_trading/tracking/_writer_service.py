@@ -4,7 +4,7 @@ Every training's writer process imports the same modules (about 1.5 s of CPU, mo
 on cores the training keeps busy. The first training on a host starts this service (detached);
 it imports them once, at the lowest priority, and forks a writer for each training that asks,
 which sets its store up in milliseconds, still at low priority, then writes at normal
-priority. A training's ``_writer_start`` process asks over a Unix socket in Linux's abstract
+priority. A training that waits on either before it is ready hurries it (``HURRY``). A training's ``_writer_start`` process asks over a Unix socket in Linux's abstract
 namespace named by the user and by the code the service runs (another Python, checkout,
 import path or changed code: another service), handing over its standard streams,
 environment and working folder. The forked writer serves the training exactly as one
@@ -41,6 +41,47 @@ _HEADER = struct.Struct(">I")
 _CREDENTIALS = struct.Struct("3i")  # pid, uid, gid
 _SPAWN_WAIT = 5.0  # seconds a new service may take to listen
 _KILLED_TOGETHER = 0.5  # seconds between a training's death and its watched process's, at most
+_SLICE = 0.1  # seconds: a wait looks at its deadline this often (a hurry brings it forward)
+_PRIORITY_TRIES = 20  # a scheduler group's priority refused for now (EAGAIN): 0.1 s apart
+
+#: What a training sends its starter, and the starter its writer, when someone waits on a writer
+#: that is still setting up at low priority: other work may be starving it. Its default action
+#: is to ignore it, so one that comes before a handler is in place does no harm.
+HURRY = signal.SIGURG
+
+
+class Deadline:
+    """The moment a writer's start-up at low priority is given up, which a hurry brings
+    forward to now."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds until the deadline, 0 once it has passed."""
+        return max(0.0, self.at - time.monotonic())
+
+    def readable(self, source: Any) -> bool:
+        """Wait until ``source`` (a socket or descriptor) is readable; ``False`` at the
+        deadline."""
+        while (left := self.left()) > 0:
+            if select.select([source], [], [], min(left, _SLICE))[0]:
+                return True
+        return False
+
+
+def leave_low_priority(*_: Any) -> None:
+    """Become a session of its own: a scheduler group at the default weight, which other work
+    cannot starve. The writer a starter forks itself does it once set up, or at once when
+    hurried (``HURRY``)."""
+    try:
+        os.setsid()
+    except PermissionError:
+        pass  # it is one already
+
+
+def _normal_session_priority(*_: Any) -> None:
+    _set_session_priority(0)
 
 
 def address() -> str:
@@ -73,10 +114,11 @@ def _mtime(path: str) -> int:
         return 0
 
 
-def _peer_uid(connection: socket.socket) -> int:
+def _peer(connection: socket.socket) -> tuple[int, int]:
+    """The pid and uid of the process at the other end (for a service: the one that listens)."""
     credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
-    uid: int = _CREDENTIALS.unpack(credentials)[1]
-    return uid
+    pid, uid, _ = _CREDENTIALS.unpack(credentials)
+    return pid, uid
 
 
 def _send(connection: socket.socket, message: dict[str, Any]) -> None:
@@ -110,16 +152,12 @@ class Writer:
         self.connection = connection
         self.pid = pid
 
-    def ready(self, deadline: float) -> bool:
+    def ready(self, deadline: Deadline) -> bool:
         """Whether it set its store up (it then waits for :meth:`go`) before ``deadline``."""
         try:
-            while (left := deadline - time.monotonic()) > 0:
-                readable, _, _ = select.select([self.connection], [], [], left)
-                if readable:
-                    return self.connection.recv(1) == b"r"
+            return deadline.readable(self.connection) and self.connection.recv(1) == b"r"
         except OSError:
-            pass  # it died
-        return False
+            return False  # it died
 
     def go(self) -> bool:
         """Let it read the training's operations; ``False`` if it died meanwhile."""
@@ -146,10 +184,12 @@ class Writer:
 
 
 def request_writer(
-    hello: dict[str, Any], backend: str, idle: float, deadline: float
+    hello: dict[str, Any], backend: str, idle: float, deadline: Deadline, hurried: list[int]
 ) -> Writer | None:
     """A writer forked by this user's service (started now if there is none), or ``None``
-    when no service answers by ``deadline``: the caller then starts its own."""
+    when no service answers by ``deadline``: the caller then starts its own. The service's
+    pid goes into ``hurried`` while it has no writer for the caller: a hurry is passed on to
+    it (a new service imports in a low-priority group)."""
     name = address()
     connection = _connect(name)
     if connection is None:
@@ -157,10 +197,18 @@ def request_writer(
         connection = _connect(name)
     if connection is None:
         return None
+    service, _ = _peer(connection)
     try:
-        connection.settimeout(max(0.001, deadline - time.monotonic()))
+        if name in Path(f"/proc/{service}/cmdline").read_text():  # not a process gone since
+            hurried.append(service)
+    except OSError:
+        pass
+    try:
+        connection.settimeout(max(0.001, deadline.left()))
         socket.send_fds(connection, [_HEADER.pack(0)], [0, 1, 2])
         _send(connection, {"hello": hello, "env": dict(os.environ), "cwd": os.getcwd()})
+        if not deadline.readable(connection):  # a new service still importing, or a hurry
+            raise TimeoutError("no writer from the service in time")
         writer = Writer(connection, int(_receive(connection)["pid"]))
         connection.settimeout(None)
         return writer
@@ -173,7 +221,7 @@ def _connect(name: str) -> socket.socket | None:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect("\0" + name)
-        if _peer_uid(connection) == os.getuid():
+        if _peer(connection)[1] == os.getuid():
             return connection
     except OSError:
         pass
@@ -242,6 +290,10 @@ def serve(name: str, backend: str, idle: float, path: list[str]) -> None:
     listener.listen(64)
     if os.fork():
         os._exit(0)  # the starting training waited for this; the service goes on detached
+    # Listening again gives clients this process's pid (SO_PEERCRED): a training that waits
+    # on it while it imports hurries it (HURRY), and its group then has the default weight.
+    listener.listen(64)
+    signal.signal(HURRY, _normal_session_priority)
     sys.path[:] = path
     _set_session_priority(19)  # the imports take only what the trainings leave
     try:
@@ -249,6 +301,8 @@ def serve(name: str, backend: str, idle: float, path: list[str]) -> None:
             return  # the import path leads to other code than the one asked for
     except Exception:
         return  # waiting requests see the connection close and start their own writers
+    # Warm, it only answers requests (a fork each): promptly, however busy the host is.
+    _set_session_priority(0)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # writers are reaped by the system
     while select.select([listener], [], [], idle)[0]:
         try:
@@ -256,7 +310,7 @@ def serve(name: str, backend: str, idle: float, path: list[str]) -> None:
         except OSError:
             continue  # the client left, or no descriptor is free now: it starts its own
         try:
-            if _peer_uid(connection) == os.getuid() and os.fork() == 0:
+            if _peer(connection)[1] == os.getuid() and os.fork() == 0:
                 listener.close()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 _writer(connection)
@@ -278,18 +332,28 @@ def _warm_up(backend: str) -> bool:
 def _set_session_priority(nice: int) -> None:
     # With the kernel's autogroups (on by default) each session competes with the training's
     # session as one group: a thread's nice counts only inside its group, so the group's own
-    # priority is set here.
-    try:
-        with open("/proc/self/autogroup", "w") as autogroup:
-            autogroup.write(str(nice))
-    except OSError:
-        pass  # no autogroups here: the warming thread's nice is enough
+    # priority is set here. Some kernels take one such change per 0.1 s from users without
+    # CAP_SYS_ADMIN and refuse others with EAGAIN: a group left at 19 would starve its writer.
+    for _ in range(_PRIORITY_TRIES):
+        try:
+            with open("/proc/self/autogroup", "w") as autogroup:
+                autogroup.write(str(nice))
+            return
+        except BlockingIOError:
+            time.sleep(0.1)
+        except OSError:
+            return  # no autogroups here: the threads' nice values are all there is
 
 
 def _writer(connection: socket.socket) -> None:
     """The forked writer: take over the training's streams and environment, then serve."""
     code = 1
     go = threading.Event()
+    # Its store's set-up at low priority, in a scheduler group of its own (the service's group
+    # answers other trainings meanwhile); then, or at once when hurried, at the default weight.
+    os.setsid()
+    _set_session_priority(19)
+    signal.signal(HURRY, _normal_session_priority)
     try:
         _, fds, _, _ = socket.recv_fds(connection, _HEADER.size, 3)
         request = _receive(connection)
@@ -314,10 +378,9 @@ def _writer(connection: socket.socket) -> None:
         threading.Thread(target=watch, daemon=True).start()
 
         def prepared() -> None:
-            # Set up in the service's low-priority scheduler group; it writes from a group of
-            # its own at the default weight, as each training has, so that no other work
-            # starves it (a final record waits on it).
-            os.setsid()
+            # It writes from a group at the default weight, as each training has, so that no
+            # other work starves it (a final record waits on it).
+            _set_session_priority(0)
             connection.sendall(b"r")
             go.wait()
 

@@ -11,10 +11,12 @@ Aim repository, say) at low priority, says so, and reads the training's operatio
 this process answers "go"; it writes them at normal priority, from a scheduler group of its
 own, so that other work on the host cannot hold up a training's final record. A writer that
 has not said so in time is killed, and this process becomes the writer itself at normal
-priority. Until one of them reads them the operations wait in the pipe, so a training killed
-meanwhile loses nothing. The writer dies with this process (its own
-child by ``PR_SET_PDEATHSIG``, the service's when their connection closes), so stopping this one
-stops the writer; this one passes SIGTERM and SIGHUP on.
+priority. When the training waits on a writer that has not started (``HURRY``), the writer
+leaves its low-priority group at once; with none yet (a service still importing) this process
+becomes the writer at once. Until one of them reads them the operations wait in the pipe, so a
+training killed meanwhile loses nothing. The writer dies with this process (its own child by
+``PR_SET_PDEATHSIG``, the service's when their connection closes), so stopping this one stops
+the writer; this one passes SIGTERM and SIGHUP on.
 """
 
 from __future__ import annotations
@@ -23,11 +25,9 @@ import ctypes
 import importlib.util
 import json
 import os
-import select
 import signal
 import struct
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ def _backend(hello: dict[str, Any]) -> str:
 
 def _child(hello: dict[str, Any], ready: int, go: int) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as a writer started directly
+    service = _service()
+    signal.signal(service.HURRY, service.leave_low_priority)
     parent = os.getppid()
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above
@@ -68,14 +70,14 @@ def _child(hello: dict[str, Any], ready: int, go: int) -> None:
     def prepared() -> None:
         # The writing thread has the normal priority; RocksDB's threads, started by the set-up,
         # have nice 19 but, with autogroups, a scheduler group of their own to share with it.
-        os.setsid()
+        service.leave_low_priority()
         os.write(ready, b"r")
         if os.read(go, 1) != b"g":
             os._exit(0)  # replaced: the parent writes instead
 
     # The imports (1.5 s of CPU) and the store's set-up at the lowest priority, the writing at
     # normal priority (the writer is not starved by other work, which a final record waits on).
-    low = _service().at_low_priority
+    low = service.at_low_priority
     main = low(lambda: _writer_main(_backend(hello)))
     main(hello, prepared, set_up=low)
 
@@ -101,9 +103,9 @@ def _exit(code: int) -> None:
     sys.exit(code if code >= 0 else 128 - code)
 
 
-def _forked_writer(hello: dict[str, Any], deadline: float) -> None:
+def _forked_writer(hello: dict[str, Any], deadline: Any, hurried: list[int]) -> None:
     """Fork a writer and exit with its code; return only when it was not ready by ``deadline``
-    (it is killed then)."""
+    (it is killed then). Its pid goes into ``hurried``: a hurry is passed on to it."""
     ready_read, ready_write = os.pipe()
     go_read, go_write = os.pipe()
     pid = os.fork()
@@ -112,10 +114,10 @@ def _forked_writer(hello: dict[str, Any], deadline: float) -> None:
         os.close(go_write)
         _child(hello, ready_write, go_read)
         sys.exit(0)
+    hurried.append(pid)
     os.close(ready_write)
     os.close(go_read)
-    readable, _, _ = select.select([ready_read], [], [], max(0.0, deadline - time.monotonic()))
-    if readable and os.read(ready_read, 1) == b"r":
+    if deadline.readable(ready_read) and os.read(ready_read, 1) == b"r":
         os.write(go_write, b"g")
         _forward_signals(pid)
         _, status = os.waitpid(pid, 0)
@@ -127,8 +129,24 @@ def _forked_writer(hello: dict[str, Any], deadline: float) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # this process waits; the writer decides
+    service = _service()
     seconds = float(sys.argv[-1])
-    deadline = time.monotonic() + seconds
+    deadline = service.Deadline(seconds)
+    hurried: list[int] = []  # the writer a hurry goes to; none yet: stop waiting for one
+
+    def hurry(signum: int, _frame: Any) -> None:
+        # The training waits on a writer that has not started yet: other work may be starving
+        # its low-priority start-up. The writer, or the service still importing, leaves its
+        # low-priority group; with neither yet this process becomes the writer at once.
+        if hurried:
+            try:
+                os.kill(hurried[-1], signum)
+            except OSError:
+                pass
+        else:
+            deadline.at = 0.0
+
+    signal.signal(service.HURRY, hurry)
     header = _read_exact(4)
     if len(header) < 4:
         return
@@ -138,18 +156,24 @@ def main() -> None:
     writer = None
     if idle > 0:
         try:
-            writer = _service().request_writer(hello, _backend(hello), idle, deadline)
+            writer = service.request_writer(hello, _backend(hello), idle, deadline, hurried)
         except Exception as exc:  # never worse than no service: this process forks its own
             print(f"agentic-trading: the tracking writer service failed: {exc!r}", file=sys.stderr)
     if writer is not None:
+        hurried.append(writer.pid)
         if writer.ready(deadline) and writer.go():
             _forward_signals(writer.pid)
             _exit(writer.wait())
         writer.kill()
-    elif time.monotonic() < deadline:
-        _forked_writer(hello, deadline)
+    elif deadline.left() > 0:
+        _forked_writer(hello, deadline, hurried)
+    signal.signal(service.HURRY, signal.SIG_IGN)  # this process is the writer now
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    note = f"the tracking writer took over {seconds:g} s to start at low priority (busy cores)"
+    if deadline.at == 0.0:
+        note = "the tracking writer had not started at low priority when the training waited on it"
+    else:
+        note = f"the tracking writer took over {seconds:g} s to start at low priority"
+    note += " (busy cores)"
     _writer_main()({**hello, "note": f"{note}; started again at normal priority"})
 
 

@@ -35,6 +35,7 @@ from typing import IO, Any
 from agentic_trading.common.exit_hooks import register_exit
 from agentic_trading.config import TRACKING_FIELDS, Settings
 from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking._writer_service import HURRY
 from agentic_trading.tracking.base import RunStore
 from agentic_trading.tracking.errors import RunFinishedError, TrackingError
 from agentic_trading.tracking.executor import (
@@ -208,6 +209,13 @@ class BackgroundWriter:
         if child is not None and child.poll() is not None and not self._closed:
             self._fail(f"the tracking writer process exited unexpectedly (code {child.returncode})")
             return
+        if child is not None and _LOW_PRIORITY and self._done == 0:
+            # Someone waits on a writer that has not started yet: other work may be starving
+            # its start-up at low priority. Sent again each look, in case one came too early.
+            try:
+                child.send_signal(HURRY)
+            except OSError:
+                pass
         in_flight = (self._sent if self._mode == "process" else self._accepted) - self._applied
         idle = time.monotonic() - self._progress_at
         if in_flight > 0 and idle > self._stuck_after:
