@@ -98,8 +98,8 @@ class AimRunReader:
         if candidates:
             index = repo.request_tree("meta", read_only=True)
             outdated = [h for h in candidates if self._indexer.is_outdated(h, index)]
-            self._indexer.index(outdated)
-            self._settled |= {h for h in candidates if h not in active}
+            failed = set(outdated) - set(self._indexer.index(outdated))  # tried again next time
+            self._settled |= {h for h in candidates if h not in active and h not in failed}
             repo.container_pool.clear()  # see the index as it is now
 
     def _records(self, hashes: set[str] | None) -> list[RunSummary]:

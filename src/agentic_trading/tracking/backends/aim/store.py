@@ -262,6 +262,9 @@ class AimRunStore:
         self._unindexed.append(run_id)
 
     def close(self) -> None:
+        # Runs closed since the last flush (say, recorded as crashed as the writer stops).
+        self._indexer.index(self._unindexed)
+        self._unindexed = []
         if self.location.startswith("aim://"):
             # Aim's remote objects release their server-side resources from finalizers; run
             # them now, while the server is surely reachable, not at interpreter exit.
