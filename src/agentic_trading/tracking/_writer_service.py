@@ -4,10 +4,11 @@ Every training's writer process imports the same modules (about 1.5 s of CPU, mo
 on cores the training keeps busy. The first training on a host starts this service (detached);
 it imports them once, at the lowest priority, and forks a writer for each training that asks,
 which sets its store up in milliseconds, still at low priority, then writes at normal
-priority. A training that waits on either before it is ready hurries it (``HURRY``). A training's ``_writer_start`` process asks over a Unix socket in Linux's abstract
-namespace named by the user and by the code the service runs (another Python, checkout,
-import path or changed code: another service), handing over its standard streams,
-environment and working folder. The forked writer serves the training exactly as one
+priority; a training that waits on either before it is ready hurries it (``HURRY``). A
+training's ``_writer_start`` process asks over a Unix socket in Linux's abstract namespace
+named by the user and by the code the service runs (another Python, checkout, import path or
+changed code: another service), handing over its standard streams, environment and working
+folder. The forked writer serves the training exactly as one
 ``_writer_start`` forked itself would: it reads the training's operations only after "go", and
 it dies with that process. The service exits after ``ML_WRITER_SERVICE_IDLE`` seconds without
 a request; only the user who started it may connect (``SO_PEERCRED``), and a client talks only
@@ -44,9 +45,10 @@ _KILLED_TOGETHER = 0.5  # seconds between a training's death and its watched pro
 _SLICE = 0.1  # seconds: a wait looks at its deadline this often (a hurry brings it forward)
 _PRIORITY_TRIES = 20  # a scheduler group's priority refused for now (EAGAIN): 0.1 s apart
 
-#: What a training sends its starter, and the starter its writer, when someone waits on a writer
-#: that is still setting up at low priority: other work may be starving it. Its default action
-#: is to ignore it, so one that comes before a handler is in place does no harm.
+#: What a training sends its starter, and the starter its writer (or the service while that still
+#: imports), when someone waits on a writer that is not ready: other work may be starving its
+#: start-up at low priority. Its default action is to ignore it, so one that comes before a
+#: handler is in place does no harm.
 HURRY = signal.SIGURG
 
 
@@ -349,12 +351,12 @@ def _writer(connection: socket.socket) -> None:
     """The forked writer: take over the training's streams and environment, then serve."""
     code = 1
     go = threading.Event()
-    # Its store's set-up at low priority, in a scheduler group of its own (the service's group
-    # answers other trainings meanwhile); then, or at once when hurried, at the default weight.
-    os.setsid()
-    _set_session_priority(19)
-    signal.signal(HURRY, _normal_session_priority)
     try:
+        # Its store's set-up at low priority, in a scheduler group of its own (the service's
+        # group answers other trainings meanwhile); then, or when hurried, at the default weight.
+        os.setsid()
+        _set_session_priority(19)
+        signal.signal(HURRY, _normal_session_priority)
         _, fds, _, _ = socket.recv_fds(connection, _HEADER.size, 3)
         request = _receive(connection)
         if len(fds) != 3:
