@@ -898,8 +898,8 @@ def test_a_writer_starved_while_it_sets_up_leaves_its_low_priority_group_when_wa
 ) -> None:
     from agentic_trading.tracking import writer
 
-    # A warm service forks the writer, which sets a new repository up in the service's
-    # low-priority scheduler group: busy loops in other sessions starve it. Once the training
+    # A warm service forks the writer, which sets a new repository up in a low-priority
+    # scheduler group of its own: busy loops in other sessions starve it. Once the training
     # waits on it, it moves to a group of its own and finishes; it is not replaced.
     monkeypatch.setattr(writer, "_LOW_PRIORITY_START", 60.0)
     warm = get_sync_tracker(make_settings(ml_storage_path=str(tmp_path / "warm-up")))

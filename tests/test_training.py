@@ -184,12 +184,11 @@ def test_callback_reports_live_and_tracks_a_plain_sb3_training(settings: Setting
     assert repo.get_metric_series(run.run_id, "learning_rate").values[-1] == pytest.approx(3e-4)
 
 
-def test_logging_every_step_records_every_change_and_shows_the_last_live(
-    settings: Settings,
-) -> None:
-    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+def _steps() -> Any:
+    """A callback that keeps what SB3 handed the callbacks, step by step: (reward, done)."""
+    from stable_baselines3.common.callbacks import BaseCallback
 
-    class Rewards(BaseCallback):  # what SB3 handed the callbacks, step by step
+    class Steps(BaseCallback):
         def __init__(self) -> None:
             super().__init__()
             self.seen: list[tuple[float, bool]] = []
@@ -198,10 +197,18 @@ def test_logging_every_step_records_every_change_and_shows_the_last_live(
             self.seen.append((float(self.locals["rewards"][0]), bool(self.locals["dones"][0])))
             return True
 
+    return Steps()
+
+
+def test_logging_every_step_records_every_change_and_shows_the_last_live(
+    settings: Settings,
+) -> None:
+    from stable_baselines3.common.callbacks import CallbackList
+
     callback = ExperimentCallback(
         "every-step", {}, progress_every=1, log_every=1, settings=settings
     )
-    rewards = Rewards()
+    rewards = _steps()
     small_ppo().learn(640, callback=CallbackList([callback, rewards]))
 
     assert not any(done for _, done in rewards.seen)  # one episode: reward is its running sum
@@ -233,17 +240,8 @@ def test_reward_is_the_newest_finished_episode_wherever_episodes_are_kept(
     # way a log shows the newest finished episode (return and length), or the first episode's
     # return so far.
     from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+    from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
-
-    class Steps(BaseCallback):  # what SB3 handed the callbacks, step by step
-        def __init__(self) -> None:
-            super().__init__()
-            self.seen: list[tuple[float, bool]] = []
-
-        def _on_step(self) -> bool:
-            self.seen.append((float(self.locals["rewards"][0]), bool(self.locals["dones"][0])))
-            return True
 
     bars = load_prices().iloc[:40]  # episodes of 30 steps
     env: Any = make_env(bars, 10)
@@ -252,7 +250,7 @@ def test_reward_is_the_newest_finished_episode_wherever_episodes_are_kept(
     elif episodes_kept_by == "nothing":
         env = DummyVecEnv([lambda: make_env(bars, 10)])
     callback = ExperimentCallback("episodes", {}, log_every=8, settings=settings)
-    steps = Steps()
+    steps = _steps()
     PPO("MlpPolicy", env, n_steps=64, batch_size=32, seed=3).learn(
         128, callback=CallbackList([callback, steps])
     )
