@@ -31,27 +31,6 @@ def pytest_configure(config: pytest.Config) -> None:
         BaseDashRunner._next_port = 58050 + 200 * int(worker[2:])
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Stop the writer services this checkout's trainings started, once every test is done
-    (in the controller under pytest-xdist): no server is left running after the tests."""
-    import os
-    import signal
-
-    if hasattr(session.config, "workerinput"):
-        return
-    package = str(Path(__file__).resolve().parents[1] / "src" / "agentic_trading")
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        try:
-            command = Path(f"/proc/{entry}/cmdline").read_text()
-        except OSError:
-            continue
-        if "_writer_service.py" in command and package in command:
-            try:
-                os.kill(int(entry), signal.SIGTERM)
-            except OSError:
-                pass
-
-
 def make_settings(**overrides: Any) -> Settings:
     """Settings for a test: defaults and ``overrides`` only, no environment or .env."""
     return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
@@ -65,8 +44,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     for name in list(os.environ):
         if name.startswith(("MESSAGE_", "REDIS_", "ML_", "MLFLOW_", "DASHBOARD_")):
             monkeypatch.delenv(name)
-    # Writer services that tests start (trainings in subprocesses share one) leave soon after.
-    monkeypatch.setenv("ML_WRITER_SERVICE_IDLE", "30")
     monkeypatch.chdir(tmp_path)
     from agentic_trading.config import get_settings
 

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -112,7 +111,7 @@ def experiment() -> str:
 
 
 def worker(
-    mode: str, experiment: str, points: int, settings: Settings, import_path: Path | None = None
+    mode: str, experiment: str, points: int, settings: Settings
 ) -> subprocess.Popen[str]:
     env = {
         **os.environ,
@@ -122,7 +121,7 @@ def worker(
         "ML_WRITER": settings.ml_writer,
         "ML_HEARTBEAT_INTERVAL": str(settings.ml_heartbeat_interval),
         "ML_HEARTBEAT_TIMEOUT": str(settings.ml_heartbeat_timeout),
-        "PYTHONPATH": os.pathsep.join(str(path) for path in (import_path, ROOT) if path),
+        "PYTHONPATH": str(ROOT),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "tests.tracking_worker", mode, experiment, str(points)],
@@ -624,13 +623,11 @@ def test_run_is_visible_while_written_and_crashed_after_kill(
 def test_a_training_killed_while_its_writer_starts_up_loses_nothing(
     tmp_path: Path, experiment: str
 ) -> None:
-    # The writer process reads nothing before its (low-priority) start-up is done: what the
+    # The writer process reads nothing before its imports and set-up are done: what the
     # training logged meanwhile waits in the pipe, and the writer records it all after the
     # training is gone.
     settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
-    fresh_service = tmp_path / "import-path"  # the service starts cold, as a host's first
-    fresh_service.mkdir()
-    proc = worker("sent", experiment, 200, settings, fresh_service)
+    proc = worker("sent", experiment, 200, settings)
     try:
         assert proc.stdout is not None
         run_id = proc.stdout.readline().strip()
@@ -658,7 +655,7 @@ def test_a_dead_writer_process_never_breaks_the_training(
     run = tracker.create_run(experiment, {})
     tracker.log_metrics(run, {"reward": 1.0}, step=0)
     tracker.flush()
-    child = tracker._writer._child
+    child = tracker._writer._link.process
     assert child is not None
     child.kill()
     child.wait()
@@ -674,26 +671,6 @@ def test_a_dead_writer_process_never_breaks_the_training(
     # What reached storage before the writer died is intact and reads crashed.
     repo = get_sync_experiment_repository(settings)
     assert repo.get_metric_series(run.run_id, "reward").steps == [0]
-
-
-def _writer_of(tracker: Any) -> int | None:
-    """The process that reads the tracker's pipe: a child of the process the tracker watches,
-    or a writer forked by the host's writer service."""
-    child = tracker._writer._child
-    if child is None:
-        return None
-    try:
-        pipe = os.readlink(f"/proc/{child.pid}/fd/0")
-    except OSError:
-        return None
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != child.pid:
-            try:
-                if os.readlink(f"/proc/{entry}/fd/0") == pipe:
-                    return int(entry)
-            except OSError:
-                continue
-    return None
 
 
 def _inotify_instances(pid: int) -> int:
@@ -715,7 +692,7 @@ def test_writers_and_readers_hold_no_inotify_instance(tmp_path: Path) -> None:
     run = tracker.create_run("inotify", {})
     tracker.log_metrics(run, {"reward": 1.0}, step=0)
     tracker.finish_run(run)  # the writer indexes the run for Aim's readers
-    pid = _writer_of(tracker)
+    pid = tracker._writer.writer_pid
     assert pid is not None and _inotify_instances(pid) == 0
     tracker.close()
     reader = (
@@ -733,310 +710,6 @@ def test_writers_and_readers_hold_no_inotify_instance(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
     )  # fmt: skip
     assert done.stdout.split() == ["completed", "0"], done.stderr
-
-
-def _wait_for(probe: Any, seconds: float = 15.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (value := probe()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return value
-
-
-def _gone(pid: int) -> bool:
-    try:  # a zombie is gone too: whoever adopted it may not reap it at once
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
-def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def _thread_nice_values(pid: int) -> set[int]:
-    """The nice values of ``pid``'s threads (on Linux each thread has its own)."""
-    values = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            fields = Path(f"/proc/{pid}/task/{task}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        values.add(int(fields[16]))  # field 19 of stat, counted after the name
-    return values
-
-
-def _autogroup(pid: int) -> tuple[str, int]:
-    """``pid``'s scheduler autogroup and the group's nice value."""
-    fields = Path(f"/proc/{pid}/autogroup").read_text().split()
-    if not fields:  # the kernel prints nothing for the root group (init's, and CI's tree)
-        return "root", 0
-    name, _, nice = fields
-    return name, int(nice)
-
-
-def _service_of(import_path: Path) -> int | None:
-    """The writer service started for ``import_path`` (see ``private_writer_service``)."""
-    for entry in os.listdir("/proc"):
-        try:
-            arguments = Path(f"/proc/{entry}/cmdline").read_text().split("\0")[:-1]
-        except OSError:
-            continue
-        if "_writer_service.py" in " ".join(arguments) and str(import_path) in arguments[-1]:
-            return int(entry)
-    return None
-
-
-def _set_up_at_low_priority(pid_of: Any) -> bool:
-    """Whether the process ``pid_of()`` names is seen with a thread at nice 19 (its set-up)."""
-
-    def seen() -> bool:
-        pid = pid_of()
-        try:
-            return pid is not None and 19 in _thread_nice_values(pid)
-        except OSError:
-            return False
-
-    return bool(_wait_for(seen, 30))
-
-
-@pytest.fixture
-def private_writer_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A writer service of this test's own: the service is named after the import path."""
-    folder = tmp_path / "import-path"
-    folder.mkdir()
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), str(ROOT)]))
-    return folder
-
-
-def test_a_starved_writer_start_is_handed_over(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    private_writer_service: Path,
-) -> None:
-    from agentic_trading.tracking import writer
-
-    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
-    # Where other work starves the writer's low-priority start-up, one at normal priority
-    # takes over in time; the training logged meanwhile and nothing is lost (here "in time"
-    # is at once).
-    monkeypatch.setattr(writer, "_LOW_PRIORITY_START", 0.0)
-    with caplog.at_level(logging.INFO, logger="agentic_trading.tracking"):
-        tracker = get_sync_tracker(settings)
-        run = tracker.create_run("handed-over", {})
-        for step in range(50):
-            tracker.log_metrics(run, {"reward": float(step)}, step=step)
-        tracker.finish_run(run)
-        tracker.close()
-    assert "started again at normal priority" in caplog.text
-    assert "ERROR" not in caplog.text
-    repo = get_sync_experiment_repository(settings)
-    assert repo.get_metric_series(run.run_id, "reward").steps == list(range(50))
-    assert repo.get_run(run.run_id).status is ExperimentStatus.COMPLETED
-
-
-def _pending_signals(pid: int) -> int:
-    """The signals sent to process ``pid`` and not yet handled (a stopped one handles none)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("ShdPnd:"):
-            return int(line.split()[1], 16)
-    return 0
-
-
-def test_a_service_importing_when_a_training_waits_on_it_is_hurried(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    private_writer_service: Path,
-) -> None:
-    from agentic_trading.tracking import writer
-    from agentic_trading.tracking._writer_service import HURRY
-
-    # A new service imports in a low-priority scheduler group, which other work can starve
-    # (here it is stopped). Once the training waits on it, it is hurried: its group gets the
-    # default weight at once, and it still forks the training's writer. Nothing waits out the
-    # hand-over's seconds (made a minute here, so that waiting them out would show).
-    monkeypatch.setattr(writer, "_LOW_PRIORITY_START", 60.0)
-    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
-    tracker = get_sync_tracker(settings)
-    assert _set_up_at_low_priority(lambda: _service_of(private_writer_service))
-    service = _service_of(private_writer_service)
-    assert service is not None
-    os.kill(service, signal.SIGSTOP)
-    try:
-        run = tracker.create_run("hurried", {})
-        for step in range(50):
-            tracker.log_metrics(run, {"reward": float(step)}, step=step)
-        with caplog.at_level(logging.INFO, logger="agentic_trading.tracking"):
-            flushed = threading.Thread(target=tracker.flush)
-            flushed.start()
-            assert _wait_for(lambda: _pending_signals(service) & 1 << (HURRY - 1), 15)
-            assert _autogroup(service)[1] == 19
-            os.kill(service, signal.SIGCONT)
-            assert _wait_for(lambda: _autogroup(service)[1] == 0, 15)
-            assert 19 in _thread_nice_values(service)  # hurried while it still imports
-            flushed.join(60)
-            assert not flushed.is_alive()
-            pid = _writer_of(tracker)
-            assert pid is not None and _parent(pid) == service  # the service's writer
-            tracker.finish_run(run)
-            tracker.close()
-    finally:
-        os.kill(service, signal.SIGKILL)
-    assert "normal priority" not in caplog.text and "ERROR" not in caplog.text
-    repo = get_sync_experiment_repository(settings)
-    assert repo.get_metric_series(run.run_id, "reward").steps == list(range(50))
-    assert repo.get_run(run.run_id).status is ExperimentStatus.COMPLETED
-
-
-@pytest.mark.stress  # about 20 s: every core kept busy
-def test_a_writer_starved_while_it_sets_up_leaves_its_low_priority_group_when_waited_on(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    private_writer_service: Path,
-) -> None:
-    from agentic_trading.tracking import writer
-
-    # A warm service forks the writer, which sets a new repository up in a low-priority
-    # scheduler group of its own: busy loops in other sessions starve it. Once the training
-    # waits on it, it moves to a group of its own and finishes; it is not replaced.
-    monkeypatch.setattr(writer, "_LOW_PRIORITY_START", 60.0)
-    warm = get_sync_tracker(make_settings(ml_storage_path=str(tmp_path / "warm-up")))
-    warm.finish_run(warm.create_run("warm-up", {}))
-    warm.close()
-    busy = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
-        for _ in range(2 * (os.cpu_count() or 1))
-    ]
-    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
-    try:
-        with caplog.at_level(logging.INFO, logger="agentic_trading.tracking"):
-            tracker = get_sync_tracker(settings)
-            run = tracker.create_run("hurried", {})
-            for step in range(50):
-                tracker.log_metrics(run, {"reward": float(step)}, step=step)
-            tracker.finish_run(run)
-            tracker.close()
-    finally:
-        for process in busy:
-            process.kill()
-            process.wait()
-    assert "normal priority" not in caplog.text  # the service's writer wrote it
-    assert "ERROR" not in caplog.text
-    repo = get_sync_experiment_repository(settings)
-    assert repo.get_metric_series(run.run_id, "reward").steps == list(range(50))
-    assert repo.get_run(run.run_id).status is ExperimentStatus.COMPLETED
-
-
-def test_trainings_after_the_first_get_their_writer_from_the_host_service(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_writer_service: Path
-) -> None:
-    # The first training on a host starts the writer service, which imports the writer at
-    # the lowest priority (a thread at nice 19, its session's scheduler group at 19 too), then
-    # answers at the default weight. Each training gets a writer forked from it, warm, that sets
-    # its store up in a group of its own at 19 and then writes from there at normal priority.
-    # Each writer dies with the process its training watches; the service leaves once idle.
-    monkeypatch.setenv("ML_WRITER_SERVICE_IDLE", "3")
-    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
-    autogroups = Path("/proc/self/autogroup").exists()
-    services, runs = set(), []
-    for attempt in range(2):
-        tracker = get_sync_tracker(settings)
-        if attempt == 0:
-            assert _set_up_at_low_priority(lambda: _service_of(private_writer_service))
-            if autogroups:
-                assert _autogroup(_service_of(private_writer_service) or 0)[1] == 19
-        run = tracker.create_run("service", {"attempt": attempt})
-        for step in range(20):
-            tracker.log_metrics(run, {"reward": float(step)}, step=step)
-        tracker.flush()
-        pid = _writer_of(tracker)
-        assert pid is not None and pid != tracker._writer._child.pid
-        service = _parent(pid)
-        assert "_writer_service.py" in Path(f"/proc/{service}/cmdline").read_text()
-        assert _thread_nice_values(pid) == {0}  # it writes at normal priority
-        if autogroups:  # warm, the service answers promptly; its writer has a group of its own
-            assert _autogroup(service)[1] == 0
-            assert _autogroup(pid) != _autogroup(service) and _autogroup(pid)[1] == 0
-        services.add(service)
-        tracker.finish_run(run)
-        tracker.close()
-        assert _wait_for(lambda pid=pid: _gone(pid), 10)
-        runs.append(run.run_id)
-    assert len(services) == 1  # the second training's writer came from the same service
-    repo = get_sync_experiment_repository(settings)
-    for run_id in runs:
-        assert repo.get_run(run_id).status is ExperimentStatus.COMPLETED
-        assert repo.get_metric_series(run_id, "reward").steps == list(range(20))
-    (service,) = services
-    assert _wait_for(lambda: _gone(service), 15)  # idle: it left
-
-
-def test_without_the_writer_service_each_training_starts_its_own_writer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_writer_service: Path
-) -> None:
-    # The process the tracker watches forks the writer, which imports itself and sets its
-    # store up at the lowest priority (a thread at nice 19: it takes only what the training
-    # leaves), then writes at normal priority from a scheduler group of its own, so other work
-    # on the host cannot starve it.
-    monkeypatch.setenv("ML_WRITER_SERVICE_IDLE", "0")
-    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
-    tracker = get_sync_tracker(settings)
-    assert _set_up_at_low_priority(lambda: _writer_of(tracker))
-    run = tracker.create_run("no-service", {})
-    tracker.log_metrics(run, {"reward": 1.0}, step=1)
-    tracker.flush()
-    pid = _writer_of(tracker)
-    assert pid is not None and _parent(pid) == tracker._writer._child.pid
-    assert os.getpriority(os.PRIO_PROCESS, pid) == 0
-    if Path("/proc/self/autogroup").exists():
-        assert _autogroup(pid) != _autogroup(os.getpid()) and _autogroup(pid)[1] == 0
-    tracker.finish_run(run)
-    tracker.close()
-    assert get_sync_experiment_repository(settings).get_run(run.run_id).status == "completed"
-
-
-@pytest.mark.skipif(
-    os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
-    reason="needs another user to connect as, and a Python that user may run",
-)
-def test_the_writer_service_refuses_other_users(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_writer_service: Path
-) -> None:
-    # The service takes a training's streams and environment: only its own user may ask.
-    settings = make_settings(ml_storage_path=str(tmp_path / "aim"))
-    tracker = get_sync_tracker(settings)
-    run = tracker.create_run("refuses", {})
-    tracker.flush()
-
-    service = _wait_for(lambda: _service_of(private_writer_service))
-    assert service, "no writer service started"
-    name = Path(f"/proc/{service}/cmdline").read_text().split("\0")[-5]
-    probe = (
-        "import socket, sys\n"
-        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
-        "s.connect('\\0' + sys.argv[1])\n"
-        "s.settimeout(10)\n"
-        "try:\n"
-        "    socket.send_fds(s, [b'\\0\\0\\0\\0'], [0, 1, 2])\n"
-        "    print('closed' if s.recv(100) == b'' else 'answered')\n"
-        "except (BrokenPipeError, ConnectionResetError):\n"
-        "    print('closed')\n"
-    )
-    done = subprocess.run(
-        ["/usr/bin/python3", "-c", probe, name],  # one the other user may run
-        user=65534,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert done.stdout.strip() == "closed", done.stderr  # no writer was forked for it
-    tracker.log_metrics(run, {"reward": 1.0}, step=1)
-    tracker.finish_run(run)
-    tracker.close()
-    assert get_sync_experiment_repository(settings).get_run(run.run_id).status == "completed"
 
 
 def test_silent_heartbeat_on_another_host_reads_crashed(

@@ -33,7 +33,7 @@ def main(mode: str, experiment: str, points: int) -> None:
         deadline = time.monotonic() + 30
         while writer._sent < writer._accepted and time.monotonic() < deadline:
             time.sleep(0.001)
-        print("sent", writer._done, flush=True)
+        print("sent", writer._taken, flush=True)
         time.sleep(600)
 
 

@@ -80,7 +80,6 @@ class Settings(BaseSettings):
     ml_writer_buffer: int = Field(100_000, ge=1)
     ml_retry_timeout: float = Field(300.0, ge=0)
     ml_writer_timeout: float = Field(60.0, gt=0)
-    ml_writer_service_idle: float = Field(600.0, ge=0)
     ml_catalog_url: str | None = Field(None, repr=False)
     mlflow_tracking_uri: str | None = Field(None, repr=False)
 
@@ -201,7 +200,6 @@ class Settings(BaseSettings):
         "ml_heartbeat_timeout",
         "ml_retry_timeout",
         "ml_writer_timeout",
-        "ml_writer_service_idle",
         "study_retry_timeout",
     )
     @classmethod

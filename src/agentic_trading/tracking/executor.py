@@ -1,9 +1,5 @@
-"""The store side of the tracker's writer: applies queued operations to a run store.
-
-Operations are plain JSON-able dicts, so the same :class:`RunExecutor` serves a writer thread
-and a writer process. ``kind`` is one of ``open``, ``track``, ``call``, ``close``, ``flush``;
-operations with an ``id`` expect a reply (the return value or the exception).
-"""
+"""The store side of the tracker's writer: applies operations (see ``wire``) to a run store,
+mirrors them into the run catalogue, and records heartbeats of the open runs."""
 
 from __future__ import annotations
 
@@ -26,37 +22,17 @@ from agentic_trading.tracking.catalogue.database import catalogue_url
 from agentic_trading.tracking.catalogue.mirror import CatalogueMirror
 from agentic_trading.tracking.catalogue.runs import RunCatalogue
 from agentic_trading.tracking.errors import (
-    RunFinishedError,
     RunNotFoundError,
     TrackingError,
     TrackingServerUnreachableError,
     TrackingUnavailableError,
     describe,
 )
+from agentic_trading.tracking.wire import CALLS, EXIT_ERROR, CloseOp, Operation, Point
 
-__all__ = ["EXIT_ERROR", "RunExecutor", "error_from_wire", "error_to_wire", "storage_fault"]
+__all__ = ["EXIT_ERROR", "RunExecutor", "storage_fault"]
 
 logger = logging.getLogger("agentic_trading.tracking")
-
-#: The error recorded on a run whose process ended without finishing it.
-EXIT_ERROR = "the process exited before finish_run was called"
-
-#: Store methods a ``call`` operation may name.
-CALLS = frozenset({"set_attributes", "add_tags", "log_artifact"})
-
-_ERRORS: dict[str, type[Exception]] = {
-    cls.__name__: cls
-    for cls in (
-        TrackingError,
-        TrackingUnavailableError,
-        RunNotFoundError,
-        RunFinishedError,
-        ValueError,
-        TypeError,
-        FileNotFoundError,
-        PermissionError,
-    )
-}
 
 
 #: What a store says when the disk under it refuses writes (OSError's errno, or the text of
@@ -100,17 +76,6 @@ def storage_fault(exc: BaseException) -> str | None:
         text = str(exc)
         code = next((c for t, c in _FAULT_TEXTS.items() if t in text), None)
     return None if code is None else _STORAGE_FAULTS[code]
-
-
-def error_to_wire(exc: BaseException) -> dict[str, str]:
-    """An exception as data, for a reply across processes."""
-    return {"error": type(exc).__name__, "message": str(exc)}
-
-
-def error_from_wire(reply: dict[str, Any]) -> Exception:
-    """The exception a reply describes (our own errors keep their class)."""
-    cls = _ERRORS.get(str(reply.get("error")), TrackingError)
-    return cls(str(reply.get("message", "the tracking writer failed")))
 
 
 @dataclass
@@ -179,7 +144,7 @@ class RunExecutor:
         if self.mirror is not None:
             self.mirror.open()
 
-    def apply(self, op: dict[str, Any]) -> Any:
+    def apply(self, op: Operation) -> Any:
         """Apply one operation; return its result or raise its failure."""
         self._check_space(op)
         while True:
@@ -196,7 +161,7 @@ class RunExecutor:
             self.retry.reached()
             return result
 
-    def _check_space(self, op: dict[str, Any]) -> None:
+    def _check_space(self, op: Operation) -> None:
         if self.fault is not None and op["kind"] != "flush":
             raise TrackingUnavailableError(self.fault)
         now = time.monotonic()
@@ -222,22 +187,20 @@ class RunExecutor:
                 f"({type(exc).__name__}: {str(exc)[:200]})"
             )
 
-    def _give_up(self, op: dict[str, Any], exc: Exception) -> None:
-        run_id = str(op.get("run"))
+    def _give_up(self, op: Operation, exc: Exception) -> None:
         if op["kind"] == "open":
-            self._failed[run_id] = f"run {run_id} could not be created: {describe(exc)}"
-            logger.error("%s", self._failed[run_id])
+            self._failed[op["run"]] = f"run {op['run']} could not be created: {describe(exc)}"
+            logger.error("%s", self._failed[op["run"]])
         elif op["kind"] == "close":
-            self._runs.pop(run_id, None)
-        elif op["kind"] == "track" and run_id in self._runs:
-            self._count_failure(self._runs[run_id], run_id, exc, len(op["points"]))
+            self._runs.pop(op["run"], None)
+        elif op["kind"] == "track" and op["run"] in self._runs:
+            self._count_failure(self._runs[op["run"]], op["run"], exc, len(op["points"]))
 
-    def _apply(self, op: dict[str, Any]) -> Any:
-        kind = op["kind"]
-        if kind == "track":
-            self._track(op)
+    def _apply(self, op: Operation) -> Any:
+        if op["kind"] == "track":
+            self._track(op["run"], op["points"])
             return None
-        if kind == "open":
+        if op["kind"] == "open":
             run_id = op["run"]
             try:
                 created = self.store.open_run(run_id, op["experiment"], op["config"], op["tags"])
@@ -255,29 +218,30 @@ class RunExecutor:
                     created.timestamp(), self._host, self._owner_pid,
                 )  # fmt: skip
             return None
-        if kind == "call":
-            if op["run"] in self._failed:
-                raise TrackingUnavailableError(self._failed[op["run"]])
-            if op["run"] not in self._runs:
-                raise RunNotFoundError(f"run {op['run']} is not open in the tracking writer")
-            if op["method"] not in CALLS:
-                raise ValueError(f"unknown tracking operation {op['method']!r}")
+        if op["kind"] == "call":
+            run_id, method = op["run"], op["method"]
+            if run_id in self._failed:
+                raise TrackingUnavailableError(self._failed[run_id])
+            if run_id not in self._runs:
+                raise RunNotFoundError(f"run {run_id} is not open in the tracking writer")
+            if method not in CALLS:
+                raise ValueError(f"unknown tracking operation {method!r}")
             args = list(op["args"])
-            if op["method"] == "log_artifact":
+            if method == "log_artifact":
                 args[0] = Path(args[0])
-            result = getattr(self.store, op["method"])(op["run"], *args)
-            self._mirror_call(op["run"], op["method"], args, result)
+            result = getattr(self.store, method)(run_id, *args)
+            self._mirror_call(run_id, method, args, result)
             return result
-        if kind == "close":
+        if op["kind"] == "close":
             self._close(op["run"], ExperimentStatus(op["status"]), op["final"], op["error"])
             return None
-        if kind == "flush":
+        if op["kind"] == "flush":
             for run_id, points, why in self.store.flush():
                 state = self._runs.get(run_id)
                 if state is not None:
                     self._count_failure(state, run_id, TrackingError(why), points)
             return None
-        raise ValueError(f"unknown tracking operation kind {kind!r}")
+        raise ValueError(f"unknown tracking operation kind {op.get('kind')!r}")
 
     def _mirror_call(self, run_id: str, method: str, args: list[Any], result: Any) -> None:
         if self.mirror is None:
@@ -289,20 +253,20 @@ class RunExecutor:
         elif method == "log_artifact":
             self.mirror.apply("update", run_id, artifacts={args[1]: result})
 
-    def _track(self, op: dict[str, Any]) -> None:
-        state = self._runs.get(op["run"])
+    def _track(self, run_id: str, op_points: list[Point]) -> None:
+        state = self._runs.get(run_id)
         if state is None:
             return
         # A retry after an outage writes the op's points again: the same steps, same values.
-        points = [(step, values) for step, values, _ in op["points"] if values]
+        points = [(step, values) for step, values, _ in op_points if values]
         if points:
             try:
-                self.store.track(op["run"], points)
+                self.store.track(run_id, points)
             except TrackingServerUnreachableError:
                 raise  # retried by apply
             except Exception as exc:  # recorded and reported by finish_run, never raised
-                self._count_failure(state, op["run"], exc, len(points))
-        for _, _, skipped in op["points"]:
+                self._count_failure(state, run_id, exc, len(points))
+        for _, _, skipped in op_points:
             state.skipped.update(skipped)
 
     def _count_failure(
@@ -372,7 +336,7 @@ class RunExecutor:
     def abandon(self, error: str = EXIT_ERROR) -> None:
         """Record every run still open as ``crashed`` with ``error`` (its process is ending)."""
         for run_id in list(self._runs):
-            op = {
+            op: CloseOp = {
                 "kind": "close",
                 "run": run_id,
                 "status": ExperimentStatus.CRASHED.value,

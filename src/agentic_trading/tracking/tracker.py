@@ -22,6 +22,7 @@ from agentic_trading.tracking.models import (
     TrainingMetrics,
     split_metric_values,
 )
+from agentic_trading.tracking.wire import CallOp, CloseOp, OpenOp, Operation, TrackOp
 from agentic_trading.tracking.writer import BackgroundWriter
 
 __all__ = ["SyncTracker", "Tracker"]
@@ -52,7 +53,7 @@ class _TrackerCore:
 
     def _open(
         self, experiment_name: str | None, config: Mapping[str, Any] | None, tags: Iterable[str]
-    ) -> dict[str, Any]:
+    ) -> OpenOp:
         name = validate_name(
             experiment_name or self._settings.ml_experiment_name, "experiment name"
         )
@@ -66,12 +67,12 @@ class _TrackerCore:
         run: RunHandle,
         metrics: TrainingMetrics | Mapping[str, object],
         step: int | None,
-    ) -> dict[str, Any]:
+    ) -> TrackOp:
         return self._writer.track_op(run, [self._point(metrics, step)])
 
     def _track_many(
         self, run: RunHandle, points: Iterable[tuple[int, Mapping[str, object]]]
-    ) -> dict[str, Any]:
+    ) -> TrackOp:
         if isinstance(points, Mapping | str):
             raise TypeError("points must be (step, metrics) pairs, not a mapping or a string")
         checked = []
@@ -113,7 +114,7 @@ class _TrackerCore:
         self._writer.store.check_metric_names(fresh)
         self._metric_names.update(fresh)
 
-    def _params(self, run: RunHandle, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _params(self, run: RunHandle, params: Mapping[str, Any]) -> CallOp:
         clean = check_json_mapping(params, "params", MAX_CONFIG_BYTES)
         reserved = _RESERVED & clean.keys()
         if reserved:
@@ -124,11 +125,11 @@ class _TrackerCore:
         self._writer.store.check_params(clean)
         return self._writer.call_op(run, "set_attributes", clean)
 
-    def _tags(self, run: RunHandle, tags: Iterable[str]) -> dict[str, Any]:
+    def _tags(self, run: RunHandle, tags: Iterable[str]) -> CallOp:
         tag_list = [validate_name(tag, "tag") for tag in _strings(tags, "tags")]
         return self._writer.call_op(run, "add_tags", tag_list)
 
-    def _artifact(self, run: RunHandle, path: str | Path, name: str | None) -> dict[str, Any]:
+    def _artifact(self, run: RunHandle, path: str | Path, name: str | None) -> CallOp:
         file = Path(path)
         if not file.is_file():
             raise FileNotFoundError(f"artifact {str(file)!r} is not a file")
@@ -141,7 +142,7 @@ class _TrackerCore:
         status: ExperimentStatus | str,
         final_metrics: Mapping[str, object] | None,
         error: str | None,
-    ) -> dict[str, Any]:
+    ) -> CloseOp:
         final_status = ExperimentStatus.parse(status)
         if not final_status.is_finished:
             raise ValueError(
@@ -172,13 +173,13 @@ class Tracker(_TrackerCore):
     naming it) and leaves the storage work to a background writer.
     """
 
-    async def _submit(self, op: dict[str, Any]) -> Any:
+    async def _submit(self, op: Operation) -> Any:
         pending = self._writer.submit(op, block=False)
         if pending is None:  # the queue is full: wait for room, off the event loop
             pending = await asyncio.to_thread(self._writer.submit, op)
         return pending
 
-    async def _do(self, op: dict[str, Any]) -> Any:
+    async def _do(self, op: Operation) -> Any:
         return await self._writer.result_async(await self._submit(op))
 
     async def create_run(
@@ -258,7 +259,8 @@ class Tracker(_TrackerCore):
         await self._do(self._writer.flush_op())
 
     async def close(self) -> None:
-        """Write everything accepted and stop the writer. Open runs stay ``running``."""
+        """Write everything accepted and stop the writer; runs still open are recorded as
+        ``crashed``."""
         await asyncio.to_thread(self._writer.close)
 
 
@@ -268,7 +270,7 @@ class SyncTracker(_TrackerCore):
     ``log_metrics`` returns in microseconds; the other calls wait for the writer.
     """
 
-    def _do(self, op: dict[str, Any], timeout: float | None = None) -> Any:
+    def _do(self, op: Operation, timeout: float | None = None) -> Any:
         return self._writer.result(self._writer.submit(op), timeout)
 
     def create_run(

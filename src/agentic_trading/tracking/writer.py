@@ -1,94 +1,62 @@
-"""The caller side of the tracker's writer: a bounded queue drained by a writer thread or process.
+"""The caller side of the tracker's writer: a bounded queue, fed to one writer per process.
 
-The training loop only validates a point and puts it on the queue (microseconds). By default a
-writer *process* (``ML_WRITER=process``, as W&B does) applies the operations to Aim: on two
-cores a writer thread would compete with the training loop for the GIL, and Aim costs about
-100 µs per value. ``ML_WRITER=thread`` keeps everything in one process. When the queue is full
-the caller waits for room (back-pressure), so nothing accepted is dropped. Closing a run,
-``flush()``, ``close()`` and interpreter exit drain the queue first. The writer records a
-heartbeat of every open run each ``ML_HEARTBEAT_INTERVAL`` seconds; a writer process that loses
-its training process (kill -9) records the open runs as ``crashed`` and exits.
+The training loop only validates a point and puts it on the queue (microseconds). A feeder
+thread sends the queue's operations in frames (``wire``) to the writer: by default a writer
+*process* started on first use (``ML_WRITER=process``; on two cores a writer thread would
+compete with the training loop for the GIL, and Aim costs about 100 µs per value), or the same
+loop in a thread over pipes (``ML_WRITER=thread``). Every run of the process goes through the
+one writer. When the queue is full the caller waits for room (back-pressure), so nothing
+accepted is dropped. Closing a run, ``flush()``, ``close()`` and interpreter exit drain the
+queue first. The writer records a heartbeat of every open run each ``ML_HEARTBEAT_INTERVAL``
+seconds; a writer process whose training process dies (kill -9) reads the end of its input,
+records the open runs as ``crashed`` and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
-import json
 import logging
 import os
 import queue
-import struct
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any
 
 from agentic_trading.common.exit_hooks import register_exit
 from agentic_trading.config import TRACKING_FIELDS, Settings
 from agentic_trading.status import ExperimentStatus
-from agentic_trading.tracking._writer_service import HURRY
 from agentic_trading.tracking.base import RunStore
 from agentic_trading.tracking.errors import RunFinishedError, TrackingError
-from agentic_trading.tracking.executor import (
-    EXIT_ERROR,
-    RunExecutor,
-    error_from_wire,
-    error_to_wire,
-)
 from agentic_trading.tracking.models import RunHandle
+from agentic_trading.tracking.wire import (
+    EXIT_ERROR,
+    CallOp,
+    CloseOp,
+    FlushOp,
+    Hello,
+    OpenOp,
+    Operation,
+    Point,
+    TrackOp,
+    error_from_wire,
+    read_frame,
+    write_frame,
+)
 
-__all__ = ["EXIT_ERROR", "BackgroundWriter", "read_frame", "write_frame"]
+__all__ = ["EXIT_ERROR", "BackgroundWriter"]
 
 logger = logging.getLogger("agentic_trading.tracking")
 
 _POLL = 1.0  # seconds between two looks at the writer's health while waiting on it
-_BATCH = 512  # operations per frame to the writer process
+_BATCH = 512  # operations per frame to the writer
 _LINGER = 0.02  # seconds a point may wait for others to share its frame
-_HEADER = struct.Struct(">I")
-
-#: Seconds the writer process's start-up may take at the lowest priority before it starts again
-#: at normal priority (see ``_writer_start``; Linux only: elsewhere it starts at normal priority).
-_LOW_PRIORITY_START = 8.0
-_LOW_PRIORITY = sys.platform == "linux"
-_START = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
-_PIPE_BYTES = 1 << 20  # operations the pipe holds while the writer starts up
-
-
-def _enlarge_pipe(stream: IO[bytes]) -> None:
-    try:
-        import fcntl
-
-        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-    except (ImportError, AttributeError, OSError):
-        pass  # the system's default pipe: the forwarder waits for room sooner, nothing is lost
-
-
-def write_frame(stream: IO[bytes], data: Any) -> None:
-    """One JSON document, length-prefixed (never pickle: the peer only decodes JSON)."""
-    body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
-    stream.write(_HEADER.pack(len(body)) + body)
-    stream.flush()
-
-
-def read_frame(stream: IO[bytes]) -> Any:
-    """The next JSON document, or ``None`` at end of stream."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack(header)
-    body = stream.read(size)
-    if len(body) < size:
-        return None
-    return json.loads(body)
 
 
 class _Pending:
@@ -96,16 +64,83 @@ class _Pending:
 
     __slots__ = ("future", "op")
 
-    def __init__(self, op: dict[str, Any], future: Future[Any] | None) -> None:
+    def __init__(self, op: Operation, future: Future[Any] | None) -> None:
         self.op = op
         self.future = future
 
 
-class BackgroundWriter:
-    """Feeds a run store from a bounded queue, on a writer thread or in a writer process.
+class _Link:
+    """The two streams to a writer, and how to end it: a process, or a thread over pipes."""
 
-    ``store`` is used by callers only for ``location`` and ``check_writable``; in process mode
-    the writer process builds its own from ``settings``.
+    def __init__(
+        self,
+        to_writer: IO[bytes],
+        from_writer: IO[bytes],
+        process: subprocess.Popen[bytes] | None = None,
+        thread: threading.Thread | None = None,
+    ) -> None:
+        self.to_writer = to_writer
+        self.from_writer = from_writer
+        self.process = process
+        self.thread = thread
+
+    @classmethod
+    def to_process(cls) -> _Link:
+        """A writer process (``python -m agentic_trading.tracking.writer_process``)."""
+        child = subprocess.Popen(
+            [sys.executable, "-m", "agentic_trading.tracking.writer_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert child.stdin is not None and child.stdout is not None
+        return cls(child.stdin, child.stdout, process=child)
+
+    @classmethod
+    def to_thread(cls, store: RunStore, settings: Settings) -> _Link:
+        """The writer's loop in a thread of this process, over pipes, writing to ``store``."""
+        from agentic_trading.tracking.executor import RunExecutor
+        from agentic_trading.tracking.writer_process import serve
+
+        ops_read, ops_write = os.pipe()
+        replies_read, replies_write = os.pipe()
+
+        def run() -> None:
+            with os.fdopen(ops_read, "rb") as ops, os.fdopen(replies_write, "wb") as replies:
+                serve(ops, replies, lambda _: RunExecutor.for_settings(store, settings))
+
+        thread = threading.Thread(target=run, name="agentic-trading-tracking-writer", daemon=True)
+        thread.start()
+        return cls(os.fdopen(ops_write, "wb"), os.fdopen(replies_read, "rb"), thread=thread)
+
+    def exit_code(self) -> int | None:
+        """How the writer ended (a thread: 0), or ``None`` while it runs."""
+        if self.process is not None:
+            return self.process.poll()
+        return None if self.thread is None or self.thread.is_alive() else 0
+
+    def wait(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` seconds for the writer to end; its exit code, or ``None``."""
+        if self.process is not None:
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return self.exit_code()
+
+    def kill(self) -> None:
+        """End a writer process stuck in its store (a thread cannot be ended: it is a daemon)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+class BackgroundWriter:
+    """Feeds a run store from a bounded queue, through a writer process or thread.
+
+    ``store`` is used by callers only for ``location`` and ``check_writable``; a writer process
+    builds its own from ``settings``, a writer thread writes to ``store``.
     """
 
     def __init__(self, store: RunStore, settings: Settings) -> None:
@@ -126,22 +161,21 @@ class BackgroundWriter:
             maxsize=self._settings.ml_queue_size
         )
         self._accepted = 0
-        self._sent = 0
-        self._done = 0  # taken: applied (a thread), or read by the writer process
+        self._sent = 0  # in the pipe to the writer
+        self._taken = 0  # read by the writer
         self._applied = 0  # applied to the store
         self._progress_at = time.monotonic()  # when the store last applied something
         self._progress = threading.Condition()
         self._broken: str | None = None
         self._lost = 0
-        self._child: subprocess.Popen[bytes] | None = None
+        self._link: _Link | None = None
         self._waiting: dict[int, _Pending] = {}
         self._waiting_lock = threading.Lock()
         self._urgent = threading.Event()
-        target = self._run_process if self._mode == "process" else self._run_thread
-        self._thread = threading.Thread(
-            target=target, name="agentic-trading-tracking-writer", daemon=True
+        self._feeder = threading.Thread(
+            target=self._feed, name="agentic-trading-tracking-feeder", daemon=True
         )
-        self._thread.start()
+        self._feeder.start()
 
     # --- caller side: cheap, thread-safe ------------------------------------------------------
 
@@ -152,10 +186,20 @@ class BackgroundWriter:
 
     @property
     def pending(self) -> int:
-        """Operations accepted but not yet written (a writer process: not yet taken by it)."""
-        return self._accepted - self._done
+        """Operations accepted but not yet taken by the writer."""
+        return self._accepted - self._taken
 
-    def submit(self, op: dict[str, Any], *, block: bool = True) -> _Pending | None:
+    @property
+    def _writer_name(self) -> str:
+        return f"the tracking writer {self._mode}"
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid (``None`` for a writer thread, or before it started)."""
+        link = self._link
+        return None if link is None or link.process is None else link.process.pid
+
+    def submit(self, op: Operation, *, block: bool = True) -> _Pending | None:
         """Queue ``op``; return ``None`` (with ``block=False``) when the queue is full."""
         if self._closed:
             raise TrackingError("the tracker is closed; create a new one with get_ml_tracker()")
@@ -185,7 +229,7 @@ class BackgroundWriter:
             self._urgent.set()  # someone waits for this one: no lingering
         return item
 
-    def _refuse(self, op: dict[str, Any]) -> _Pending:
+    def _refuse(self, op: Operation) -> _Pending:
         """An operation for a broken writer: a point is counted as lost, anything else raises."""
         if op["kind"] == "track":
             self._lost += len(op["points"])
@@ -205,25 +249,20 @@ class BackgroundWriter:
         stuck timeout) and fail it, so that nobody waits on it any more."""
         if self._broken is not None:
             return
-        child = self._child
-        if child is not None and child.poll() is not None and not self._closed:
-            self._fail(f"the tracking writer process exited unexpectedly (code {child.returncode})")
-            return
-        if child is not None and _LOW_PRIORITY and self._done == 0:
-            # Someone waits on a writer that has not started yet: other work may be starving
-            # its start-up at low priority. Sent again each look, in case one came too early.
-            try:
-                child.send_signal(HURRY)
-            except OSError:
-                pass
-        in_flight = (self._sent if self._mode == "process" else self._accepted) - self._applied
+        link = self._link
+        if link is not None and not self._closed:
+            code = link.exit_code()
+            if code is not None:
+                self._fail(f"{self._writer_name} exited unexpectedly (code {code})")
+                return
+        in_flight = self._sent - self._applied
         idle = time.monotonic() - self._progress_at
         if in_flight > 0 and idle > self._stuck_after:
             self._fail(
                 f"the tracking writer has written nothing to {self.store.location} for "
                 f"{idle:.0f} s with {in_flight} operations waiting: it is stuck "
                 "(ML_WRITER_TIMEOUT)",
-                stop_child=True,
+                stop_writer=True,
             )
 
     @property
@@ -262,7 +301,7 @@ class BackgroundWriter:
                 return wrapped.result()
             self.check_health()
 
-    def open_op(self, experiment: str, config: dict[str, Any], tags: list[str]) -> dict[str, Any]:
+    def open_op(self, experiment: str, config: dict[str, Any], tags: list[str]) -> OpenOp:
         """Open a run under a new id; the run is open for writes at once (the writer creates
         it in order, before any of its points)."""
         run_id = uuid.uuid4().hex[:24]  # Aim's own format of run hashes
@@ -277,7 +316,7 @@ class BackgroundWriter:
             "tags": tags,
         }
 
-    def track_op(self, run: RunHandle, points: list[list[Any]]) -> dict[str, Any]:
+    def track_op(self, run: RunHandle, points: list[Point]) -> TrackOp:
         """One operation for ``points``: ``[step, finite values, names of skipped values]``."""
         self.check_open(run)
         for step, _, skipped in points:
@@ -293,7 +332,7 @@ class BackgroundWriter:
                     )
         return {"kind": "track", "run": run.run_id, "points": points}
 
-    def call_op(self, run: RunHandle, method: str, *args: Any) -> dict[str, Any]:
+    def call_op(self, run: RunHandle, method: str, *args: Any) -> CallOp:
         self.check_open(run)
         return {"kind": "call", "run": run.run_id, "method": method, "args": list(args)}
 
@@ -303,7 +342,7 @@ class BackgroundWriter:
         status: ExperimentStatus,
         final_metrics: dict[str, float],
         error: str | None,
-    ) -> dict[str, Any]:
+    ) -> CloseOp:
         with self._lock:
             self.check_open(run)
             del self._open_runs[run.run_id]
@@ -315,7 +354,7 @@ class BackgroundWriter:
             "error": error,
         }
 
-    def flush_op(self) -> dict[str, Any]:
+    def flush_op(self) -> FlushOp:
         return {"kind": "flush"}
 
     def check_open(self, run: RunHandle) -> None:
@@ -328,7 +367,7 @@ class BackgroundWriter:
                 "tracker; it takes no more writes"
             )
 
-    def handle(self, op: dict[str, Any]) -> RunHandle:
+    def handle(self, op: OpenOp) -> RunHandle:
         """The handle of the run an ``open`` operation opened."""
         return self._open_runs[op["run"]]
 
@@ -343,8 +382,8 @@ class BackgroundWriter:
             return list(self._open_runs.values())
 
     def close(self, timeout: float | None = None) -> None:
-        """Write everything accepted, then stop the writer. Open runs are left to the reader's
-        crash detection (a writer process records them as ``crashed``)."""
+        """Write everything accepted, then stop the writer, which records the runs still open
+        as ``crashed``."""
         if self._closed:
             return
         if self._broken is None:
@@ -357,25 +396,16 @@ class BackgroundWriter:
             self._queue.put(None, timeout=_POLL)
         except queue.Full:  # a broken writer's queue: nobody takes from it any more
             pass
-        self._thread.join(timeout if self._broken is None else _POLL)
-        self._stop_child()
+        self._feeder.join(timeout if self._broken is None else _POLL)
+        link = self._link
+        if link is not None and link.wait(_POLL if self._broken else (timeout or 60.0)) is None:
+            link.kill()
         self.store.close()
         if self._lost:
             logger.error("%d tracking points were lost: %s", self._lost, self._broken)
 
-    def _stop_child(self) -> None:
-        """End the writer process if it is still there (stuck in its store, say)."""
-        child = self._child
-        if child is None or child.poll() is not None:
-            return
-        try:
-            child.wait(_POLL)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(10)
-
     def _at_exit(self) -> None:
-        if self._closed or self._pid != os.getpid() or not self._thread.is_alive():
+        if self._closed or self._pid != os.getpid() or not self._feeder.is_alive():
             return
         try:
             for run in self.open_runs():
@@ -388,87 +418,50 @@ class BackgroundWriter:
         except Exception as exc:  # never turn interpreter exit into a traceback
             logger.error("tracking could not flush at exit: %s", exc or type(exc).__name__)
 
-    # --- writer thread (ML_WRITER=thread) -------------------------------------------------------
+    # --- the feeder thread: queue -> frames to the writer ---------------------------------------
 
-    def _run_thread(self) -> None:
-        executor = RunExecutor.for_settings(self.store, self._settings)
-        while True:
-            try:
-                item = self._queue.get(timeout=executor.seconds_to_beat())
-            except queue.Empty:
-                executor.beat_if_due()
-                continue
-            if item is None:
-                return
-            if self._broken is not None:  # the store refused writes: nothing more goes to it
-                self._refuse_pending(item)
-                continue
-            if self._applied == self._accepted - 1:
-                self._progress_at = time.monotonic()  # work starts after idling
-            try:
-                result = executor.apply(item.op)
-            except BaseException as exc:
-                if item.future is not None:
-                    item.future.set_exception(exc)
-            else:
-                if item.future is not None:
-                    item.future.set_result(result)
-            self._done += 1
-            self._applied += 1
-            self._progress_at = time.monotonic()
-            if executor.fault is not None:
-                self._fail(executor.fault)
-            if self._queue.empty():
-                executor.settle()
-            executor.beat_if_due()
-
-    def _refuse_pending(self, item: _Pending) -> None:
-        if item.op["kind"] == "track":
-            self._lost += len(item.op["points"])
-        elif item.future is not None and not item.future.done():
-            item.future.set_exception(TrackingError(self.failure or "the tracking writer failed"))
-
-    # --- writer process (ML_WRITER=process) -----------------------------------------------------
-
-    def _run_process(self) -> None:
-        if _LOW_PRIORITY:
-            start = Path(__file__).with_name("_writer_start.py")
-            command = ["-c", _START, str(start), str(_LOW_PRIORITY_START)]
+    def _connect(self) -> _Link:
+        hello: Hello = {
+            "settings": self._settings.model_dump(include=set(TRACKING_FIELDS)),
+            "owner_pid": self._pid,
+        }
+        if self._mode == "process":
+            link = _Link.to_process()
         else:
-            command = ["-m", "agentic_trading.tracking.writer_process"]
+            link = _Link.to_thread(self.store, self._settings)
+        self._link = link
+        write_frame(link.to_writer, hello)
+        threading.Thread(
+            target=self._read_replies,
+            args=(link.from_writer,),
+            name="agentic-trading-tracking-replies",
+            daemon=True,
+        ).start()
+        return link
+
+    def _feed(self) -> None:
         try:
-            child = self._child = subprocess.Popen(
-                [sys.executable, *command], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-            )
-            assert child.stdin is not None and child.stdout is not None
-            _enlarge_pipe(child.stdin)
-            fields = set(TRACKING_FIELDS)
-            write_frame(
-                child.stdin,
-                {"settings": self._settings.model_dump(include=fields), "owner_pid": self._pid},
-            )
+            link = self._connect()
         except OSError as exc:
-            self._fail(f"the tracking writer process could not start: {exc}")
+            self._fail(f"{self._writer_name} could not start: {exc}")
             return
-        replies = threading.Thread(target=self._read_replies, args=(child.stdout,), daemon=True)
-        replies.start()
-        # At most ML_QUEUE_SIZE operations in flight to the process as well: memory stays
-        # bounded and back-pressure reaches the caller when the process falls behind.
+        # At most ML_QUEUE_SIZE operations in flight to the writer as well: memory stays
+        # bounded and back-pressure reaches the caller when the writer falls behind.
         limit = self._settings.ml_queue_size
         try:
             while True:
                 with self._progress:
                     self._progress.wait_for(
-                        lambda: self._sent - self._done < limit or self._broken is not None
+                        lambda: self._sent - self._taken < limit or self._broken is not None
                     )
-                room = min(_BATCH, max(1, limit - (self._sent - self._done)))
+                room = min(_BATCH, max(1, limit - (self._sent - self._taken)))
                 item = self._queue.get()
                 stop = item is None
                 batch = [] if item is None else [item]
                 # Points wait up to _LINGER for company: one frame per 20 ms instead of one per
-                # training step spares both processes hundreds of wake-ups a second. The
-                # thread sleeps through the linger instead of waiting on the queue, so a point
-                # put meanwhile wakes nobody; an operation someone waits for (create, finish,
+                # training step spares both sides hundreds of wake-ups a second. The thread
+                # sleeps through the linger instead of waiting on the queue, so a point put
+                # meanwhile wakes nobody; an operation someone waits for (create, finish,
                 # flush) cuts the linger short.
                 if item is not None and item.future is None and not self._urgent.is_set():
                     self._urgent.wait(_LINGER)
@@ -485,7 +478,7 @@ class BackgroundWriter:
                 with self._waiting_lock:
                     for pending in batch:
                         if pending.future is not None:
-                            self._waiting[pending.op["id"]] = pending
+                            self._waiting[pending.op["id"]] = pending  # type: ignore[typeddict-item]
                 if batch and self._broken is not None:
                     for pending in batch:
                         self._refuse_pending(pending)
@@ -493,57 +486,59 @@ class BackgroundWriter:
                 if batch:
                     if self._sent == self._applied:
                         self._progress_at = time.monotonic()  # work starts after idling
-                    write_frame(child.stdin, [pending.op for pending in batch])
-                    self._sent += len(batch)  # in the pipe: the writer process will have them
+                    write_frame(link.to_writer, [pending.op for pending in batch])
+                    self._sent += len(batch)  # in the pipe: the writer will have them
                 if stop:
-                    child.stdin.close()
-                    child.wait()
-                    replies.join(5)
+                    link.to_writer.close()  # end of input: the writer finishes and exits
                     return
         except (OSError, ValueError) as exc:
-            self._fail(f"the tracking writer process stopped taking data: {exc}")
+            self._fail(f"{self._writer_name} stopped taking data: {exc}")
 
     def _read_replies(self, stream: IO[bytes]) -> None:
         while True:
-            frame = read_frame(stream)
+            try:
+                frame = read_frame(stream)
+            except (OSError, ValueError):
+                frame = None
             if frame is None:
                 break
             for reply in frame:
-                if "note" in reply:
-                    logger.info("%s", reply["note"])
-                    continue
                 if "taken" in reply:
                     with self._progress:
-                        self._done += reply["taken"]
+                        self._taken += reply["taken"]
                         self._progress.notify_all()
-                    continue
-                if "applied" in reply:
+                elif "applied" in reply:
                     self._applied += reply["applied"]
                     self._progress_at = time.monotonic()
-                    continue
-                if "fault" in reply:
-                    self._fail(str(reply["fault"]), stop_child=True)
-                    continue
-                with self._waiting_lock:
-                    pending = self._waiting.pop(reply["id"], None)
-                if pending is None or pending.future is None or pending.future.done():
-                    continue
-                if reply.get("ok"):
-                    pending.future.set_result(reply.get("result"))
+                elif "fault" in reply:
+                    self._fail(str(reply["fault"]), stop_writer=True)
                 else:
-                    pending.future.set_exception(error_from_wire(reply))
+                    self._answer(reply)
         if not self._closed:
-            code = None
-            if self._child is not None:
-                try:  # its pipe closes a moment before it can be reaped
-                    code = self._child.wait(_POLL)
-                except subprocess.TimeoutExpired:
-                    pass
-            self._fail(f"the tracking writer process exited unexpectedly (code {code})")
+            link = self._link
+            # Its output closes a moment before it can be reaped.
+            code = None if link is None else link.wait(_POLL)
+            self._fail(f"{self._writer_name} exited unexpectedly (code {code})")
 
-    def _fail(self, message: str, *, stop_child: bool = False) -> None:
+    def _answer(self, reply: dict[str, Any]) -> None:
+        with self._waiting_lock:
+            pending = self._waiting.pop(reply["id"], None)
+        if pending is None or pending.future is None or pending.future.done():
+            return
+        if reply.get("ok"):
+            pending.future.set_result(reply.get("result"))
+        else:
+            pending.future.set_exception(error_from_wire(reply))
+
+    def _refuse_pending(self, item: _Pending) -> None:
+        if item.op["kind"] == "track":
+            self._lost += len(item.op["points"])
+        elif item.future is not None and not item.future.done():
+            item.future.set_exception(TrackingError(self.failure or "the tracking writer failed"))
+
+    def _fail(self, message: str, *, stop_writer: bool = False) -> None:
         """The writer writes no more: say so once, fail everyone waiting, drop what is queued
-        (points are counted as lost); ``stop_child`` ends a writer process stuck in its store."""
+        (points are counted as lost); ``stop_writer`` ends a writer process stuck in its store."""
         with self._waiting_lock:
             if self._broken is not None:
                 return
@@ -563,115 +558,5 @@ class BackgroundWriter:
                 break
             if item is not None:
                 self._refuse_pending(item)
-        if stop_child and self._child is not None and self._child.poll() is None:
-            self._child.kill()  # stuck in a store that refuses writes: it would never return
-
-
-def _prepared_executor(
-    executor_for: Callable[[dict[str, Any]], RunExecutor], hello: dict[str, Any]
-) -> RunExecutor:
-    executor = executor_for(hello)
-    executor.prepare()
-    return executor
-
-
-def serve(
-    stdin: IO[bytes],
-    stdout: IO[bytes],
-    executor_for: Callable[[dict[str, Any]], RunExecutor],
-    *,
-    hello: dict[str, Any] | None = None,
-    prepared: Callable[[], None] | None = None,
-    abandoning: Callable[[], None] | None = None,
-    set_up: Callable[[Callable[[], RunExecutor]], RunExecutor] | None = None,
-) -> None:
-    """The writer process's loop: apply each frame's operations, reply, beat; at end of input
-    (the training process closed the pipe or died) record open runs as ``crashed``.
-    ``hello`` is the settings frame if it was read already; before it reads any operation it
-    makes its executor and does the first operations' one-off work (``RunExecutor.prepare``),
-    through ``set_up`` if given (which runs what it is handed: at low priority, say), then
-    calls ``prepared``. ``abandoning`` is called before open runs are recorded as crashed (it
-    may end this process instead).
-
-    Operations are acknowledged as *taken* when read, up to ``ML_WRITER_BUFFER`` of them not
-    yet applied: while the tracking server is away the training goes on and this process holds
-    its data; beyond that the training waits (back-pressure), nothing is dropped.
-    """
-    if hello is None:
-        hello = read_frame(stdin)
-        if hello is None:
-            return
-    make = functools.partial(_prepared_executor, executor_for, hello)
-    executor = make() if set_up is None else set_up(make)
-    limit = int(hello.get("settings", {}).get("ml_writer_buffer") or 100_000)
-    frames: queue.Queue[Any] = queue.Queue()
-    held = threading.Condition()
-    held_ops = [0]  # operations read but not yet applied
-    out_lock = threading.Lock()
-    peer_gone = False
-
-    def send(replies: list[dict[str, Any]]) -> None:
-        nonlocal peer_gone
-        with out_lock:
-            if peer_gone:
-                return
-            try:
-                write_frame(stdout, replies)
-            except OSError:
-                # The training process died: nobody reads replies any more. Keep applying what
-                # it sent before dying, then record its open runs as crashed below.
-                peer_gone = True
-
-    def has_room() -> bool:
-        return held_ops[0] < limit
-
-    def read_all() -> None:
-        while (frame := read_frame(stdin)) is not None:
-            with held:
-                held.wait_for(has_room)
-                held_ops[0] += len(frame)
-            frames.put(frame)
-            send([{"taken": len(frame)}])
-        frames.put(None)
-
-    if prepared is not None:
-        prepared()
-    if "note" in hello:
-        send([{"note": hello["note"]}])
-    threading.Thread(target=read_all, daemon=True).start()
-    fault_told = False
-    while True:
-        try:
-            batch = frames.get(timeout=executor.seconds_to_beat())
-        except queue.Empty:
-            executor.beat_if_due()
-            continue
-        if batch is None:
-            break
-        replies: list[dict[str, Any]] = []
-        for op in batch:
-            try:
-                result = executor.apply(op)
-            except Exception as exc:
-                if "id" in op:
-                    replies.append({"id": op["id"], "ok": False, **error_to_wire(exc)})
-            else:
-                if "id" in op:
-                    replies.append({"id": op["id"], "ok": True, "result": result})
-            if executor.fault is not None and not fault_told:
-                # Told at once: a store that refuses writes may also hang on the next one.
-                fault_told = True
-                send([{"fault": executor.fault}])
-        with held:
-            held_ops[0] -= len(batch)
-            held.notify_all()
-        replies.append({"applied": len(batch)})
-        send(replies)
-        if frames.empty():
-            executor.settle()  # after the replies: whoever waits on one goes on meanwhile
-        executor.beat_if_due()
-    if abandoning is not None and executor.has_open_runs:
-        abandoning()
-    executor.settle()
-    executor.abandon(EXIT_ERROR)
-    executor.store.close()
+        if stop_writer and self._link is not None:
+            self._link.kill()  # stuck in a store that refuses writes: it would never return

@@ -1,36 +1,121 @@
-"""The tracker's writer process: ``python -m agentic_trading.tracking.writer_process``.
+"""The tracker's writer: ``python -m agentic_trading.tracking.writer_process``, or :func:`serve`
+in a thread.
 
-Started by :class:`~agentic_trading.tracking.writer.BackgroundWriter` with ``ML_WRITER=process``.
-It reads length-prefixed JSON frames of operations on stdin and answers on stdout; anything else
-printed (by Aim, say) goes to stderr so it cannot corrupt the replies.
+:class:`~agentic_trading.tracking.writer.BackgroundWriter` starts one per process that tracks
+(``ML_WRITER=process``) and every run of that process goes through it. It reads frames of
+operations (``wire``) on stdin and answers on stdout; anything else printed (by Aim, say)
+goes to stderr so that it cannot corrupt the replies. End of input means the training
+process closed it or died: it applies what it read, records the runs still open as
+``crashed``, and exits.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import signal
 import sys
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
-from agentic_trading.config import Settings
-from agentic_trading.tracking.backends import create_run_store, warm_up_store
 from agentic_trading.tracking.executor import RunExecutor
-from agentic_trading.tracking.writer import serve
+from agentic_trading.tracking.wire import EXIT_ERROR, Hello, error_to_wire, read_frame, write_frame
+
+__all__ = ["main", "serve"]
 
 
-def _executor(hello: dict[str, Any]) -> RunExecutor:
+def serve(
+    stdin: IO[bytes],
+    stdout: IO[bytes],
+    executor_for: Callable[[Hello], RunExecutor],
+) -> None:
+    """Serve one tracker: read the hello frame, make the executor (``executor_for``), then
+    apply each frame's operations in order, reply, and beat; at end of input record the open
+    runs as ``crashed``.
+
+    Operations are acknowledged as *taken* when read, up to ``ML_WRITER_BUFFER`` of them not
+    yet applied: while a tracking server is away the training goes on and the writer holds its
+    data; beyond that the training waits (back-pressure), and nothing is dropped.
+    """
+    hello: Hello | None = read_frame(stdin)
+    if hello is None:
+        return
+    executor = executor_for(hello)
+    executor.prepare()
+    limit = int(hello["settings"].get("ml_writer_buffer") or 100_000)
+    frames: queue.Queue[Any] = queue.Queue()
+    held = threading.Condition()
+    held_ops = [0]  # operations read but not yet applied
+    out_lock = threading.Lock()
+    peer_gone = False
+
+    def send(replies: list[dict[str, Any]]) -> None:
+        nonlocal peer_gone
+        with out_lock:
+            if peer_gone:
+                return
+            try:
+                write_frame(stdout, replies)
+            except (OSError, ValueError):
+                # The training process died: nobody reads replies any more. Keep applying what
+                # it sent before dying, then record its open runs as crashed below.
+                peer_gone = True
+
+    def read_all() -> None:
+        while (frame := read_frame(stdin)) is not None:
+            with held:
+                held.wait_for(lambda: held_ops[0] < limit)
+                held_ops[0] += len(frame)
+            frames.put(frame)
+            send([{"taken": len(frame)}])
+        frames.put(None)
+
+    threading.Thread(target=read_all, name="agentic-trading-writer-input", daemon=True).start()
+    fault_told = False
+    while True:
+        try:
+            batch = frames.get(timeout=executor.seconds_to_beat())
+        except queue.Empty:
+            executor.beat_if_due()
+            continue
+        if batch is None:
+            break
+        replies: list[dict[str, Any]] = []
+        for op in batch:
+            try:
+                result = executor.apply(op)
+            except Exception as exc:
+                if "id" in op:
+                    replies.append({"id": op["id"], "ok": False, **error_to_wire(exc)})
+            else:
+                if "id" in op:
+                    replies.append({"id": op["id"], "ok": True, "result": result})
+            if executor.fault is not None and not fault_told:
+                # Told at once: a store that refuses writes may also hang on the next one.
+                fault_told = True
+                send([{"fault": executor.fault}])
+        with held:
+            held_ops[0] -= len(batch)
+            held.notify_all()
+        replies.append({"applied": len(batch)})
+        send(replies)
+        if frames.empty():
+            executor.settle()  # after the replies: whoever waits on one goes on meanwhile
+        executor.beat_if_due()
+    executor.settle()
+    executor.abandon(EXIT_ERROR)
+    executor.store.close()
+
+
+def _executor(hello: Hello) -> RunExecutor:
+    from agentic_trading.config import Settings
+    from agentic_trading.tracking.backends import create_run_store
+
     settings = Settings(_env_file=None, **hello["settings"])
-    store = create_run_store(settings, owner_pid=int(hello["owner_pid"]))
-    return RunExecutor.for_settings(store, settings, owner_pid=int(hello["owner_pid"]))
-
-
-def warm_up(backend: str) -> None:
-    """Import what a writer to ``backend`` needs (the writer service, before it forks any)."""
-    try:
-        warm_up_store(backend)
-    except Exception:  # a missing extra, say: each writer reports it for its own training
-        pass
+    owner = int(hello["owner_pid"])
+    return RunExecutor.for_settings(create_run_store(settings, owner), settings, owner)
 
 
 def _quiet_aim_finalizers(unraisable: Any) -> None:
@@ -45,35 +130,18 @@ def _quiet_aim_finalizers(unraisable: Any) -> None:
     sys.__unraisablehook__(unraisable)
 
 
-def main(
-    hello: dict[str, Any] | None = None,
-    prepared: Callable[[], None] | None = None,
-    abandoning: Callable[[], None] | None = None,
-    set_up: Callable[[Callable[[], RunExecutor]], RunExecutor] | None = None,
-) -> None:
-    """Serve the training process on stdin/stdout; ``hello`` is the settings frame when it was
-    read already, ``set_up`` runs the store's set-up (at low priority, say), ``prepared`` is
-    called once the store is set up, ``abandoning`` before runs the training left open are
-    recorded as crashed (see ``_writer_start``, ``_writer_service``). The operations are
-    applied at the calling thread's priority, never lowered: a writer starved by other work
-    would hold up every training's final record.
-    """
+def main() -> None:
+    """Serve the training process on stdin/stdout until it closes them or dies."""
+    # Ctrl-C, a closed terminal and a stop of the whole process group (systemd, say) reach
+    # this process too: the training decides, records the outcome through this writer, and
+    # this writer exits when the training's end closes its input.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     sys.unraisablehook = _quiet_aim_finalizers
     logging.getLogger("aim.ext.transport").setLevel(logging.CRITICAL)  # we log outages ourselves
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    try:
-        serve(
-            sys.stdin.buffer,
-            replies,
-            _executor,
-            hello=hello,
-            set_up=set_up,
-            prepared=prepared,
-            abandoning=abandoning,
-        )
-    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the trainer decides
-        pass
+    serve(sys.stdin.buffer, replies, _executor)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ __all__ = [
     "create_run_reader",
     "create_run_store",
     "download_artifact",
-    "warm_up_store",
 ]
 
 
@@ -28,19 +27,6 @@ def create_run_store(settings: Settings, owner_pid: int | None = None) -> RunSto
 
         return MlflowRunStore(settings, owner_pid=owner_pid)
     raise ValueError(f"ML_TRACKING_BACKEND={settings.ml_tracking_backend!r} is not supported")
-
-
-def warm_up_store(backend: str) -> None:
-    """Import what a store of ``backend`` (an ``ML_TRACKING_BACKEND`` value) needs, ahead of
-    any store: a host's writer service does it once for the writers it forks."""
-    if backend == "mlflow":
-        from agentic_trading.tracking.backends.mlflow.store import MlflowRunStore
-
-        MlflowRunStore.warm_up()
-    else:
-        from agentic_trading.tracking.backends.aim import AimRunStore
-
-        AimRunStore.warm_up()
 
 
 def create_run_reader(settings: Settings) -> RunReader:
