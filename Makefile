@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS := tracking,training,dashboard,studies,mlflow,dev
 
-.PHONY: help setup browser demo test lint typecheck pytest bench stress clean
+.PHONY: help setup browser demo test lint typecheck pytest bench stress chaos clean
 
 help:  ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -55,11 +55,19 @@ pytest: setup
 bench: setup  ## Benchmarks against raw redis-py, the Aim SDK, plain SB3 and SQLAlchemy in the same run; JSON under benchmarks/results/
 	$(BIN)/python -m benchmarks.run
 
-stress: setup  ## Long fault and load runs: 8 trainings at once, Aim and MLflow server outages, a study over two hosts, PostgreSQL restart under a study, a killed worker, 100 experiments for 60 s, fault suites x5
+stress: setup chaos  ## Long fault and load runs: the chaos soak, 8 trainings at once, Aim and MLflow server outages, a study over two hosts, PostgreSQL restart under a study, a killed worker, 100 experiments for 60 s, fault suites x5
 	RELIABILITY_TRAININGS=8 $(BIN)/pytest -q -m stress tests/test_reliability.py
 	$(BIN)/pytest -q -m stress tests/ --deselect tests/test_reliability.py
 	$(BIN)/python -m tests.load --experiments 100 --seconds 60 --output benchmarks/results/load.json
 	for round in 1 2 3 4 5; do $(BIN)/pytest -q tests/test_redis_faults.py tests/test_sync_channel.py || exit 1; done
+
+# The chaos soak (root: network namespaces and a tmpfs): a 30-trial study on two trainer hosts
+# while workers are killed and Redis, PostgreSQL and the tracking server restart; then every
+# record is reconciled. Reports in benchmarks/results/chaos-aim.json and chaos-mlflow.json.
+CHAOS_SEED ?= 1
+chaos: setup  ## The chaos soak, with aim server and then an mlflow server (JSON reports under benchmarks/results/)
+	$(BIN)/python -m tests.chaos --backend aim --seed $(CHAOS_SEED)
+	$(BIN)/python -m tests.chaos --backend mlflow --seed $(CHAOS_SEED)
 
 clean:  ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

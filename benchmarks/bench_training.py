@@ -1,15 +1,14 @@
 """Training: what ExperimentCallback costs a training, measured the way users meet it.
 
-Each training runs in a fresh process with a fresh callback: the whole ``model.learn`` call is
-timed (start-up and the final record included), against plain SB3 PPO in a fresh process on
-the same environment and seed, interleaved round by round. The trainings use the host's writer
-service (started before the rounds, as any earlier training on the host would have); a host's
-first training, which starts its writer cold, is measured too (the service off). Reported: the
-whole-run kept fraction at the seed's cadence (progress every 100 steps, metrics every 1,000)
-and with both every step, the start-up block before the first step (on a new repository and on
-an existing one), and ``_on_step``'s mean cost beside an empty callback's, timed the same way
-(the floor on this machine: a cold call inside a training). The old figure (rounds in one warm
-process sharing one writer) is measured too, beside them.
+Each training runs in a fresh process with a fresh callback, so each starts its own writer
+process (importing Aim, about 1.5 s of CPU, paid once per process): the whole ``model.learn``
+call is timed (start-up and the final record included), against plain SB3 PPO in a fresh
+process on the same environment and seed, interleaved round by round. Reported, with the
+spread over rounds (min / median / max of each round's ratio): the whole-run kept fraction at
+the seed's cadence (progress every 100 steps, metrics every 1,000) and with both every step,
+at 6,144 steps and at 50,000 (the default training), the start-up block before the first step
+(on a new repository and on an existing one), and ``_on_step``'s mean cost beside an empty
+callback's, timed the same way (the floor on this machine: a cold call inside a training).
 """
 
 from __future__ import annotations
@@ -22,20 +21,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agentic_trading.config import load_settings
-from agentic_trading.training import ExperimentCallback
-from benchmarks.bench_messaging import kept_fraction
-from benchmarks.common import ppo_steps_per_second
-
 #: One training in a fresh process; prints its figures as JSON.
 _ONE = """
 import json, sys, time
+mode, timesteps, storage = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if mode.startswith("early_"):  # as the README suggests: the writer started first thing
+    from agentic_trading.config import load_settings
+    from agentic_trading.tracking import start_writer
+
+    start_writer(load_settings(ml_storage_path=storage))
+    mode = mode[len("early_"):]
 from stable_baselines3 import PPO
 from agentic_trading.config import load_settings
 from agentic_trading.training import ExperimentCallback, load_prices, split_prices
 from agentic_trading.training.env import make_env
 
-mode, timesteps, storage = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 env = make_env(split_prices(load_prices(), 10).training)
 model = PPO("MlpPolicy", env, n_steps=512, seed=1, verbose=0, device="cpu")
 out = {}
@@ -80,37 +80,45 @@ print(json.dumps(out))
 """
 
 
-def _fresh(mode: str, timesteps: int, storage: str, service: bool = True) -> dict[str, float]:
-    env = {**os.environ, "MESSAGE_BROKER_TYPE": "memory"}
-    if not service:  # each training imports its own writer, as a host's first training does
-        env["ML_WRITER_SERVICE_IDLE"] = "0"
+def _fresh(
+    mode: str, timesteps: int, storage: str, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """One training of ``mode`` in a fresh process (``env``: more environment variables)."""
     done = subprocess.run(
         [sys.executable, "-c", _ONE, mode, str(timesteps), storage],
         capture_output=True,
         text=True,
         check=True,
-        timeout=600,
-        env=env,
+        timeout=1800,
+        env={**os.environ, "MESSAGE_BROKER_TYPE": "memory", **(env or {})},
     )
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def run(rounds: int = 11, timesteps: int = 6144) -> dict[str, Any]:
+def spread(ours: list[float], plain: list[float]) -> dict[str, float]:
+    """Min, median and max over rounds of plain's time / ours (the fraction of plain's speed
+    kept): each round's pair ran back to back, under the same load."""
+    ratios = sorted(p / o for o, p in zip(ours, plain, strict=True))
+    return {
+        "min": round(ratios[0], 3),
+        "median": round(ratios[len(ratios) // 2], 3),
+        "max": round(ratios[-1], 3),
+    }
+
+
+def run(rounds: int = 11, timesteps: int = 6144, long_rounds: int | None = None) -> dict[str, Any]:
     """Interleaved rounds of fresh processes: plain, seed cadence on a new repository, every
-    step on an existing one (both with the host's writer service, started before the rounds),
-    seed cadence without the service (what a host's first training pays), and in the first
-    rounds an empty callback (the floor of the ``_on_step`` figure); then the old warm
-    in-process figure."""
+    step on an existing one, and in the first rounds an empty callback (the floor of the
+    ``_on_step`` figure); then ``long_rounds`` (``BENCH_LONG_ROUNDS``, default 5) of the same
+    at 50,000 steps."""
+    long_rounds = (
+        int(os.environ.get("BENCH_LONG_ROUNDS", "5")) if long_rounds is None else long_rounds
+    )
     with tempfile.TemporaryDirectory() as tmp:
         existing = str(Path(tmp) / "existing")
-        _fresh("seed_cadence", 512, existing)  # an existing repository, and the writer service
-        learn: dict[str, list[float]] = {
-            "plain": [],
-            "seed_cadence": [],
-            "every_step": [],
-            "seed_cadence_no_service": [],
-        }
+        _fresh("seed_cadence", 512, existing)  # an existing repository
+        learn: dict[str, list[float]] = {"plain": [], "seed_cadence": [], "every_step": []}
         startup: dict[str, list[float]] = {"new_repository": [], "existing_repository": []}
         on_step: dict[str, list[float]] = {"seed_cadence": [], "every_step": [], "empty": []}
         for i in range(rounds):
@@ -119,43 +127,36 @@ def run(rounds: int = 11, timesteps: int = 6144) -> dict[str, Any]:
             old = _fresh("every_step", timesteps, existing)
             learn["seed_cadence"].append(new["learn_seconds"])
             learn["every_step"].append(old["learn_seconds"])
-            alone = _fresh("seed_cadence", timesteps, str(Path(tmp) / f"alone-{i}"), False)
-            learn["seed_cadence_no_service"].append(alone["learn_seconds"])
             startup["new_repository"].append(new["startup_ms"])
             startup["existing_repository"].append(old["startup_ms"])
             on_step["seed_cadence"].append(new["on_step_us"])
             on_step["every_step"].append(old["on_step_us"])
             if i < 3:  # the floor varies little
                 on_step["empty"].append(_fresh("empty", timesteps, existing)["on_step_us"])
-        warm = _warm(Path(tmp) / "warm", timesteps)
-    speeds = {k: [timesteps / s for s in v] for k, v in learn.items()}
+        long: dict[str, list[float]] = {"plain": [], "seed_cadence": [], "every_step": []}
+        for _ in range(long_rounds):
+            for mode in long:
+                long[mode].append(_fresh(mode, 50_000, existing)["learn_seconds"])
     median = lambda values: round(sorted(values)[len(values) // 2], 2)  # noqa: E731
     return {
         "timesteps": timesteps,
+        "rounds": rounds,
         "fresh_processes": {
             "learn_seconds": {k: [round(x, 3) for x in v] for k, v in learn.items()},
-            "kept_fraction_seed_cadence": kept_fraction(speeds["seed_cadence"], speeds["plain"]),
-            "kept_fraction_every_step": kept_fraction(speeds["every_step"], speeds["plain"]),
-            "kept_fraction_seed_cadence_no_service": kept_fraction(
-                speeds["seed_cadence_no_service"], speeds["plain"]
-            ),
+            "kept_fraction_seed_cadence": spread(learn["seed_cadence"], learn["plain"]),
+            "kept_fraction_every_step": spread(learn["every_step"], learn["plain"]),
             "startup_ms_median": {k: median(v) for k, v in startup.items()},
             "on_step_us_mean_median": {k: median(v) for k, v in on_step.items()},
         },
-        "warm_in_process": warm,
-    }
-
-
-def _warm(storage: Path, timesteps: int, rounds: int = 3) -> dict[str, Any]:
-    """The old figure: rounds in this process, one warm writer and repository for all."""
-    settings = load_settings(ml_storage_path=str(storage))
-    results: dict[str, list[float]] = {"plain": [], "seed_cadence": []}
-    ppo_steps_per_second(None, 1024)  # warm-up
-    for i in range(rounds):
-        results["plain"].append(ppo_steps_per_second(None, timesteps))
-        callback = ExperimentCallback("bench", {}, f"bench-warm-{i}", 100, 1000, settings=settings)
-        results["seed_cadence"].append(ppo_steps_per_second(callback, timesteps))
-    return {
-        "steps_per_second": {k: [round(x) for x in v] for k, v in results.items()},
-        "kept_fraction_seed_cadence": kept_fraction(results["seed_cadence"], results["plain"]),
+        "long_trainings": {
+            "timesteps": 50_000,
+            "rounds": long_rounds,
+            "learn_seconds": {k: [round(x, 3) for x in v] for k, v in long.items()},
+            "kept_fraction_seed_cadence": (
+                spread(long["seed_cadence"], long["plain"]) if long_rounds else None
+            ),
+            "kept_fraction_every_step": (
+                spread(long["every_step"], long["plain"]) if long_rounds else None
+            ),
+        },
     }

@@ -12,6 +12,7 @@ import redis
 
 from agentic_trading.config import Settings
 from agentic_trading.messaging import TrainingChannel, create_broker
+from tests.network import Network
 from tests.redis_server import RedisServer
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -142,3 +143,26 @@ def mlflow_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         pytest.skip("no PostgreSQL at 127.0.0.1:5432")
     with database() as url, mlflow_server(url, tmp_path_factory.mktemp("mlflow-server")) as server:
         yield server.url
+
+
+@pytest.fixture
+def network() -> Iterator[Network]:
+    """Four network hosts (skipped where namespaces cannot be made)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if sys.platform != "linux" or shutil.which("ip") is None:
+        pytest.skip("needs Linux with iproute2 (ip netns) to make network hosts")
+    net = Network()
+    try:
+        net.create()
+    except (PermissionError, subprocess.CalledProcessError) as exc:
+        net.delete()
+        pytest.skip(f"cannot create network namespaces here (needs root or CAP_NET_ADMIN): {exc}")
+    try:
+        yield net
+    finally:
+        net.delete()
+
+

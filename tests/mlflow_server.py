@@ -20,29 +20,43 @@ MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
 
 class MlflowServer:
-    """A real ``mlflow server`` (start, stop, start again on the same port and stores)."""
+    """A real ``mlflow server`` (start, stop, start again on the same port and stores), bound to
+    ``host``; ``prefix`` runs it in another network namespace (then :meth:`start` does not wait
+    for it: this namespace cannot reach it)."""
 
-    def __init__(self, backend_uri: str, artifacts: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        backend_uri: str,
+        artifacts: Path,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        prefix: tuple[str, ...] = (),
+    ) -> None:
         self.backend_uri = sqlalchemy_url(backend_uri)
         self.artifacts = artifacts
         self.port = port or free_port()
+        self.host = host
+        self.prefix = prefix
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 90) -> None:
         log = open(self.artifacts.parent / f"mlflow-server-{self.port}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [
-                MLFLOW, "server", "--host", "127.0.0.1", "--port", str(self.port),
+                *self.prefix, MLFLOW, "server", "--host", self.host, "--port", str(self.port),
                 "--backend-store-uri", self.backend_uri,
                 "--artifacts-destination", self.artifacts.as_uri(), "--workers", "1",
             ],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
         )  # fmt: skip
+        if self.prefix:
+            return
         wait_for_port(self.port, self.process, timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # the port opens before the app answers

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from agentic_trading.config import SettingsError, load_settings
 from agentic_trading.tracking.backends.aim.reader import check_query
-from agentic_trading.tracking.models import TrainingMetrics, split_metric_values
+from agentic_trading.tracking.records import TrainingMetrics, split_metric_values
 from agentic_trading.training.data import DataError, load_prices
 from tests.conftest import make_settings
 from tests.dash_requests import UPDATE_PATH, page_body

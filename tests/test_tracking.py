@@ -307,6 +307,21 @@ async def test_a_batch_of_points_is_the_same_record_as_one_call_each(
     assert repo.get_run(batch.run_id).skipped_non_finite == {"loss": 1}
 
 
+async def test_a_finished_run_says_how_many_values_it_logged_and_holds_them_all(
+    tracker: Tracker, repo: SyncExperimentRepository, experiment: str
+) -> None:
+    run = await tracker.create_run(experiment, {})
+    for step in range(40):
+        values = {"reward": float(step), "loss": math.inf if step % 10 == 0 else 1.0}
+        await tracker.log_metrics(run, values, step=step)
+    await tracker.log_metrics_batch(run, [(step, {"extra": 0.5}) for step in range(40, 47)])
+    await tracker.finish_run(run, final_metrics={"total": 1.0})
+    detail = repo.get_run(run.run_id)
+    assert detail.values_logged == 40 + 36 + 7  # the four infinite losses are not stored
+    stored = sum(len(repo.get_metric_series(run.run_id, name).values) for name in detail.metrics)
+    assert stored == detail.values_logged
+
+
 @pytest.mark.parametrize(
     ("points", "error", "message"),
     [
@@ -667,6 +682,13 @@ def test_a_dead_writer_process_never_breaks_the_training(
     assert "exited unexpectedly (code -9)" in caplog.text  # killed: SIGKILL, as Popen says
     with pytest.raises(TrackingError, match="writer process exited unexpectedly"):
         tracker.finish_run(run)
+    # The process's next tracker (a study worker's next trial) gets a new writer and tracks.
+    fresh = get_sync_tracker(settings)
+    assert fresh._writer is not tracker._writer
+    again = fresh.create_run(experiment, {})
+    fresh.log_metrics(again, {"reward": 3.0}, step=0)
+    fresh.finish_run(again)
+    assert get_sync_experiment_repository(settings).get_run(again.run_id).status == "completed"
     tracker.close()
     # What reached storage before the writer died is intact and reads crashed.
     repo = get_sync_experiment_repository(settings)

@@ -62,6 +62,14 @@ def settings_with(**overrides: Any) -> Settings:
     return load_settings(**given)
 
 
+def start_writer(settings: Settings) -> None:
+    """Start the process's tracking writer now, before a command imports torch: the two
+    imports overlap on a machine's cores."""
+    from agentic_trading.tracking import start_writer as start
+
+    start(settings)
+
+
 def print_json(data: Any) -> None:
     """Machine-readable output on stdout, nothing else."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

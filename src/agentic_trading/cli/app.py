@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentic_trading.cli._common import expected_errors, fail, settings_with
+from agentic_trading.cli._common import expected_errors, fail, settings_with, start_writer
 from agentic_trading.common import signals
 from agentic_trading.status import ExperimentStatus
 
@@ -69,6 +69,7 @@ def demo(
 
             demo_command.run(settings, timesteps, seconds)
             return
+        start_writer(settings)  # its imports overlap torch's, below
         from agentic_trading.cli import train as train_command
         from agentic_trading.training.config import TrainingConfig
 
@@ -195,11 +196,12 @@ def train(
 
         agentic-trading train --data my_bars.csv --experiment MyData --fee-pips 1
     """
-    from agentic_trading.cli import train as train_command
-    from agentic_trading.training.config import TrainingConfig
-
     with expected_errors():
         settings = settings_with(message_broker_type=broker, message_namespace=namespace)
+        start_writer(settings)  # its imports overlap torch's, below
+        from agentic_trading.cli import train as train_command
+        from agentic_trading.training.config import TrainingConfig
+
         config = TrainingConfig(
             agent_type=agent,
             pair=pair,
@@ -586,11 +588,13 @@ def study_worker(
     loses no trial: after STUDY_GRACE_PERIOD another worker re-runs its parameters. Ctrl-C
     ends the current trial as cancelled and exits.
     """
-    from agentic_trading.cli import study as command
-
     with expected_errors():
+        settings = settings_with()
+        start_writer(settings)  # its imports overlap torch's, below
+        from agentic_trading.cli import study as command
+
         try:
-            command.worker(settings_with(), name, trials, json_output)
+            command.worker(settings, name, trials, json_output)
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
     signum = signals.received()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentic_trading.common.values import check_json_mapping, check_number
+from agentic_trading.liveness import Liveness
 from agentic_trading.status import ExperimentStatus
 
 __all__ = [
@@ -56,7 +57,8 @@ class ExperimentState(BaseModel):
 
     Times are Unix epoch seconds. ``progress`` is in percent. ``steps_per_second`` and
     ``eta_seconds`` are derived from the recent progress updates. ``status`` is ``crashed`` when
-    a ``running`` experiment has sent no heartbeat for ``MESSAGE_HEARTBEAT_TIMEOUT`` seconds.
+    a ``running`` experiment is dead by the rule of :mod:`agentic_trading.liveness` (its
+    process gone on this host, or no heartbeat for ``MESSAGE_HEARTBEAT_TIMEOUT`` seconds).
     """
 
     model_config = ConfigDict(extra="ignore", frozen=False)
@@ -82,22 +84,19 @@ class ExperimentState(BaseModel):
     host: str | None = None
     pid: int | None = None
 
-    def is_stale(self, now: float, heartbeat_timeout: float) -> bool:
-        """True when this is a running experiment whose last heartbeat is too old."""
-        return (
-            self.status == ExperimentStatus.RUNNING and now - self.heartbeat_at > heartbeat_timeout
-        )
-
-    def with_liveness(self, now: float, heartbeat_timeout: float) -> ExperimentState:
-        """This state, or a copy reported as ``crashed`` if its heartbeats stopped."""
-        if not self.is_stale(now, heartbeat_timeout):
+    def with_liveness(self, liveness: Liveness, now: float) -> ExperimentState:
+        """This state, or a copy reported as ``crashed`` if it is running and dead."""
+        if self.status != ExperimentStatus.RUNNING:
             return self
-        silent = now - self.heartbeat_at
-        where = f" (last seen from {self.host} pid {self.pid})" if self.host else ""
+        reason = liveness.dead_reason(
+            now=now, heartbeat_at=self.heartbeat_at, host=self.host, pid=self.pid
+        )
+        if reason is None:
+            return self
         return self.model_copy(
             update={
                 "status": ExperimentStatus.CRASHED,
-                "message": f"no heartbeat for {silent:.0f}s{where}; the training is presumed dead",
+                "message": f"{reason}; the training is presumed dead",
                 "eta_seconds": None,
                 "steps_per_second": None,
             }

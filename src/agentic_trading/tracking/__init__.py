@@ -27,7 +27,7 @@ from agentic_trading.tracking.errors import (
     TrackingError,
     TrackingUnavailableError,
 )
-from agentic_trading.tracking.models import (
+from agentic_trading.tracking.records import (
     ExperimentSummary,
     MetricSeries,
     RunComparison,
@@ -62,6 +62,7 @@ __all__ = [
     "get_ml_tracker",
     "get_sync_experiment_repository",
     "get_sync_tracker",
+    "start_writer",
 ]
 
 _writers: dict[str, BackgroundWriter] = {}
@@ -70,18 +71,28 @@ _writers_lock = threading.Lock()
 
 def _writer(settings: Settings | None) -> tuple[BackgroundWriter, Settings]:
     # One writer per process and tracking settings: trackers made from equal settings share
-    # its queue, writer process and open runs.
+    # its queue, writer process and open runs. A writer that failed (its storage refused
+    # writes, its process died) is replaced for the next tracker: a long-lived process, such as
+    # a study worker, tracks its next trial again.
     settings = settings or get_settings()
     key = repr(sorted(settings.model_dump(include=set(TRACKING_FIELDS)).items()))
     with _writers_lock:
         writer = _writers.get(key)
-        if writer is None or writer.closed:
+        if writer is None or writer.closed or writer.failure is not None:
             writer = _writers[key] = _new_writer(settings)
     return writer, settings
 
 
 def _new_writer(settings: Settings) -> BackgroundWriter:
     return BackgroundWriter(create_run_store(settings), settings)
+
+
+def start_writer(settings: Settings | None = None) -> None:
+    """Start this process's tracking writer now, in the background (it imports Aim: about
+    1.5 s of CPU, once per process). Trackers start it on first use anyway; call this first
+    thing in a script, before importing torch, so that its start overlaps your own imports
+    (as ``wandb.setup()`` does for W&B's service)."""
+    _writer(settings)
 
 
 async def get_ml_tracker(settings: Settings | None = None) -> Tracker:

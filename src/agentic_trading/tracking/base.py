@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agentic_trading.status import ExperimentStatus
-from agentic_trading.tracking.models import MetricSeries, RunDetail, RunSummary
+from agentic_trading.tracking.records import MetricSeries, RunDetail, RunSummary
 
 __all__ = ["RunReader", "RunStore"]
 

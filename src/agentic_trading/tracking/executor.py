@@ -7,7 +7,6 @@ import errno
 import logging
 import os
 import shutil
-import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from agentic_trading.tracking.base import RunStore
 from agentic_trading.tracking.catalogue.database import catalogue_url
 from agentic_trading.tracking.catalogue.mirror import CatalogueMirror
 from agentic_trading.tracking.catalogue.runs import RunCatalogue
+from agentic_trading.tracking.catalogue.store import CataloguedStore
 from agentic_trading.tracking.errors import (
     RunNotFoundError,
     TrackingError,
@@ -98,15 +98,9 @@ class RunExecutor:
         store: RunStore,
         heartbeat_interval: float,
         retry: ServerRetry | None = None,
-        *,
-        mirror: CatalogueMirror | None = None,
-        owner_pid: int | None = None,
     ) -> None:
         self.store = store
         self.retry = retry or ServerRetry(300.0)
-        self.mirror = mirror
-        self._owner_pid = owner_pid or os.getpid()
-        self._host = socket.gethostname()
         self._interval = heartbeat_interval
         self._runs: dict[str, _RunState] = {}
         self._failed: dict[str, str] = {}
@@ -118,21 +112,16 @@ class RunExecutor:
     def for_settings(
         cls, store: RunStore, settings: Settings, owner_pid: int | None = None
     ) -> RunExecutor:
-        """An executor with the settings' heartbeat interval, ``ML_RETRY_TIMEOUT`` and run
-        catalogue (``ML_CATALOG_URL``)."""
+        """An executor with the settings' heartbeat interval and ``ML_RETRY_TIMEOUT``, writing
+        to ``store`` composed with the run catalogue (``ML_CATALOG_URL``) if there is one; runs
+        record ``owner_pid`` (default: this process) as the process that writes them."""
         url = catalogue_url(settings)
-        mirror = None
         if url is not None:
             mirror = CatalogueMirror(
                 lambda: RunCatalogue(url, settings.ml_heartbeat_timeout), mask_url(url)
             )
-        return cls(
-            store,
-            settings.ml_heartbeat_interval,
-            ServerRetry(settings.ml_retry_timeout),
-            mirror=mirror,
-            owner_pid=owner_pid,
-        )
+            store = CataloguedStore(store, mirror, owner_pid or os.getpid())
+        return cls(store, settings.ml_heartbeat_interval, ServerRetry(settings.ml_retry_timeout))
 
     def prepare(self) -> None:
         """Do the one-off work of the first operations now (imports, a new store and
@@ -141,8 +130,6 @@ class RunExecutor:
             self.store.prepare()
         except Exception as exc:
             logger.debug("the store at %s is not ready yet: %s", self.store.location, exc)
-        if self.mirror is not None:
-            self.mirror.open()
 
     def apply(self, op: Operation) -> Any:
         """Apply one operation; return its result or raise its failure."""
@@ -203,7 +190,7 @@ class RunExecutor:
         if op["kind"] == "open":
             run_id = op["run"]
             try:
-                created = self.store.open_run(run_id, op["experiment"], op["config"], op["tags"])
+                self.store.open_run(run_id, op["experiment"], op["config"], op["tags"])
             except TrackingServerUnreachableError:
                 raise
             except Exception as exc:
@@ -212,11 +199,6 @@ class RunExecutor:
                 logger.error("%s", self._failed[run_id])
                 raise
             self._runs[run_id] = _RunState()
-            if self.mirror is not None:
-                self.mirror.apply(
-                    "open_run", run_id, op["experiment"], op["config"], op["tags"],
-                    created.timestamp(), self._host, self._owner_pid,
-                )  # fmt: skip
             return None
         if op["kind"] == "call":
             run_id, method = op["run"], op["method"]
@@ -229,11 +211,10 @@ class RunExecutor:
             args = list(op["args"])
             if method == "log_artifact":
                 args[0] = Path(args[0])
-            result = getattr(self.store, method)(run_id, *args)
-            self._mirror_call(run_id, method, args, result)
-            return result
+            return getattr(self.store, method)(run_id, *args)
         if op["kind"] == "close":
-            self._close(op["run"], ExperimentStatus(op["status"]), op["final"], op["error"])
+            status = ExperimentStatus(op["status"])
+            self._close(op["run"], status, op["final"], op["error"], op.get("values"))
             return None
         if op["kind"] == "flush":
             for run_id, points, why in self.store.flush():
@@ -242,16 +223,6 @@ class RunExecutor:
                     self._count_failure(state, run_id, TrackingError(why), points)
             return None
         raise ValueError(f"unknown tracking operation kind {op.get('kind')!r}")
-
-    def _mirror_call(self, run_id: str, method: str, args: list[Any], result: Any) -> None:
-        if self.mirror is None:
-            return
-        if method == "set_attributes":
-            self.mirror.apply("update", run_id, params=args[0])
-        elif method == "add_tags":
-            self.mirror.apply("update", run_id, tags=args[0])
-        elif method == "log_artifact":
-            self.mirror.apply("update", run_id, artifacts={args[1]: result})
 
     def _track(self, run_id: str, op_points: list[Point]) -> None:
         state = self._runs.get(run_id)
@@ -279,7 +250,12 @@ class RunExecutor:
             logger.error("run %s: a point could not be written: %s", run_id, exc)
 
     def _close(
-        self, run_id: str, status: ExperimentStatus, final: dict[str, float], error: str | None
+        self,
+        run_id: str,
+        status: ExperimentStatus,
+        final: dict[str, float],
+        error: str | None,
+        values: int | None = None,
     ) -> None:
         state = self._runs.get(run_id)
         if run_id in self._failed:
@@ -287,12 +263,15 @@ class RunExecutor:
             raise TrackingUnavailableError(self._failed.pop(run_id))
         if state is None:
             raise RunNotFoundError(f"run {run_id} is not open in the tracking writer")
+        record: dict[str, Any] = {}
         if state.skipped:
-            self.store.set_attributes(run_id, {"skipped_non_finite": dict(state.skipped)})
+            record["skipped_non_finite"] = dict(state.skipped)
+        if values is not None:
+            record["values_logged"] = values
+        if record:
+            self.store.set_attributes(run_id, record)
         self.store.close_run(run_id, status, final, error)
         del self._runs[run_id]  # only now: after an outage the close is tried again
-        if self.mirror is not None:
-            self.mirror.apply("close_run", run_id, status, final, error, time.time())
         if state.failures:
             raise TrackingError(
                 f"run {run_id}: {state.failures} points could not be written: {state.first_failure}"
@@ -316,8 +295,6 @@ class RunExecutor:
         self._next_beat = time.monotonic() + self._interval
         self.settle()
         now = time.time()
-        if self.mirror is not None:
-            self.mirror.apply("heartbeat", list(self._runs), now)  # and retries a backlog
         for run_id, state in self._runs.items():
             try:
                 self.store.heartbeat(run_id, now)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
-import socket
 import threading
 import time
 from collections import Counter
@@ -20,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from agentic_trading.config import Settings
+from agentic_trading.liveness import Liveness
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.base import RunReader
 from agentic_trading.tracking.catalogue import (
@@ -31,7 +30,7 @@ from agentic_trading.tracking.catalogue import (
     parse_condition,
 )
 from agentic_trading.tracking.errors import RunNotFoundError, TrackingError
-from agentic_trading.tracking.models import (
+from agentic_trading.tracking.records import (
     LOWER_IS_BETTER,
     ExperimentSummary,
     MetricSeries,
@@ -59,8 +58,9 @@ R = TypeVar("R", bound=RunSummary)
 class SyncExperimentRepository:
     """Every tracked run, read back; a run left ``running`` by a dead process reads ``crashed``.
 
-    A run is ``crashed`` when its process is gone (same host, pid no longer alive) or its
-    heartbeat is older than ``ML_HEARTBEAT_TIMEOUT`` seconds.
+    A ``running`` run is ``crashed`` by the rule of :mod:`agentic_trading.liveness`: closed
+    without a status, its process gone (same host, pid no longer alive), or its heartbeat older
+    than ``ML_HEARTBEAT_TIMEOUT`` seconds.
     """
 
     def __init__(
@@ -68,9 +68,8 @@ class SyncExperimentRepository:
     ) -> None:
         self._reader = reader
         self._catalogue = catalogue
-        self._timeout = settings.ml_heartbeat_timeout
+        self._liveness = Liveness(settings.ml_heartbeat_timeout)
         self._lock = threading.Lock()
-        self._host = socket.gethostname()
         self._synced_at = -math.inf
         self._compared_at = time.monotonic()  # a new reader's first look compares lengths
 
@@ -137,15 +136,14 @@ class SyncExperimentRepository:
     def _live(self, run: R) -> R:
         if run.status is not ExperimentStatus.RUNNING:
             return run
-        now = datetime.now(UTC)
-        if run.ended_at is not None:
-            reason = "the run was closed without a final status"
-        elif run.host == self._host and run.pid is not None and not _pid_alive(run.pid):
-            reason = f"its process (pid {run.pid} on {run.host}) is gone"
-        elif run.heartbeat_at is None or (now - run.heartbeat_at).total_seconds() > self._timeout:
-            last = run.heartbeat_at.isoformat(timespec="seconds") if run.heartbeat_at else "never"
-            reason = f"no heartbeat for over {self._timeout:g} s (last: {last})"
-        else:
+        reason = self._liveness.dead_reason(
+            now=time.time(),
+            heartbeat_at=run.heartbeat_at.timestamp() if run.heartbeat_at else None,
+            host=run.host,
+            pid=run.pid,
+            closed=run.ended_at is not None,
+        )
+        if reason is None:
             return run
         return run.model_copy(
             update={"status": ExperimentStatus.CRASHED, "error": run.error or f"crashed: {reason}"}
@@ -256,7 +254,7 @@ class SyncExperimentRepository:
         return {
             run_id
             for run_id, host, pid in catalogue.running_processes()
-            if host == self._host and pid is not None and not _pid_alive(pid)
+            if self._liveness.process_gone(host, pid)
         }
 
     def _selection(
@@ -514,16 +512,6 @@ class ExperimentRepository:
 
 
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 def _activity(run: RunSummary) -> datetime:

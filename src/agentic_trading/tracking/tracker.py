@@ -16,7 +16,7 @@ from agentic_trading.common.ids import validate_name
 from agentic_trading.common.values import check_json_mapping
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
-from agentic_trading.tracking.models import (
+from agentic_trading.tracking.records import (
     RECORD_ATTRIBUTES,
     RunHandle,
     TrainingMetrics,

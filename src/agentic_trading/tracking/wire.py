@@ -92,6 +92,7 @@ class CloseOp(TypedDict):
     status: str
     final: dict[str, float]
     error: str | None
+    values: NotRequired[int]
 
 
 class FlushOp(TypedDict):

@@ -34,7 +34,7 @@ from agentic_trading.config import TRACKING_FIELDS, Settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.base import RunStore
 from agentic_trading.tracking.errors import RunFinishedError, TrackingError
-from agentic_trading.tracking.models import RunHandle
+from agentic_trading.tracking.records import RunHandle
 from agentic_trading.tracking.wire import (
     EXIT_ERROR,
     CallOp,
@@ -150,6 +150,7 @@ class BackgroundWriter:
         self._lock = threading.Lock()
         self._open_runs: dict[str, RunHandle] = {}
         self._warned: set[tuple[str, str]] = set()
+        self._values: dict[str, int] = {}  # metric values accepted per open run
         self._ids = itertools.count(1)
         self._closed = False
         self._start()
@@ -319,7 +320,9 @@ class BackgroundWriter:
     def track_op(self, run: RunHandle, points: list[Point]) -> TrackOp:
         """One operation for ``points``: ``[step, finite values, names of skipped values]``."""
         self.check_open(run)
-        for step, _, skipped in points:
+        values = 0
+        for step, finite, skipped in points:
+            values += len(finite)
             for name in skipped:
                 if (run.run_id, name) not in self._warned:
                     self._warned.add((run.run_id, name))
@@ -330,6 +333,7 @@ class BackgroundWriter:
                         name,
                         step,
                     )
+        self._values[run.run_id] = self._values.get(run.run_id, 0) + values
         return {"kind": "track", "run": run.run_id, "points": points}
 
     def call_op(self, run: RunHandle, method: str, *args: Any) -> CallOp:
@@ -352,6 +356,7 @@ class BackgroundWriter:
             "status": status.value,
             "final": final_metrics,
             "error": error,
+            "values": self._values.pop(run.run_id, 0),
         }
 
     def flush_op(self) -> FlushOp:

@@ -35,7 +35,7 @@ from agentic_trading.tracking import (
     TrackingError,
     get_sync_tracker,
 )
-from agentic_trading.tracking.models import RunHandle
+from agentic_trading.tracking.records import RunHandle
 from agentic_trading.training._episodes import running_return
 
 __all__ = ["SB3_METRICS", "ExperimentCallback"]
@@ -118,7 +118,9 @@ class ExperimentCallback(BaseCallback):
         self.settings = settings or get_settings()
         self._own_channel = channel is None
         self.channel = channel
-        self.tracker = tracker
+        # The process's writer starts now, in the background: its imports (about 1.5 s of CPU,
+        # once per process) overlap whatever the script does before learn().
+        self.tracker = tracker if tracker is not None else get_sync_tracker(self.settings)
         self.run: RunHandle | None = None
         self.status: ExperimentStatus = ExperimentStatus.PENDING
         self.stop_reason: str | None = None
@@ -160,8 +162,6 @@ class ExperimentCallback(BaseCallback):
         if self.channel is None:
             self.channel = SyncTrainingChannel(settings=self.settings)
         self._publish_interval = self.channel.progress_interval
-        if self.tracker is None:
-            self.tracker = get_sync_tracker(self.settings)
         agent = type(self.model).__name__
         config = {"agent_type": agent, **self.config}
         self.channel.create_experiment(self.experiment_id, config)

@@ -13,7 +13,7 @@ from agentic_trading.dashboard.components import final, run_link, status_badge, 
 from agentic_trading.dashboard.context import DashboardContext
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking import RunSummary
-from agentic_trading.tracking.models import LOWER_IS_BETTER
+from agentic_trading.tracking.records import LOWER_IS_BETTER
 
 __all__ = ["PAGE_SIZE", "filter_runs", "layout", "register"]
 

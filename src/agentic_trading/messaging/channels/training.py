@@ -26,6 +26,7 @@ from typing import Any
 from agentic_trading.common.backoff import Backoff, ExponentialBackoff
 from agentic_trading.common.ids import validate_name
 from agentic_trading.config import Settings, get_settings
+from agentic_trading.liveness import Liveness
 from agentic_trading.messaging.brokers import Broker, BrokerUnavailableError, shared_broker
 from agentic_trading.messaging.brokers.base import EVENT_FIELD, STOP_FIELD
 from agentic_trading.messaging.messages import (
@@ -100,6 +101,7 @@ class TrainingChannel:
         self._states: dict[str, ExperimentState] = {}
         self._rates: dict[str, RateEstimator] = {}
         self._stop_flags: dict[str, bool] = {}
+        self._liveness = Liveness(self.settings.message_heartbeat_timeout)
         self._heartbeat_tasks: dict[str, asyncio.Task[None]] = {}
         self._unsent: dict[str, _Unsent] = {}
         self._failures = 0
@@ -507,7 +509,7 @@ class TrainingChannel:
         state = await self._read_state(experiment_id)
         if state is None:
             return None
-        return state.with_liveness(time.time(), self.settings.message_heartbeat_timeout)
+        return state.with_liveness(self._liveness, time.time())
 
     async def list_experiments(
         self, status: ExperimentStatus | str | None = None
@@ -519,13 +521,12 @@ class TrainingChannel:
         wanted = ExperimentStatus.parse(status) if status is not None else None
         records = await self.broker.read_all(self.namespace)
         now = time.time()
-        timeout = self.settings.message_heartbeat_timeout
         states = []
         for experiment_id, record in records.items():
             state = self._decode_record(experiment_id, record)
             if state is None:
                 continue
-            state = state.with_liveness(now, timeout)
+            state = state.with_liveness(self._liveness, now)
             if wanted is None or state.status == wanted:
                 states.append(state)
         states.sort(key=lambda s: s.created_at, reverse=True)
@@ -555,7 +556,6 @@ class TrainingChannel:
         if experiment_id is not None:
             validate_name(experiment_id)
         broker = self.broker
-        timeout = self.settings.message_heartbeat_timeout
         alive: dict[str, ExperimentState] = {}
         failures = 0
 
@@ -631,9 +631,9 @@ class TrainingChannel:
                 yield event
             now = time.time()
             for stale_id, state in list(alive.items()):
-                if state.is_stale(now, timeout):
+                crashed = state.with_liveness(self._liveness, now)
+                if crashed is not state:
                     del alive[stale_id]
-                    crashed = state.with_liveness(now, timeout)
                     yield Event(
                         type=EventType.STATUS,
                         namespace=self.namespace,

@@ -13,12 +13,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from agentic_trading.tracking.catalogue.runs import RunCatalogue
 from agentic_trading.tracking.errors import describe
 
-__all__ = ["BACKLOG", "CatalogueMirror"]
+__all__ = ["BACKLOG", "CatalogueMirror", "Change"]
+
+#: One change to the catalogue: a call on it.
+Change = Callable[[RunCatalogue], None]
 
 logger = logging.getLogger("agentic_trading.tracking")
 
@@ -39,7 +41,7 @@ class CatalogueMirror:
         self._opener = opener
         self.location = location
         self._catalogue: RunCatalogue | None = None
-        self._backlog: deque[tuple[str, tuple[Any, ...], dict[str, Any]]] = deque()
+        self._backlog: deque[Change] = deque()
         self._down_since: float | None = None
         self._next_try = 0.0
         self._dropped = 0
@@ -49,8 +51,8 @@ class CatalogueMirror:
         """Changes waiting for the database."""
         return len(self._backlog)
 
-    def apply(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Queue one change (``RunCatalogue.<method>(*args, **kwargs)``) and apply what can be."""
+    def apply(self, change: Change) -> None:
+        """Queue one change (a call on the catalogue) and apply what can be."""
         if len(self._backlog) >= BACKLOG:
             self._backlog.popleft()
             self._dropped += 1
@@ -61,7 +63,7 @@ class CatalogueMirror:
                     self.location,
                     BACKLOG,
                 )
-        self._backlog.append((method, args, kwargs))
+        self._backlog.append(change)
         self.flush()
 
     def open(self) -> None:
@@ -78,11 +80,10 @@ class CatalogueMirror:
         if not self._backlog or time.monotonic() < self._next_try:
             return
         while self._backlog:
-            method, args, kwargs = self._backlog[0]
             try:
                 if self._catalogue is None:
                     self._catalogue = self._opener()
-                getattr(self._catalogue, method)(*args, **kwargs)
+                self._backlog[0](self._catalogue)
             except Exception as exc:
                 self._failed(exc)
                 return

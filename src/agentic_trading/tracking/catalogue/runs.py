@@ -22,11 +22,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from agentic_trading.config import mask_url
+from agentic_trading.liveness import Liveness
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.catalogue import schema as t
 from agentic_trading.tracking.catalogue.database import CatalogueUnavailableError, connect
 from agentic_trading.tracking.errors import describe
-from agentic_trading.tracking.models import RunSummary
+from agentic_trading.tracking.records import RunSummary
 
 __all__ = [
     "Condition",
@@ -172,7 +173,7 @@ class RunCatalogue:
 
         self.url = sqlalchemy_url(url)
         self.location = mask_url(self.url)
-        self.heartbeat_timeout = heartbeat_timeout
+        self.liveness = Liveness(heartbeat_timeout)
         self._engine: Engine | None = None
 
     @property
@@ -420,7 +421,7 @@ class RunCatalogue:
         signs = [
             c.ended_at.is_not(None),
             c.heartbeat_at.is_(None),
-            c.heartbeat_at < now - self.heartbeat_timeout,
+            c.heartbeat_at < self.liveness.stale_before(now),
         ]
         if dead:
             signs.append(c.run_id.in_(sorted(dead)))

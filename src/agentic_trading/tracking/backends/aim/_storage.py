@@ -21,6 +21,7 @@ __all__ = [
     "ATTR_PID",
     "ATTR_SKIPPED",
     "ATTR_STATUS",
+    "ATTR_VALUES",
     "AimIndexer",
     "artifacts_uri",
     "discard_remote_repo",
@@ -43,6 +44,7 @@ ATTR_HEARTBEAT = "heartbeat_at"
 ATTR_HOST = "host"
 ATTR_PID = "pid"
 ATTR_SKIPPED = "skipped_non_finite"
+ATTR_VALUES = "values_logged"
 
 
 def import_aim() -> Any:

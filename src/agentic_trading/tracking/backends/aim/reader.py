@@ -19,12 +19,13 @@ from agentic_trading.tracking.backends.aim._storage import (
     ATTR_PID,
     ATTR_SKIPPED,
     ATTR_STATUS,
+    ATTR_VALUES,
     AimIndexer,
     import_aim,
     repo_location,
 )
 from agentic_trading.tracking.errors import TrackingUnavailableError, describe
-from agentic_trading.tracking.models import (
+from agentic_trading.tracking.records import (
     RECORD_ATTRIBUTES,
     MetricSeries,
     RunDetail,
@@ -253,4 +254,6 @@ def run_record(cls: type[Any], props: Any, tree: dict[str, Any], run_id: str) ->
             {name for per_context in tree.get("traces", {}).values() for name in per_context}
         )
         record.skipped_non_finite = dict(attrs.get(ATTR_SKIPPED) or {})
+        values = attrs.get(ATTR_VALUES)
+        record.values_logged = values if isinstance(values, int) else None
     return record

@@ -24,7 +24,7 @@ from agentic_trading.tracking.backends.aim._storage import (
 )
 from agentic_trading.tracking.backends.aim.reader import check_query, run_record
 from agentic_trading.tracking.errors import TrackingUnavailableError
-from agentic_trading.tracking.models import MetricSeries, RunDetail, RunSummary
+from agentic_trading.tracking.records import MetricSeries, RunDetail, RunSummary
 
 __all__ = ["AimServerRunReader"]
 

@@ -14,7 +14,7 @@ from agentic_trading.tracking.backends.mlflow.reader import MlflowRunReader
 from agentic_trading.tracking.backends.mlflow.store import MlflowRunStore
 from agentic_trading.tracking.base import RunReader
 from agentic_trading.tracking.errors import describe
-from agentic_trading.tracking.models import RunDetail
+from agentic_trading.tracking.records import RunDetail
 
 __all__ = ["ExportReport", "export_to_mlflow"]
 

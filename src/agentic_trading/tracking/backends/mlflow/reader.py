@@ -23,7 +23,7 @@ from agentic_trading.tracking.backends.mlflow._storage import (
     run_filter,
 )
 from agentic_trading.tracking.errors import TrackingUnavailableError, describe
-from agentic_trading.tracking.models import MetricSeries, RunDetail, RunSummary
+from agentic_trading.tracking.records import MetricSeries, RunDetail, RunSummary
 
 __all__ = ["MlflowRunReader"]
 
@@ -147,6 +147,8 @@ class MlflowRunReader:
         detail.metrics = sorted(k for k in run.data.metrics if not k.startswith(FINAL_PREFIX))
         skipped = _loads(run.data.tags.get(TAG["skipped_non_finite"]), {})
         detail.skipped_non_finite = {str(k): int(v) for k, v in skipped.items()}
+        values = _loads(run.data.tags.get(TAG["values_logged"]), None)
+        detail.values_logged = values if isinstance(values, int) else None
         if TAG["config"] not in run.data.tags:  # too long for a tag: read the whole file
             detail.config = self._config_file(run) or detail.config
         return detail

@@ -42,7 +42,7 @@ from agentic_trading.tracking.errors import (
     TrackingServerUnreachableError,
     describe,
 )
-from agentic_trading.tracking.models import RECORD_ATTRIBUTES
+from agentic_trading.tracking.records import RECORD_ATTRIBUTES
 
 __all__ = ["MlflowRunStore"]
 

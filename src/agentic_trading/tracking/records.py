@@ -31,7 +31,7 @@ MAX_METRIC_NAME = 128
 #: every other attribute reads back as the run's ``params``.
 RECORD_ATTRIBUTES = frozenset(
     {"hparams", "status", "final_metrics", "error", "host", "pid", "heartbeat_at"}
-    | {"skipped_non_finite"}
+    | {"skipped_non_finite", "values_logged"}
 )
 
 #: Metrics where a smaller value is the better one, for comparisons and ``best_run``'s default.
@@ -151,6 +151,9 @@ class RunDetail(RunSummary):
 
     metrics: list[str] = []
     skipped_non_finite: dict[str, int] = {}
+    #: Metric values the tracker accepted for the run (non-finite ones not counted); the stored
+    #: series of a run that closed hold exactly this many values between them.
+    values_logged: int | None = None
     duration: float | None = None
 
 
