@@ -80,6 +80,7 @@ class Soak:
         self.faults: list[dict[str, Any]] = []
         self.mounts: list[Path] = []
         self.redis: subprocess.Popen[bytes] | None = None
+        self.not_injected: list[str] = []
         self.database: Any = None
         self.tracking: Any = None
 
@@ -234,18 +235,16 @@ class Soak:
             planned.remove("fill_disk")
         self.rng.shuffle(planned)
         next_fault = began + self.rng.uniform(10, 20)
-        deadline = began + self.args.minutes * 60 * 4
-        while time.monotonic() < deadline:
+        deadline = began + self.args.minutes * 60 * 6
+        done = False
+        while not done and time.monotonic() < deadline:
+            time.sleep(1)
             done = self._keep_workers()
-            if done and time.monotonic() - began >= self.args.minutes * 60:
-                break
-            if done and not planned:
-                break
-            if time.monotonic() >= next_fault and not done:
-                fault = planned.pop(0) if planned else self.rng.choice(FAULTS[:5])
+            if not done and time.monotonic() >= next_fault:
+                fault = planned.pop(0) if planned else self.rng.choice(self.faults_allowed)
                 self.inject(fault, time.monotonic() - began)
                 next_fault = time.monotonic() + self.rng.uniform(15, 30)
-            time.sleep(0.5)
+        self.not_injected = planned
         for proc in self.workers.values():  # bounded: a worker still running is stopped
             try:
                 proc.wait(max(1, deadline - time.monotonic()))
@@ -253,15 +252,22 @@ class Soak:
                 proc.kill()
                 proc.wait()
 
+    @property
+    def faults_allowed(self) -> tuple[str, ...]:
+        return FAULTS if self.args.backend == "aim" else FAULTS[:-1]
+
     def _keep_workers(self) -> bool:
-        """Start a new worker where chaos stopped one; ``True`` once the budget is spent and
-        every worker has left."""
+        """Start a new worker where chaos stopped one; ``True`` once the study's budget is
+        spent and every worker has left (the study is asked only when a worker has left)."""
+        exited = [host for host, proc in self.workers.items() if proc.poll() is not None]
+        if not exited:
+            return False
         shown = self.cli("watcher", "study", "show", self.study, "--json")
-        finished = shown["finished"] >= shown["budget"]
-        for host, proc in list(self.workers.items()):
-            if proc.poll() is not None and not finished:
+        if shown["finished"] < shown["budget"]:
+            for host in exited:
                 self.start_worker(host)
-        return finished and all(proc.poll() is not None for proc in self.workers.values())
+            return False
+        return len(exited) == len(self.workers)
 
     def inject(self, fault: str, at: float) -> None:
         record: dict[str, Any] = {"fault": fault, "at_seconds": round(at, 1)}
@@ -418,24 +424,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--timesteps", type=int, default=4096)
+    parser.add_argument("--timesteps", type=int, default=8192)
+    parser.add_argument("--keep", action="store_true", help="keep the run's folder (logs)")
     parser.add_argument("--report", type=Path, default=None)
     parser.add_argument("command", nargs="*", help="reconcile STUDY (inside the watcher host)")
     args = parser.parse_args(argv)
     if args.command:
         print(json.dumps(reconcile(args.command[1])))
         return 0
+    import shutil
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="agentic-trading-chaos-") as tmp:
-        soak = Soak(args, Path(tmp))
-        started = time.time()
-        try:
-            soak.start()
-            soak.run()
-            found = soak.reconcile()
-        finally:
-            soak.stop()
+    folder = Path(tempfile.mkdtemp(prefix="agentic-trading-chaos-"))
+    soak = Soak(args, folder)
+    started = time.time()
+    found: dict[str, Any] = {"ok": False, "error": "the soak did not finish"}
+    try:
+        soak.start()
+        soak.run()
+        found = soak.reconcile()
+    finally:
+        soak.stop()
+        if args.keep or not found.get("ok"):
+            print(f"chaos: logs kept in {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
     report = {
         "backend": args.backend,
         "seed": args.seed,
@@ -446,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.time() - started, 1),
         "workers_started": soak.started,
         "faults": soak.faults,
+        "faults_not_injected": soak.not_injected,
         "found": found,
     }
     path = args.report or ROOT / "benchmarks" / "results" / f"chaos-{args.backend}.json"

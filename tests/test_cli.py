@@ -36,13 +36,18 @@ def test_monitor_once_json_sees_a_training_in_another_process(
         for step in range(1, 2501):
             channel.publish_progress("other-process", step, 10000)
         channel.publish_metrics("other-process", 2500, {"reward": 42.0})
-        channel.close()
+        channel.flush()
+        print("published", flush=True)
+        import time
+        time.sleep(120)  # still training while the monitor looks (a dead one reads crashed)
         """
     )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", trainer], env={**os.environ, **env}, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
     try:
-        subprocess.run(
-            [sys.executable, "-c", trainer], env={**os.environ, **env}, check=True, timeout=60
-        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "published"
         result = run_cli("monitor", "--once", "--json", env=env)
         assert result.returncode == 0, result.stderr
         [state] = json.loads(result.stdout)
@@ -55,7 +60,13 @@ def test_monitor_once_json_sees_a_training_in_another_process(
         table = run_cli("monitor", "--once", env=env)
         assert "other-process" in table.stdout
         assert "running" in table.stdout
+        proc.kill()  # the training dies without a word: its process is gone on this host
+        proc.wait(10)
+        [state] = json.loads(run_cli("monitor", "--once", "--json", env=env).stdout)
+        assert state["status"] == "crashed" and "is gone" in state["message"]
     finally:
+        proc.kill()
+        proc.wait(10)
         delete_namespace(redis_url, namespace)
 
 

@@ -143,7 +143,10 @@ class RunExecutor:
                 self._give_up(op, exc)
                 raise
             except Exception as exc:
-                self._note_fault(exc)
+                # An artifact that does not fit fails alone (its store may be another disk,
+                # ML_ARTIFACTS_URI): the run's own record goes on.
+                if not (op["kind"] == "call" and op["method"] == "log_artifact"):
+                    self._note_fault(exc)
                 raise
             self.retry.reached()
             return result
