@@ -81,6 +81,7 @@ class Soak:
         self.mounts: list[Path] = []
         self.redis: subprocess.Popen[bytes] | None = None
         self.not_injected: list[str] = []
+        self.study_seconds = 0.0
         self.database: Any = None
         self.tracking: Any = None
 
@@ -174,7 +175,9 @@ class Soak:
         services = self.services
         env = {
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": os.pathsep.join(
+                [*([str(self.args.code)] if self.args.code else []), str(ROOT)]
+            ),
             "MESSAGE_BROKER_TYPE": "redis",
             "REDIS_URL": f"redis://{services}:6379/0",
             "REDIS_PASSWORD": self.password,
@@ -225,7 +228,8 @@ class Soak:
         self.cli(
             "watcher", "study", "create", self.study, "--trials", str(self.args.trials),
             "--timesteps", str(self.args.timesteps), "--eval-every",
-            str(self.args.timesteps // 4), "--space", str(space), "--window-size", "5", "--json",
+            str(self.args.timesteps // 4), "--space", str(space), "--window-size", "5",
+            "--pruner", self.args.pruner, "--json",
         )  # fmt: skip
         for host in ("trainer1", "trainer2"):
             self.start_worker(host)
@@ -245,6 +249,7 @@ class Soak:
                 self.inject(fault, time.monotonic() - began)
                 next_fault = time.monotonic() + self.rng.uniform(15, 30)
         self.not_injected = planned
+        self.study_seconds = round(time.monotonic() - began, 1)
         for proc in self.workers.values():  # bounded: a worker still running is stopped
             try:
                 proc.wait(max(1, deadline - time.monotonic()))
@@ -319,7 +324,7 @@ class Soak:
         time.sleep(float(self.env("watcher")["ML_HEARTBEAT_TIMEOUT"]) + 2)
         done = subprocess.run(
             [*self.network.prefix("watcher"), sys.executable, "-m", "tests.chaos", "reconcile",
-             self.study],
+             self.study, *(["--allow-uncounted"] if self.args.allow_uncounted else [])],
             env=self.env("watcher"), capture_output=True, text=True, timeout=900, cwd=ROOT,
             check=False,
         )  # fmt: skip
@@ -345,7 +350,7 @@ class Soak:
         self.network.delete()
 
 
-def reconcile(study: str) -> dict[str, Any]:
+def reconcile(study: str, allow_uncounted: bool = False) -> dict[str, Any]:
     """Every check, on the host it runs on (the settings come from the environment)."""
     from agentic_trading.config import load_settings
     from agentic_trading.messaging.channels.sync import SyncTrainingChannel
@@ -382,17 +387,19 @@ def reconcile(study: str) -> dict[str, Any]:
     for run in runs.values():
         if run.status.value == "running":
             problems.append(f"run {run.run_id} still reads running")
-    counted = 0
+    counted, uncounted = 0, 0
     for run in runs.values():
         if run.status.value not in ("completed", "pruned"):
             continue
         detail = repo.get_run(run.run_id)
+        logged = getattr(detail, "values_logged", None)  # code before the count: none
+        if logged is None and allow_uncounted:
+            uncounted += 1
+            continue
         stored = sum(len(repo.get_metric_series(run.run_id, n).values) for n in detail.metrics)
         counted += 1
-        if detail.values_logged is None or stored != detail.values_logged:
-            problems.append(
-                f"run {run.run_id}: {stored} values stored, {detail.values_logged} logged"
-            )
+        if logged is None or stored != logged:
+            problems.append(f"run {run.run_id}: {stored} values stored, {logged} logged")
     report = repo.reindex()
     if report.added or report.fixed or report.removed:
         problems.append(f"the catalogue differed from a reindex: {report}")
@@ -413,24 +420,38 @@ def reconcile(study: str) -> dict[str, Any]:
         "trials": states,
         "runs": len(runs),
         "runs_point_counted": counted,
+        "runs_without_a_count": uncounted,
         "reindex": str(report),
         "problems": problems,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.chaos", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--backend", choices=("aim", "mlflow"), default="aim")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--timesteps", type=int, default=8192)
+    parser.add_argument("--timesteps", type=int, default=20480)
+    parser.add_argument(
+        "--pruner", default="none", help="the study's pruner (none: every trial runs its steps)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (logs)")
+    parser.add_argument(
+        "--code", type=Path, default=None, help="the src folder the hosts run (another checkout)"
+    )
+    parser.add_argument(
+        "--allow-uncounted",
+        action="store_true",
+        help="runs without values_logged (code older than the count) are reported, not failed",
+    )
     parser.add_argument("--report", type=Path, default=None)
     parser.add_argument("command", nargs="*", help="reconcile STUDY (inside the watcher host)")
     args = parser.parse_args(argv)
     if args.command:
-        print(json.dumps(reconcile(args.command[1])))
+        print(json.dumps(reconcile(args.command[1], args.allow_uncounted)))
         return 0
     import shutil
     import tempfile
@@ -452,11 +473,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "backend": args.backend,
         "seed": args.seed,
+        "code": str(args.code or ROOT / "src"),
         "study": soak.study,
         "trials_budget": args.trials,
         "timesteps": args.timesteps,
         "started_at": started,
         "seconds": round(time.time() - started, 1),
+        "study_seconds": soak.study_seconds,
         "workers_started": soak.started,
         "faults": soak.faults,
         "faults_not_injected": soak.not_injected,

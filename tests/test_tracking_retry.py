@@ -114,3 +114,31 @@ def test_a_run_the_server_never_created_is_reported_on_its_next_call(tmp_path: P
     store.misses = 0
     with pytest.raises(TrackingError, match=f"run {run_id} could not be created"):
         ex.apply(close_op(run_id))
+
+
+def test_mlflow_points_retried_after_an_outage_are_stored_once(tmp_path: Path) -> None:
+    # Found by the chaos soak: the MLflow store flushed its full buffer inside track(), after
+    # the call's points had joined it; when the server did not answer, the writer retried the
+    # call and its points were buffered, and stored, twice.
+    run_id = "d" * 24
+    settings = make_settings(ml_tracking_backend="mlflow", ml_storage_path=str(tmp_path / "m"))
+    store = create_run_store(settings)
+    ex = RunExecutor(store, 60.0, ServerRetry(300))  # real waits: 0.1 s, then 0.2 s
+    ex.apply(open_op(run_id))  # type: ignore[arg-type]
+    real = store.client.log_batch  # type: ignore[attr-defined]
+    away = [2]
+
+    def log_batch(*args: Any, **kwargs: Any) -> Any:
+        if away[0] > 0 and kwargs.get("metrics"):
+            away[0] -= 1
+            raise ConnectionError("the MLflow server does not answer")
+        return real(*args, **kwargs)
+
+    store.client.log_batch = log_batch  # type: ignore[attr-defined]
+    for step in range(1500):  # past one batch of 1,000: the buffer is flushed mid-run
+        ex.apply({"kind": "track", "run": run_id, "points": [[step, {"reward": step}, []]]})
+    ex.apply({**close_op(run_id), "values": 1500})  # type: ignore[arg-type]
+    assert away == [0]  # the outage happened, and was waited out
+    repo = get_sync_experiment_repository(settings)
+    assert repo.get_metric_series(run_id, "reward").steps == list(range(1500))
+    assert repo.get_run(run_id).values_logged == 1500

@@ -29,7 +29,7 @@ class RunStore(Protocol):
 
     def prepare(self) -> None:
         """Import what writing needs and set a new store up (seconds of CPU for Aim): a writer
-        process does this at low priority, within its start-up bound, before any operation."""
+        process does this once, before it reads any operation."""
 
     def check_metric_names(self, names: Sequence[str]) -> None:
         """Raise ``ValueError`` naming a metric name this store cannot keep; called at the

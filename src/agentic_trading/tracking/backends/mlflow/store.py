@@ -237,11 +237,13 @@ class MlflowRunStore:
 
         self._mlflow_id(run_id)
         held = self._points[run_id]
+        if len(held) >= MAX_METRICS_PER_BATCH:
+            # Before this call's points join the buffer: when the server does not answer, the
+            # writer retries the whole call, and its points must be buffered once, not twice.
+            self._flush_run(run_id)
         now = int((time.time() if at is None else at) * 1000)
         for step, values in points:
             held.extend(Metric(name, value, now, step) for name, value in values.items())
-            if len(held) >= MAX_METRICS_PER_BATCH:
-                self._flush_run(run_id)
 
     def _flush_run(self, run_id: str) -> None:
         points = self._points.get(run_id)
