@@ -88,8 +88,8 @@ def _new_writer(settings: Settings) -> BackgroundWriter:
 
 
 def start_writer(settings: Settings | None = None) -> None:
-    """Start this process's tracking writer now, in the background (it imports Aim: about
-    1.5 s of CPU, once per process). Trackers start it on first use anyway; call this first
+    """Start this process's tracking writer now, in the background (it imports the tracking
+    backend, once per process). Trackers start it on first use anyway; call this first
     thing in a script, before importing torch, so that its start overlaps your own imports
     (as ``wandb.setup()`` does for W&B's service)."""
     _writer(settings)

@@ -118,8 +118,8 @@ class ExperimentCallback(BaseCallback):
         self.settings = settings or get_settings()
         self._own_channel = channel is None
         self.channel = channel
-        # The process's writer starts now, in the background: its imports (about 1.5 s of CPU,
-        # once per process) overlap whatever the script does before learn().
+        # The process's writer starts now, in the background: its imports (seconds of CPU, once
+        # per process) overlap whatever the script does before learn().
         self.tracker = tracker if tracker is not None else get_sync_tracker(self.settings)
         self.run: RunHandle | None = None
         self.status: ExperimentStatus = ExperimentStatus.PENDING
