@@ -55,15 +55,25 @@ def _writers_of(root: psutil.Process) -> set[int]:
     return found
 
 
-def _watch(proc: subprocess.Popen[str], seconds: float) -> set[int]:
-    """Every writer process seen under ``proc`` until it exits (looked at every 50 ms)."""
-    root = psutil.Process(proc.pid)
-    seen: set[int] = set()
-    deadline = time.monotonic() + seconds
-    while proc.poll() is None and time.monotonic() < deadline:
-        seen |= _writers_of(root)
-        time.sleep(0.05)
-    return seen
+def _run_watched(
+    args: list[str], env: dict[str, str], cwd: Path, seconds: float
+) -> tuple[subprocess.Popen[str], str, str, set[int]]:
+    """Run the CLI with ``args`` to its end (at most ``seconds``); the process, its output and
+    every writer process seen under it (looked at every 50 ms)."""
+    proc = subprocess.Popen(
+        [*CLI, *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        root = psutil.Process(proc.pid)
+        seen: set[int] = set()
+        deadline = time.monotonic() + seconds
+        while proc.poll() is None and time.monotonic() < deadline:
+            seen |= _writers_of(root)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return proc, out, err, seen
 
 
 def test_no_process_is_left_after_a_cli_training(tmp_path: Path) -> None:
@@ -75,15 +85,9 @@ def test_no_process_is_left_after_a_cli_training(tmp_path: Path) -> None:
         "MESSAGE_BROKER_TYPE": "memory",
         "PYTHONPATH": str(ROOT),
     }
-    proc = subprocess.Popen(
-        [*CLI, "train", "--timesteps", "512", "--json"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        writers = _watch(proc, 240)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    proc, out, err, writers = _run_watched(
+        ["train", "--timesteps", "512", "--json"], env, tmp_path, 240
+    )
     assert proc.returncode == 0, err
     assert len(writers) == 1  # the training's writer ran beside it
     outcome = json.loads(out)
@@ -103,15 +107,7 @@ def test_a_study_workers_trials_share_one_writer_process(tmp_path: Path) -> None
     name = f"shared-{uuid.uuid4().hex[:6]}"
     create_study(tiny_spec(name, trials=10, timesteps=256, eval_every=128), settings)
     env = {**os.environ, **env_of(settings), "MESSAGE_BROKER_TYPE": "memory"}
-    proc = subprocess.Popen(
-        [*CLI, "study", "worker", name, "--json"],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        writers = _watch(proc, 280)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+    proc, out, err, writers = _run_watched(["study", "worker", name, "--json"], env, ROOT, 280)
     assert proc.returncode == 0, err
     report = json.loads(out)
     assert sum(report["trials"].values()) == 10, report
