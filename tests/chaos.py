@@ -25,7 +25,7 @@ Then, with every worker gone, it checks (``reconcile``, on the watcher host) tha
   ``failed``; no trial is RUNNING and no run reads ``running``;
 * the catalogue equals a fresh reindex (nothing added, fixed or removed);
 * every complete or pruned run holds every metric value its training logged
-  (``values_logged`` against the stored series);
+  (``values_logged`` against the stored series), and no step of a series twice;
 * no live experiment of the study reads ``running``.
 
 It writes a JSON report of the faults injected and what it found, and exits 1 if any check
@@ -392,11 +392,16 @@ def reconcile(study: str, allow_uncounted: bool = False) -> dict[str, Any]:
         if run.status.value not in ("completed", "pruned"):
             continue
         detail = repo.get_run(run.run_id)
+        series = [repo.get_metric_series(run.run_id, name) for name in detail.metrics]
+        for one in series:  # a training logs each metric once per step
+            if one is not None and len(set(one.steps)) != len(one.steps):
+                twice = len(one.steps) - len(set(one.steps))
+                problems.append(f"run {run.run_id}: {twice} steps of {one.name} stored twice")
         logged = getattr(detail, "values_logged", None)  # code before the count: none
         if logged is None and allow_uncounted:
             uncounted += 1
             continue
-        stored = sum(len(repo.get_metric_series(run.run_id, n).values) for n in detail.metrics)
+        stored = sum(len(one.values) for one in series if one is not None)
         counted += 1
         if logged is None or stored != logged:
             problems.append(f"run {run.run_id}: {stored} values stored, {logged} logged")
