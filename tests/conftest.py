@@ -164,5 +164,3 @@ def network() -> Iterator[Network]:
         yield net
     finally:
         net.delete()
-
-

@@ -29,7 +29,9 @@ def test_the_rule_in_its_order() -> None:
     assert rule.dead_reason(**alive, closed=True) == "the run was closed without a final status"
     gone = _dead_pid()
     assert not pid_alive(gone)
-    assert rule.dead_reason(**{**alive, "pid": gone}) == f"its process (pid {gone} on {HOST}) is gone"
+    assert (
+        rule.dead_reason(**{**alive, "pid": gone}) == f"its process (pid {gone} on {HOST}) is gone"
+    )
     # Another host's pid says nothing here: only its heartbeat counts.
     assert rule.dead_reason(**{**alive, "pid": gone, "host": "elsewhere"}) is None
     late = rule.dead_reason(**{**alive, "heartbeat_at": now - 11})

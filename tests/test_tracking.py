@@ -110,9 +110,7 @@ def experiment() -> str:
     return f"exp-{uuid.uuid4().hex[:10]}"
 
 
-def worker(
-    mode: str, experiment: str, points: int, settings: Settings
-) -> subprocess.Popen[str]:
+def worker(mode: str, experiment: str, points: int, settings: Settings) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "ML_STORAGE_PATH": settings.ml_storage_path,

@@ -10,27 +10,33 @@ every host; ``none`` for no catalogue.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
+
 from agentic_trading.config import Settings
 from agentic_trading.tracking.catalogue.database import CatalogueUnavailableError, catalogue_url
-from agentic_trading.tracking.catalogue.runs import (
+from agentic_trading.tracking.catalogue.query import (
     Condition,
-    RunCatalogue,
     RunQuery,
-    SyncReport,
+    StatusFilter,
     check_order_by,
     parse_condition,
 )
+from agentic_trading.tracking.catalogue.runs import RunCatalogue, SyncReport
 
 __all__ = [
     "CatalogueUnavailableError",
     "Condition",
     "RunCatalogue",
     "RunQuery",
+    "StatusFilter",
     "SyncReport",
     "catalogue_url",
     "check_order_by",
     "open_catalogue",
     "parse_condition",
+    "scratch_catalogue",
 ]
 
 
@@ -41,3 +47,12 @@ def open_catalogue(settings: Settings) -> RunCatalogue | None:
     if url is None:
         return None
     return RunCatalogue(url, settings.ml_heartbeat_timeout)
+
+
+def scratch_catalogue(heartbeat_timeout: float) -> RunCatalogue:
+    """A private catalogue in a temporary folder, removed when it is no longer used: where a
+    repository without a catalogue of its own answers its queries."""
+    folder = tempfile.mkdtemp(prefix="agentic-trading-catalogue-")
+    catalogue = RunCatalogue(f"sqlite:///{folder}/catalogue.db", heartbeat_timeout)
+    weakref.finalize(catalogue, shutil.rmtree, folder, ignore_errors=True)
+    return catalogue

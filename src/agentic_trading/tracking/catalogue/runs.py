@@ -10,11 +10,10 @@ tracking store.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,100 +25,14 @@ from agentic_trading.liveness import Liveness
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.catalogue import schema as t
 from agentic_trading.tracking.catalogue.database import CatalogueUnavailableError, connect
+from agentic_trading.tracking.catalogue.query import RunQuery
 from agentic_trading.tracking.errors import describe
 from agentic_trading.tracking.records import RunSummary
 
-__all__ = [
-    "Condition",
-    "RunCatalogue",
-    "RunQuery",
-    "SyncReport",
-    "check_order_by",
-    "parse_condition",
-]
+__all__ = ["RunCatalogue", "SyncReport"]
 
-SORT_FIELDS = ("created_at", "ended_at", "duration", "experiment", "status", "run_id")
 #: Rows a catch-up or reindex writes after which the tables' statistics are refreshed.
 ANALYZE_AFTER = 1000
-_NEVER_MISSING = frozenset({"created_at", "experiment", "status", "run_id"})
-_OPERATORS = ("==", "!=", "<=", ">=", "<", ">")
-_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}"
-_CONDITION = re.compile(
-    r"^\s*(final_metrics|config)\.(" + _NAME + r")\s*"
-    r"(==|!=|<=|>=|<|>)\s*(\S(?:.*\S)?)\s*$"
-)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """``final_metrics.NAME op value`` or ``config.KEY op value``, parsed and checked."""
-
-    scope: str
-    name: str
-    operator: str
-    value: float | str
-
-
-_SORT_KEY = re.compile(rf"^[-+]?(?:(?:final_metrics|config)\.{_NAME}|{'|'.join(SORT_FIELDS)})$")
-
-
-def check_order_by(order_by: str) -> str:
-    """``order_by`` if it is a sort key the repository knows; ``ValueError`` saying what is
-    allowed otherwise."""
-    if not isinstance(order_by, str) or _SORT_KEY.match(order_by) is None:
-        raise ValueError(
-            f"order_by {order_by!r} is not allowed: use one of {', '.join(SORT_FIELDS)}, "
-            "final_metrics.NAME or config.NAME (NAME: letters, digits, _ . -), with '-' in "
-            "front for descending"
-        )
-    return order_by
-
-
-def parse_condition(text: str) -> Condition:
-    """A filter such as ``final_metrics.sharpe_ratio > 1`` or ``config.agent_type == PPO``;
-    ``ValueError`` saying what is allowed otherwise."""
-    if not isinstance(text, str) or len(text) > 300:
-        raise ValueError(f"filter {text!r} is not allowed: at most 300 characters of text")
-    found = _CONDITION.match(text)
-    if found is None:
-        raise ValueError(
-            f"filter {text!r} is not allowed: write final_metrics.NAME or config.KEY, then one "
-            f"of {' '.join(_OPERATORS)}, then a number or a word (e.g. "
-            "'final_metrics.sharpe_ratio > 1', 'config.agent_type == PPO')"
-        )
-    scope, name, operator, raw = found.groups()
-    raw = raw.strip("'\"")
-    value: float | str
-    try:
-        number = float(raw)
-        if not math.isfinite(number):
-            raise ValueError
-        value = number
-    except ValueError:
-        value = raw
-        if scope == "final_metrics" or operator not in ("==", "!="):
-            raise ValueError(
-                f"filter {text!r} is not allowed: {raw!r} is not a number"
-                + ("" if scope == "final_metrics" else "; words compare with == or != only")
-            ) from None
-    return Condition(scope, name, operator, value)
-
-
-@dataclass
-class RunQuery:
-    """What to list: filters, order and page. ``order_by`` as the repository takes it."""
-
-    experiment: str | None = None
-    statuses: set[ExperimentStatus] | None = None
-    study: str | None = None
-    group: str | None = None
-    since: datetime | None = None
-    run_ids: list[str] | None = None
-    conditions: list[Condition] = field(default_factory=list)
-    dead: set[str] = field(default_factory=set)  # running rows whose process is known gone
-    order_by: str = "-created_at"
-    limit: int | None = None
-    offset: int = 0
 
 
 @dataclass
@@ -436,19 +349,22 @@ class RunCatalogue:
             rows = db.execute(sa.select(c.run_id, c.host, c.pid).where(c.status == "running"))
             return [(row[0], row[1], row[2]) for row in rows]
 
-    def list_runs(self, query: RunQuery) -> list[RunSummary]:
-        """The runs ``query`` selects, in its order, one page."""
-        metric = _sort_metric(query.order_by)
+    def list_runs(self, query: RunQuery, dead: Collection[str] = ()) -> list[RunSummary]:
+        """The runs ``query`` selects, in its order, one page; ``dead`` are running runs whose
+        process is known gone (they read crashed)."""
+        metric = query.sort_metric
         if metric is None or query.limit is None:
-            return self._page(self._select(query), query.limit, query.offset)
+            return self._page(self._select(query, dead), query.limit, query.offset)
         # Sorted by a final metric, a page is read in two parts so that the metric's index
         # serves each: the runs that have it, by value; then those without it, newest first.
-        having = self._page(self._select(query, part="with"), query.limit, query.offset)
+        having = self._page(self._select(query, dead, part="with"), query.limit, query.offset)
         if len(having) == query.limit:
             return having
         # The page passed the last run with the metric: how many there are says where next.
-        with_count = query.offset + len(having) if having else self.count_runs(query, part="with")
-        rest = self._select(query, part="without")
+        with_count = (
+            query.offset + len(having) if having else self.count_runs(query, dead, part="with")
+        )
+        rest = self._select(query, dead, part="without")
         return having + self._page(
             rest, query.limit - len(having), max(0, query.offset - with_count)
         )
@@ -461,45 +377,30 @@ class RunCatalogue:
         with self.reading() as db:
             return [_summary(row) for row in db.execute(statement).mappings()]
 
-    def count_runs(self, query: RunQuery, *, part: str = "all") -> int:
+    def count_runs(self, query: RunQuery, dead: Collection[str] = (), *, part: str = "all") -> int:
         """How many runs ``query`` selects (every page)."""
-        inner = self._select(query, ordered=False, part=part).subquery()
+        inner = self._select(query, dead, ordered=False, part=part).subquery()
         with self.reading() as db:
             return int(db.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one())
 
-    def _select(self, query: RunQuery, *, ordered: bool = True, part: str = "all") -> Any:
+    def _select(
+        self, query: RunQuery, dead: Collection[str], *, ordered: bool = True, part: str = "all"
+    ) -> Any:
         """``part``: ``all`` runs, or (sorting by a final metric) those ``with`` or
         ``without`` it."""
         c = t.runs.c
-        now = time.time()
-        status = self._effective_status(now, query.dead).label("effective_status")
-        statement = sa.select(t.runs, status)
-        if query.experiment is not None:
-            statement = statement.where(c.experiment == query.experiment)
-        if query.statuses:
-            statement = statement.where(
-                self._effective_status(now, query.dead).in_(sorted(s.value for s in query.statuses))
-            )
-        if query.study is not None:
-            statement = statement.where(c.study == query.study)
-        if query.group is not None:
-            statement = statement.where(c.group_id == query.group)
-        if query.since is not None:
-            statement = statement.where(c.created_at >= query.since.timestamp())
-        if query.run_ids is not None:
-            statement = statement.where(c.run_id.in_(query.run_ids))
-        for condition in query.conditions:
-            statement = statement.where(_exists(condition))
+        status = self._effective_status(time.time(), dead)
+        statement = sa.select(t.runs, status.label("effective_status")).where(*query.where(status))
         if part == "without":
             m = t.run_metrics.c
-            has = sa.exists().where(m.run_id == c.run_id, m.name == _sort_metric(query.order_by))
+            has = sa.exists().where(m.run_id == c.run_id, m.name == query.sort_metric)
             statement = statement.where(~has)
         elif part == "with" and not ordered:
-            statement = _order(statement, query.order_by, None, inner=True).order_by(None)
+            statement = query.ordered(statement, status, inner=True).order_by(None)
         if ordered:
-            order_by = query.order_by if part != "without" else "-created_at"
-            status_now = self._effective_status(now, query.dead)
-            statement = _order(statement, order_by, status_now, inner=part == "with")
+            if part == "without":
+                query = RunQuery(order_by="-created_at")
+            statement = query.ordered(statement, status, inner=part == "with")
         return statement
 
     def experiment_names(self) -> list[str]:
@@ -591,70 +492,6 @@ def _metric_rows(run_id: str, final: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _differs(stored: Mapping[str, Any], fresh: Mapping[str, Any]) -> bool:
     return any(stored[key] != fresh[key] for key in _COMPARED)
-
-
-def _exists(condition: Condition) -> Any:
-    c = t.runs.c
-    if condition.scope == "final_metrics":
-        m = t.run_metrics.c
-        column, extra = m.value, [m.run_id == c.run_id, m.name == condition.name]
-    else:
-        k = t.run_config.c
-        numeric = isinstance(condition.value, float)
-        column = k.number if numeric else k.text
-        extra = [k.run_id == c.run_id, k.key == condition.name]
-    value: Any = sa.bindparam(None, condition.value)
-    comparison = {
-        "==": column == value,
-        "!=": column != value,
-        "<": column < value,
-        "<=": column <= value,
-        ">": column > value,
-        ">=": column >= value,
-    }[condition.operator]
-    table = t.run_metrics if condition.scope == "final_metrics" else t.run_config
-    return sa.exists(sa.select(sa.literal(1)).select_from(table).where(*extra, comparison))
-
-
-def _sort_metric(order_by: str) -> str | None:
-    """The final metric ``order_by`` sorts by, if it does."""
-    name = order_by.lstrip("-+")
-    return name.removeprefix("final_metrics.") if name.startswith("final_metrics.") else None
-
-
-def _order(statement: Any, order_by: str, status: Any, *, inner: bool = False) -> Any:
-    """``order_by`` as the repository takes it; values a run lacks sort last; ``status`` is
-    the status a reader sees (crashed included). ``inner``: only runs that have the final
-    metric sorted by (its index then serves the order)."""
-    descending = check_order_by(order_by).startswith("-")
-    name = order_by.lstrip("-+")
-    c = t.runs.c
-    if name.startswith("final_metrics."):
-        key = name.removeprefix("final_metrics.")
-        joined = t.run_metrics.alias("sort_metric")
-        join = statement.join if inner else statement.outerjoin
-        statement = join(joined, sa.and_(joined.c.run_id == c.run_id, joined.c.name == key))
-        columns: list[Any] = [joined.c.value]
-    elif name.startswith("config."):
-        key = name.removeprefix("config.")
-        joined = t.run_config.alias("sort_config")
-        statement = statement.outerjoin(
-            joined, sa.and_(joined.c.run_id == c.run_id, joined.c.key == key)
-        )
-        columns = [joined.c.number, joined.c.text]
-    elif name == "status":
-        columns = [status]
-    elif name == "duration":
-        columns = [sa.func.coalesce(c.ended_at, c.heartbeat_at) - c.created_at]
-    else:
-        columns = [c[name]]
-    clauses: list[Any] = []
-    for column in columns:
-        if name not in _NEVER_MISSING and not inner:  # missing last (a CASE no index serves)
-            clauses.append(sa.case((column.is_(None), 1), else_=0))
-        clauses.append(column.desc() if descending else column.asc())
-    # Equal values, and runs without one, stay newest first (then by id).
-    return statement.order_by(*clauses, c.created_at.desc(), c.run_id)
 
 
 def _links(config: Mapping[str, Any]) -> dict[str, Any]:
