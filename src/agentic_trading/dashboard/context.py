@@ -11,6 +11,7 @@ from agentic_trading.dashboard.live import LiveFeed
 from agentic_trading.models import registry_for
 from agentic_trading.models.registry import ModelRegistry
 from agentic_trading.tracking import SyncExperimentRepository, get_sync_experiment_repository
+from agentic_trading.tracking.backends import backend_for
 
 __all__ = ["DashboardContext"]
 
@@ -26,20 +27,15 @@ class DashboardContext:
     ui_url: str = field(init=False)
 
     def __post_init__(self) -> None:
-        # The tracking backend's own UI: Aim's (agentic-trading tracking-ui), MLflow's (the
-        # same command on a local store, or the MLflow server itself).
-        uri = self.settings.mlflow_tracking_uri or ""
-        mlflow = self.settings.ml_tracking_backend == "mlflow"
-        self.ui_name = "MLflow UI" if mlflow else "Aim UI"
-        self.ui_url = (
-            uri if mlflow and uri.startswith("http") else self.settings.dashboard_aim_ui_url
-        )
+        # The tracking backend's own UI (agentic-trading tracking-ui, or a tracking server).
+        backend = backend_for(self.settings)
+        self.ui_name = f"{backend.title} UI"
+        self.ui_url = self.run_ui_url(None)
 
-    def run_ui_url(self, run_id: str) -> str:
-        """Where the backend's UI shows run ``run_id``."""
-        if self.settings.ml_tracking_backend == "mlflow":
-            return self.ui_url  # MLflow's pages are by its own ids: search agentic.run_id there
-        return f"{self.ui_url}/runs/{run_id}"
+    def run_ui_url(self, run_id: str | None) -> str:
+        """Where the backend's UI shows run ``run_id`` (its home page for ``None``)."""
+        url: str = backend_for(self.settings).load("ui_url")(self.settings, run_id)
+        return url
 
     @cached_property
     def repository(self) -> SyncExperimentRepository:

@@ -24,6 +24,7 @@ from agentic_trading.models.registry import (
     check_alias,
 )
 from agentic_trading.tracking import SyncExperimentRepository
+from agentic_trading.tracking.backends import backend_for
 from agentic_trading.tracking.catalogue import RunCatalogue, open_catalogue
 
 __all__ = [
@@ -61,9 +62,6 @@ def get_model_registry(
 def registry_for(settings: Settings, catalogue: RunCatalogue) -> ModelRegistry:
     """The registry over ``catalogue`` for these settings (MLflow's registry mirrored with the
     MLflow backend)."""
-    mirror = None
-    if settings.ml_tracking_backend == "mlflow":
-        from agentic_trading.models.mlflow_registry import MlflowModelRegistry
-
-        mirror = MlflowModelRegistry(settings)
+    backend = backend_for(settings)
+    mirror = backend.load("registry_mirror")(settings) if backend.registry_mirror else None
     return ModelRegistry(catalogue, mirror)

@@ -234,3 +234,11 @@ def ensure_writable(settings: Settings) -> None:
         f"the MLflow store's folder {str(database.parent)!r}",
         "choose a folder you can write to (ML_STORAGE_PATH or MLFLOW_TRACKING_URI)",
     )
+
+
+def download_artifact(uri: str, settings: Settings, folder: Path) -> Path:
+    """A copy in ``folder`` of an artifact the MLflow server keeps (``mlflow-artifacts:/...``)."""
+    local = import_mlflow().artifacts.download_artifacts(
+        artifact_uri=uri, dst_path=str(folder), tracking_uri=settings.mlflow_store_uri()
+    )
+    return Path(local)
