@@ -382,7 +382,10 @@ def test_export_copies_aim_runs_into_mlflow_once(tmp_path: Path) -> None:
 
 def test_export_refuses_what_it_cannot_do() -> None:
     for env, message in (
-        ({"ML_TRACKING_BACKEND": "mlflow"}, "export copies runs out of an Aim repository"),
+        (
+            {"ML_TRACKING_BACKEND": "mlflow"},
+            "export copies runs out of another backend into mlflow",
+        ),
         ({}, "--to 'wandb' is not a backend"),
     ):
         to = "wandb" if not env else "mlflow"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -20,6 +20,23 @@ from agentic_trading.tracking.errors import TrackingError
 
 console = Console()
 errors = Console(stderr=True)
+
+#: ``--json``: machine-readable output on stdout for scripts.
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON for scripts.")]
+#: ``--namespace``: whose live experiments.
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        help="Messaging namespace (default: MESSAGE_NAMESPACE, else 'default').",
+    ),
+]
+#: ``--broker``: the messaging broker.
+BrokerOption = Annotated[
+    str | None,
+    typer.Option("--broker", help="'memory' or 'redis' (default: MESSAGE_BROKER_TYPE)."),
+]
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -62,6 +79,13 @@ def settings_with(**overrides: Any) -> Settings:
     return load_settings(**given)
 
 
+def repository() -> Any:
+    """The tracking repository of the settings in force."""
+    from agentic_trading.tracking import get_sync_experiment_repository
+
+    return get_sync_experiment_repository(settings_with())
+
+
 def start_writer(settings: Settings) -> None:
     """Start the process's tracking writer now, before a command imports torch: the two
     imports overlap on a machine's cores."""
@@ -74,11 +98,6 @@ def print_json(data: Any) -> None:
     """Machine-readable output on stdout, nothing else."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
-
-
-def run_command(body: Callable[[], None]) -> None:
-    with expected_errors():
-        body()
 
 
 _AGO = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -13,12 +13,67 @@ import random
 import threading
 import time
 import uuid
+from typing import Annotated
 
+import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from agentic_trading.cli._common import console
+from agentic_trading.cli._common import (
+    BrokerOption,
+    console,
+    expected_errors,
+    settings_with,
+    start_writer,
+)
 from agentic_trading.config import Settings
 from agentic_trading.messaging import SyncTrainingChannel, TrainingChannel
+
+
+def demo_command(
+    timesteps: Annotated[
+        int, typer.Option(min=100, help="Training steps (about a minute on 2 cores).")
+    ] = 50_000,
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            "--simulate", help="Instead: a simulated training followed through messaging."
+        ),
+    ] = False,
+    seconds: Annotated[
+        float, typer.Option(min=1, help="With --simulate: how long the simulation runs.")
+    ] = 8.0,
+    broker: BrokerOption = None,
+) -> None:
+    """The main job on the embedded defaults: train PPO on EUR/USD live, compare with buy-and-hold.
+
+    Uses the in-memory broker and the local Aim repository (ML_STORAGE_PATH), so it needs no
+    server. Afterwards it prints the commands that open the results.
+    """
+    with expected_errors():
+        settings = settings_with(message_broker_type=broker)
+        if simulate:
+            run(settings, timesteps, seconds)
+            return
+        start_writer(settings)  # its imports overlap torch's, below
+        from agentic_trading.cli import train
+        from agentic_trading.training.config import TrainingConfig
+
+        try:
+            outcome = train.run_one(settings, TrainingConfig(timesteps=timesteps), None, False)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        from agentic_trading.cli._common import console
+        from agentic_trading.tracking.backends import backend_for
+
+        ui = f"{backend_for(settings).title}'s UI"
+        console.print(
+            "\nNext:\n"
+            f"  agentic-trading experiments show {outcome.run_id}   # this run in full\n"
+            "  agentic-trading experiments list               # every run\n"
+            "  agentic-trading dashboard                      # http://127.0.0.1:8050\n"
+            f"  agentic-trading tracking-ui                    # {ui} at http://127.0.0.1:43800\n"
+            "  agentic-trading train --agent a2c --timesteps 20000   # another agent to compare"
+        )
 
 
 def _simulate(channel: SyncTrainingChannel, experiment_id: str, steps: int, seconds: float) -> None:

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 
-from agentic_trading.cli._common import console, print_json
+from agentic_trading.cli._common import (
+    console,
+    expected_errors,
+    print_json,
+    settings_with,
+)
 from agentic_trading.config import Settings
 from agentic_trading.messaging.brokers import BrokerError
+
+
+def doctor_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Show the settings in force (secrets masked), whether Redis answers, and where the Aim
+    repository is and how many runs it holds."""
+
+    with expected_errors():
+        healthy = report(settings_with(), json_output)
+    if not healthy:
+        raise typer.Exit(1)
 
 
 async def _check_redis(settings: Settings) -> dict[str, Any]:

@@ -4,17 +4,190 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 from rich.text import Text
 
-from agentic_trading.cli._common import console, errors, fail, print_json
+from agentic_trading.cli._common import (
+    JsonOption,
+    console,
+    errors,
+    expected_errors,
+    fail,
+    parse_since,
+    print_json,
+    repository,
+    settings_with,
+)
 from agentic_trading.cli.format import LABEL_STYLE, status_text
 from agentic_trading.common.formatting import verdict_label
 from agentic_trading.config import Settings
 from agentic_trading.evaluation.verdict import GROUP_KIND
 from agentic_trading.tracking import RunDetail, RunSummary, SyncExperimentRepository
+
+app = typer.Typer(
+    help="Tracked runs: list, show, compare, best, delete, reindex (ML_STORAGE_PATH).",
+    no_args_is_help=True,
+)
+
+
+@app.command("list")
+def list_command(
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only this status (crashed and pruned included).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 50,
+    order_by: Annotated[
+        str | None,
+        typer.Option(help="created_at, final_metrics.NAME, config.NAME; '-' for descending."),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(help="Only the trainings of this walk-forward group (its group run id)."),
+    ] = None,
+    study: Annotated[str | None, typer.Option(help="Only the trials of this study.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            "-w",
+            help=(
+                "A condition on a final metric or config key, e.g. "
+                "'final_metrics.sharpe_ratio > 1' or 'config.agent_type == PPO'; "
+                "repeat it for AND. Operators: == != < <= > >=."
+            ),
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only runs created since: 2026-11-28, 2026-11-28T09:30, 12h, 7d, 2w."),
+    ] = None,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (the next page).")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="A JSON list for scripts.")] = False,
+) -> None:
+    """Runs, newest first, with each one's verdict (skill, luck or trails buy-and-hold).
+
+    Answered from the run catalogue (ML_CATALOG_URL) in milliseconds, at any number of runs.
+    Examples:
+
+        agentic-trading experiments list --order-by -final_metrics.sharpe_ratio --limit 10
+
+        agentic-trading experiments list -w 'config.learning_rate < 0.001' --since 7d
+    """
+
+    with expected_errors():
+        list_runs(
+            repository(),
+            experiment,
+            status,
+            limit,
+            order_by,
+            json_output,
+            group,
+            study,
+            where=where,
+            since=None if since is None else parse_since(since),
+            offset=offset,
+        )
+
+
+@app.command("reindex")
+def reindex_command(
+    json_output: JsonOption = False,
+) -> None:
+    """Rebuild the run catalogue from the tracking store (the Aim repository or aim:// server):
+    every run re-read; says how many rows it added, fixed and removed.
+
+    Safe while trainings run. Use it after restoring a backup, after the catalogue's database
+    was down for long, or after runs were written without a catalogue.
+    """
+
+    with expected_errors():
+        reindex(repository(), json_output)
+
+
+@app.command("export")
+def export_command(
+    to: Annotated[str, typer.Option("--to", help="The backend to copy into: mlflow.")],
+    experiment: Annotated[
+        str | None, typer.Option(help="Only the runs of this experiment.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Copy the finished runs of the Aim repository (ML_STORAGE_PATH) into MLflow
+    (MLFLOW_TRACKING_URI; by default mlflow.db in the same folder): config, metric series,
+    final metrics, status, error, params, tags and model files.
+
+    Idempotent: runs already in MLflow are skipped, a half-copied one is copied again; running
+    runs wait for a later export. Exit 1 if any run could not be copied.
+    """
+
+    with expected_errors():
+        if not export(settings_with(), to, experiment, json_output):
+            raise typer.Exit(1)
+
+
+@app.command("show")
+def show_command(
+    run_id: Annotated[str, typer.Argument(help="The run id (Aim run hash).")],
+    json_output: JsonOption = False,
+) -> None:
+    """One run: config, status, error, final metrics, metric names, artifacts (the model) and
+    its verdict; for a walk-forward group, its trainings and the group's verdict."""
+
+    with expected_errors():
+        show(repository(), run_id, json_output)
+
+
+@app.command("compare")
+def compare_command(
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")],
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", help="Metrics to compare (default: every final metric)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Runs side by side: final metrics with the best marked, and the config that differs."""
+
+    with expected_errors():
+        compare(repository(), run_ids, metric, json_output)
+
+
+@app.command("best")
+def best_command(
+    experiment: Annotated[str, typer.Argument(help="Experiment name.")],
+    metric: Annotated[str, typer.Option(help="Final metric to rank by.")] = "sharpe_ratio",
+    mode: Annotated[str, typer.Option(help="max or min.")] = "max",
+    json_output: JsonOption = False,
+) -> None:
+    """The completed run of an experiment with the best final metric."""
+
+    with expected_errors():
+        found = best(repository(), experiment, metric, mode, json_output)
+    if not found:
+        raise typer.Exit(1)
+
+
+@app.command("delete")
+def delete_command(
+    run_id: Annotated[str, typer.Argument(help="The run id to delete for good.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    force: Annotated[bool, typer.Option(help="Also a run that is still running.")] = False,
+) -> None:
+    """Delete a run and its data (not reversible)."""
+    with expected_errors():
+        repo = repository()
+        run = repo.get_run(run_id)
+        if not yes and not typer.confirm(f"Delete run {run_id} of {run.experiment} for good?"):
+            raise typer.Exit(1)
+        repo.delete_run(run_id, force=force)
+    from agentic_trading.cli._common import console
+
+    console.print(f"deleted run {run_id}")
 
 
 def run_data(run: RunSummary) -> dict[str, Any]:
@@ -197,15 +370,16 @@ def export(settings: Settings, to: str, experiment: str | None, as_json: bool) -
     """Copy the Aim repository's finished runs into MLflow; True when none failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from agentic_trading.tracking.backends import create_run_reader
+    from agentic_trading.tracking.backends import backend_for, create_run_reader
     from agentic_trading.tracking.backends.mlflow.export import export_to_mlflow
 
     if to != "mlflow":
         fail(f"--to {to!r} is not a backend runs can be exported to: use --to mlflow")
-    if settings.ml_tracking_backend != "aim":
+    if backend_for(settings).name == to:
         fail(
-            "export copies runs out of an Aim repository: run it with ML_TRACKING_BACKEND=aim, "
-            "ML_STORAGE_PATH at the repository and MLFLOW_TRACKING_URI at the target"
+            f"export copies runs out of another backend into {to}: run it with "
+            "ML_TRACKING_BACKEND=aim, ML_STORAGE_PATH at the repository and MLFLOW_TRACKING_URI "
+            "at the target"
         )
     source = create_run_reader(settings)
     target = settings.model_copy(update={"ml_tracking_backend": "mlflow"})

@@ -3,14 +3,100 @@ that a model loads and trades."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 
-from agentic_trading.cli._common import console, print_json
+from agentic_trading.cli._common import (
+    JsonOption,
+    console,
+    expected_errors,
+    print_json,
+    repository,
+    settings_with,
+)
 from agentic_trading.config import Settings
 from agentic_trading.models import ModelRegistry, RegisteredModel, get_model_registry
 from agentic_trading.tracking import SyncExperimentRepository
+
+app = typer.Typer(
+    help=(
+        "The model registry: named models, numbered versions (a run's model with its config "
+        "and verdict) and aliases such as champion, which trading code loads with "
+        "agentic_trading.models.load_model('NAME@champion'). It lives in the run catalogue "
+        "(ML_CATALOG_URL)."
+    ),
+    no_args_is_help=True,
+)
+ModelName = Annotated[str, typer.Argument(help="The model's name, e.g. EURUSD-PPO.")]
+
+
+def _registry() -> Any:
+    from agentic_trading.models import get_model_registry
+
+    return get_model_registry(settings_with())
+
+
+@app.command("register")
+def register_command(
+    run_id: Annotated[str, typer.Argument(help="A completed run that stored model.zip.")],
+    name: ModelName,
+    json_output: JsonOption = False,
+) -> None:
+    """Make a run's model the next version of NAME (created if new)."""
+
+    with expected_errors():
+        register(repository(), settings_with(), run_id, name, json_output)
+
+
+@app.command("list")
+def list_command(
+    json_output: JsonOption = False,
+) -> None:
+    """Every model: versions, aliases, the latest version's verdict."""
+
+    with expected_errors():
+        list_models(_registry(), json_output)
+
+
+@app.command("show")
+def show_command(
+    name: ModelName,
+    json_output: JsonOption = False,
+) -> None:
+    """A model's versions: the run each came from, its aliases and its verdict's figures."""
+
+    with expected_errors():
+        show(_registry(), name, json_output)
+
+
+@app.command("promote")
+def promote_command(
+    name: ModelName,
+    version: Annotated[int, typer.Argument(min=1, help="The version the alias points to.")],
+    alias: Annotated[
+        str, typer.Option(help="champion, challenger or any 1-64 of [a-z0-9_-].")
+    ] = "champion",
+    json_output: JsonOption = False,
+) -> None:
+    """Point NAME@ALIAS at VERSION, atomically (racing promotions leave exactly one)."""
+
+    with expected_errors():
+        promote(_registry(), name, version, alias, json_output)
+
+
+@app.command("load")
+def load_command(
+    reference: Annotated[str, typer.Argument(help="NAME@alias, NAME/VERSION or NAME (latest).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Check a model as trading code would get it: load it with load_model(REFERENCE) and let
+    it act on the last bars of its pair's bundled data."""
+
+    with expected_errors():
+        load(reference, json_output)
+
 
 #: Verdict figures shown beside a version, in this order.
 FIGURES = ("excess_sharpe", "psr_vs_buy_and_hold", "sharpe_ratio", "total_profit")

@@ -4,14 +4,66 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Annotated
 
+import typer
 from rich.live import Live
 
-from agentic_trading.cli._common import console, errors, print_json
+from agentic_trading.cli._common import (
+    BrokerOption,
+    NamespaceOption,
+    console,
+    errors,
+    expected_errors,
+    fail,
+    print_json,
+    settings_with,
+)
 from agentic_trading.cli.format import experiments_table
 from agentic_trading.config import Settings
 from agentic_trading.messaging import EventType, ExperimentState, TrainingChannel
 from agentic_trading.status import ExperimentStatus
+
+
+def monitor_command(
+    namespace: NamespaceOption = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Print the current states and exit.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="With --once: print a JSON list for scripts.")
+    ] = False,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this status: pending, running, completed, failed, cancelled, crashed, pruned."
+        ),
+    ] = None,
+    refresh: Annotated[float, typer.Option(min=0.1, help="Seconds between screen updates.")] = 0.5,
+    broker: BrokerOption = None,
+) -> None:
+    """Watch the experiments of a namespace live: status, progress, speed, ETA, last message.
+
+    Across processes and machines when MESSAGE_BROKER_TYPE=redis. Examples:
+
+        agentic-trading monitor                      # live table, Ctrl-C to leave
+
+        agentic-trading monitor --once --json        # current states for a script
+    """
+    import asyncio
+
+    if json_output and not once:
+        fail("--json goes with --once (the live view is for people)", 2)
+    with expected_errors():
+        settings = settings_with(message_broker_type=broker)
+        wanted = None if status is None else ExperimentStatus.parse(status)
+        if once:
+            print_once(settings, namespace, wanted, json_output)
+            return
+        try:
+            asyncio.run(follow(settings, namespace, wanted, refresh))
+        except KeyboardInterrupt:
+            pass
 
 
 async def snapshot(

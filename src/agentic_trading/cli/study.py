@@ -8,14 +8,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from agentic_trading.cli._common import console, errors, print_json
+from agentic_trading.cli._common import (
+    JsonOption,
+    console,
+    errors,
+    expected_errors,
+    print_json,
+    settings_with,
+    start_writer,
+)
 from agentic_trading.cli.format import LABEL_STYLE
+from agentic_trading.common import signals
 from agentic_trading.common.formatting import duration
 from agentic_trading.config import Settings
 from agentic_trading.studies import (
@@ -29,11 +39,188 @@ from agentic_trading.studies import (
     list_studies,
     load_study,
     parameter_importances,
-    run_worker,
     summarise,
     trial_rows,
 )
 from agentic_trading.studies.attributes import trial_info
+
+app = typer.Typer(
+    help=(
+        "Hyperparameter studies on Optuna (STUDY_STORAGE: an SQLite file, or PostgreSQL shared "
+        "by workers on many hosts). Every trial is a normal training, live and tracked; the "
+        "pruner stops hopeless ones early (pruned)."
+    ),
+    no_args_is_help=True,
+)
+StudyName = Annotated[str, typer.Argument(help="The study's name.")]
+
+
+@app.command("create")
+def create_command(
+    name: StudyName,
+    agent: Annotated[str, typer.Option(help="ppo, a2c or dqn.")] = "ppo",
+    space: Annotated[
+        str | None,
+        typer.Option(
+            help="YAML file of the search space (default: the agent's built-in space), e.g. "
+            "'learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}' and 'n_steps: [128, 512]'."
+        ),
+    ] = None,
+    trials: Annotated[int, typer.Option(help="Budget: complete + pruned trials.")] = 20,
+    timesteps: Annotated[int, typer.Option(help="Training steps of each trial.")] = 2_000,
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="Validation metric to optimise: sharpe_ratio, sortino_ratio, calmar_ratio, "
+            "excess_sharpe, total_profit, total_reward, max_drawdown."
+        ),
+    ] = "sharpe_ratio",
+    direction: Annotated[
+        str | None, typer.Option(help="maximize or minimize (default: the metric's own).")
+    ] = None,
+    sampler: Annotated[str, typer.Option(help="tpe or random.")] = "tpe",
+    pruner: Annotated[
+        str, typer.Option(help="median, successive_halving, hyperband or none.")
+    ] = "median",
+    eval_every: Annotated[
+        int | None,
+        typer.Option(help="Steps between validation scores for the pruner (default: a fifth)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every trial's training.")] = 1,
+    pair: Annotated[str, typer.Option(help="Currency pair of the bundled data.")] = "EUR_USD",
+    data: Annotated[str | None, typer.Option(help="CSV of your own bars.")] = None,
+    window_size: Annotated[int, typer.Option(help="Past bars the agent sees.")] = 10,
+    fee_pips: Annotated[float, typer.Option(help="Fee per unit traded, in pips.")] = 3.0,
+    spread_pips: Annotated[float, typer.Option(help="Spread per unit traded, in pips.")] = 0.0,
+    json_output: JsonOption = False,
+) -> None:
+    """Create a study: agent, search space, objective on the validation bars, budget, pruner.
+
+    Nothing is created when anything is wrong (a taken name, an unknown objective, a bad space,
+    a storage that does not answer). Then run it with `study run NAME --workers 2` on this
+    machine, or `study worker NAME` on every host (with STUDY_STORAGE=postgresql://...).
+    """
+
+    with expected_errors():
+        base: dict[str, Any] = {
+            "pair": pair,
+            "window_size": window_size,
+            "fee_pips": fee_pips,
+            "spread_pips": spread_pips,
+        }
+        if data:
+            base["data"] = data
+        create(
+            settings_with(), name, agent, space, trials, timesteps, objective, direction,
+            sampler, pruner, eval_every, seed, base, json_output,
+        )  # fmt: skip
+
+
+@app.command("worker")
+def worker_command(
+    name: StudyName,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="At most this many trials (default: until done).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Run the study's trials until its budget is spent: one worker per host or core.
+
+    Workers share nothing but STUDY_STORAGE (and messaging and tracking). A worker that dies
+    loses no trial: after STUDY_GRACE_PERIOD another worker re-runs its parameters. Ctrl-C
+    ends the current trial as cancelled and exits.
+    """
+    with expected_errors():
+        settings = settings_with()
+        start_writer(settings)  # its imports overlap torch's, below
+
+        try:
+            worker(settings, name, trials, json_output)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+    signum = signals.received()
+    if signum is not None:  # its trial is recorded as cancelled
+        raise typer.Exit(signals.exit_code(signum))
+
+
+@app.command("run")
+def run_command(
+    name: StudyName,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes to start.")] = 2,
+) -> None:
+    """Run the study on this machine with several worker processes and one progress bar."""
+
+    with expected_errors():
+        code = run_local(settings_with(), name, workers, {})
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("list")
+def list_command(json_output: JsonOption = False) -> None:
+    """Every study: budget, trials per state, best value so far, workers active."""
+
+    with expected_errors():
+        list_all(settings_with(), json_output)
+
+
+@app.command("show")
+def show_command(
+    name: StudyName,
+    limit: Annotated[int, typer.Option(min=0, help="Show the last this many trials.")] = 50,
+    json_output: JsonOption = False,
+) -> None:
+    """A study's trials, best trial, parameter importances and verdict (DSR, PBO)."""
+
+    with expected_errors():
+        show(settings_with(), name, json_output, limit)
+
+
+@app.command("best")
+def best_command(name: StudyName, json_output: JsonOption = False) -> None:
+    """The best complete trial: its parameters, run, and how to re-run or judge it."""
+
+    with expected_errors():
+        found = best(settings_with(), name, json_output)
+    if not found:
+        raise typer.Exit(1)
+
+
+@app.command("enqueue")
+def enqueue_command(
+    name: StudyName,
+    param: Annotated[
+        list[str],
+        typer.Option(
+            "--param", "-p", help="key=value of a searched parameter, or seed=N; repeat it."
+        ),
+    ],
+    count: Annotated[int, typer.Option(min=1, help="How many such trials.")] = 1,
+    json_output: JsonOption = False,
+) -> None:
+    """Queue a trial with fixed parameters (the next free worker runs it), e.g. the best
+    trial again with another seed. The study's budget grows by --count."""
+
+    with expected_errors():
+        enqueue(settings_with(), name, param, count, json_output)
+
+
+@app.command("delete")
+def delete_command(
+    name: StudyName,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete a study and its trials from STUDY_STORAGE (the tracked runs stay)."""
+    from agentic_trading.studies import delete_study
+
+    with expected_errors():
+        if not yes and not typer.confirm(f"Delete study {name} and its trials?"):
+            raise typer.Exit(1)
+        delete_study(name, settings_with())
+    from agentic_trading.cli._common import console
+
+    console.print(f"deleted study {name}")
+
 
 STATE_STYLE = {
     "complete": "green",
@@ -104,6 +291,8 @@ def worker(settings: Settings, name: str, trials: int | None, as_json: bool) -> 
 
     if not as_json:
         console.print(f"worker on study [bold]{name}[/] ({settings.study_location()})")
+    from agentic_trading.studies import run_worker  # imports torch: after start_writer
+
     report = run_worker(name, settings, max_trials=trials, on_trial=told)
     if as_json:
         print_json(report.as_data())

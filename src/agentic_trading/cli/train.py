@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import typer
 from rich.progress import (
     BarColumn,
     Progress,
@@ -21,11 +22,18 @@ from rich.text import Text
 from agentic_trading.cli._common import (
     EXIT_FAILURE,
     EXIT_INCOMPLETE_RECORD,
+    BrokerOption,
+    NamespaceOption,
     console,
     errors,
+    expected_errors,
+    fail,
     print_json,
+    settings_with,
+    start_writer,
 )
 from agentic_trading.cli.format import LABEL_STYLE
+from agentic_trading.common import signals
 from agentic_trading.common.formatting import metric_value
 from agentic_trading.common.loop_thread import BackgroundLoop
 from agentic_trading.config import Settings
@@ -33,8 +41,155 @@ from agentic_trading.evaluation.verdict import GroupVerdict, RunVerdict
 from agentic_trading.messaging.channels.training import TrainingChannel
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.training.config import TrainingConfig
-from agentic_trading.training.runner import RESULT_METRICS, TrainingOutcome, train
-from agentic_trading.training.walk_forward import GroupOutcome, train_group
+
+if TYPE_CHECKING:  # both import torch: a command imports them once its writer has started
+    from agentic_trading.training.runner import TrainingOutcome
+    from agentic_trading.training.walk_forward import GroupOutcome
+
+
+def train_command(
+    agent: Annotated[str, typer.Option(help="ppo, a2c or dqn.")] = "ppo",
+    pair: Annotated[str, typer.Option(help="Currency pair of the bundled data.")] = "EUR_USD",
+    timesteps: Annotated[int, typer.Option(help="Environment steps to train for.")] = 50_000,
+    experiment: Annotated[
+        str | None,
+        typer.Option(help="Tracking experiment name (default: AGENT_PAIR, e.g. PPO_EUR_USD)."),
+    ] = None,
+    folds: Annotated[
+        int,
+        typer.Option(
+            help="Walk-forward folds: train on every bar before each test block (anchored, "
+            "expanding), judge the folds together.",
+            rich_help_panel="Evaluation",
+        ),
+    ] = 1,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            help="Train each fold with this many seeds (--seed, --seed+1, ...).",
+            rich_help_panel="Evaluation",
+        ),
+    ] = 1,
+    validation_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Share of the bars before a test block that validate (studies choose on them).",
+            rich_help_panel="Evaluation",
+        ),
+    ] = 0.2,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of all bars held out for testing: default 0.2, or 0.5 with --folds.",
+            rich_help_panel="Evaluation",
+        ),
+    ] = None,
+    fee_pips: Annotated[
+        float,
+        typer.Option(help="Fee per unit of position traded, in pips.", rich_help_panel="Costs"),
+    ] = 3.0,
+    spread_pips: Annotated[
+        float,
+        typer.Option(help="Spread paid per unit traded, in pips.", rich_help_panel="Costs"),
+    ] = 0.0,
+    learning_rate: Annotated[
+        float, typer.Option(help="Optimizer learning rate.", rich_help_panel="Agent")
+    ] = 3e-4,
+    n_steps: Annotated[
+        int, typer.Option(help="PPO/A2C steps per update.", rich_help_panel="Agent")
+    ] = 512,
+    batch_size: Annotated[
+        int, typer.Option(help="PPO/DQN minibatch size.", rich_help_panel="Agent")
+    ] = 64,
+    gamma: Annotated[float, typer.Option(help="Discount factor.", rich_help_panel="Agent")] = 0.99,
+    gae_lambda: Annotated[
+        float, typer.Option(help="PPO/A2C GAE lambda.", rich_help_panel="Agent")
+    ] = 0.95,
+    ent_coef: Annotated[
+        float, typer.Option(help="PPO/A2C entropy bonus.", rich_help_panel="Agent")
+    ] = 0.0,
+    clip_range: Annotated[float, typer.Option(help="PPO clipping.", rich_help_panel="Agent")] = 0.2,
+    n_epochs: Annotated[
+        int, typer.Option(help="PPO epochs per update.", rich_help_panel="Agent")
+    ] = 10,
+    net_arch: Annotated[
+        str,
+        typer.Option(
+            help="Network size: tiny (2x32), small (2x64), medium (2x256).", rich_help_panel="Agent"
+        ),
+    ] = "small",
+    activation: Annotated[
+        str, typer.Option(help="tanh or relu.", rich_help_panel="Agent")
+    ] = "tanh",
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed repeats the run.")] = 1,
+    window_size: Annotated[int, typer.Option(help="Past bars the agent sees per decision.")] = 10,
+    data: Annotated[
+        str | None, typer.Option(help="CSV of your own bars: datetime, open, high, low, close.")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="No bar; print the outcome as JSON.")
+    ] = False,
+    namespace: NamespaceOption = None,
+    broker: BrokerOption = None,
+) -> None:
+    """Train an agent on FX bars, live and tracked, and judge it against buy-and-hold.
+
+    The agent learns on the training bars; validation bars follow them, and the test bars,
+    never seen in training or validation, give the verdict: the agent's Sharpe against
+    buy-and-hold's and whether the difference could be luck. Costs (--fee-pips,
+    --spread-pips) are charged on every position change, in training and in the verdict.
+    With --folds and --seeds the same configuration is trained on each walk-forward fold with
+    each seed and judged as a group (interquartile mean and bootstrap interval of the excess
+    Sharpe). The bar is fed by the messaging channel, as the dashboard is. Examples:
+
+        agentic-trading train                                 # PPO, EUR/USD, 50,000 steps
+
+        agentic-trading train --folds 5 --seeds 5 --timesteps 20000   # a trustworthy verdict
+
+        agentic-trading train --agent dqn --timesteps 20000 --learning-rate 1e-4
+
+        agentic-trading train --data my_bars.csv --experiment MyData --fee-pips 1
+    """
+    with expected_errors():
+        settings = settings_with(message_broker_type=broker, message_namespace=namespace)
+        start_writer(settings)  # its imports overlap torch's, below
+        from agentic_trading.training.config import TrainingConfig
+
+        config = TrainingConfig(
+            agent_type=agent,
+            pair=pair,
+            data=data,
+            timesteps=timesteps,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=ent_coef,
+            clip_range=clip_range,
+            n_epochs=n_epochs,
+            net_arch=net_arch,
+            activation=activation,
+            seed=seed,
+            window_size=window_size,
+            validation_fraction=validation_fraction,
+            test_fraction=test_fraction,
+            folds=folds,
+            fee_pips=fee_pips,
+            spread_pips=spread_pips,
+        )
+        if not 1 <= seeds <= 100:
+            fail(f"--seeds {seeds} is not allowed: use 1 to 100", 2)
+        try:
+            code = run(settings, config, experiment, json_output, seeds=seeds)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+    signum = signals.received()
+    if signum is not None:  # recorded as cancelled; leave as a terminated process does
+        raise typer.Exit(signals.exit_code(signum))
+    if code:
+        raise typer.Exit(code)
+
 
 T = TypeVar("T")
 
@@ -141,6 +296,8 @@ def run_one(
     quiet: bool = False,
 ) -> TrainingOutcome:
     """Train with a live bar (unless ``as_json`` or ``quiet``), then print the results."""
+    from agentic_trading.training.runner import train
+
     name = experiment_name or f"{config.agent_type}_{config.pair}"
     experiment_id = f"{name}-{uuid.uuid4().hex[:8]}"
     show = not (as_json or quiet)
@@ -173,6 +330,8 @@ def run_group(
     quiet: bool = False,
 ) -> GroupOutcome:
     """A walk-forward evaluation with one bar for all its trainings, then the group's verdict."""
+    from agentic_trading.training.walk_forward import train_group
+
     name = experiment_name or f"{config.agent_type}_{config.pair}"
     experiment_id = f"{name}-group-{uuid.uuid4().hex[:8]}"
     show = not (as_json or quiet)
@@ -254,6 +413,8 @@ def print_verdict(verdict: RunVerdict | GroupVerdict) -> None:
 
 def print_outcome(outcome: TrainingOutcome) -> None:
     """The test results, agent against buy-and-hold, and the verdict."""
+    from agentic_trading.training.runner import RESULT_METRICS
+
     if outcome.status is not ExperimentStatus.COMPLETED:
         console.print(f"Training {outcome.status.value}: run {outcome.run_id}")
         return
