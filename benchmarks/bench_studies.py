@@ -5,6 +5,7 @@ SQLAlchemy round trips on the same database; and trials per minute with 1 and 2 
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -116,8 +117,12 @@ def trial_seconds(settings: Settings, timesteps: int = 2000, repeats: int = 3) -
     return sorted(times)[len(times) // 2]
 
 
-def throughput(storage: str, folder: Path, workers: int, trials: int = 6) -> float:
-    """Trials per minute of ``study run --workers`` on this machine (2,000-step trials)."""
+def throughput(
+    storage: str, folder: Path, workers: int, trials: int = 12, timesteps: int = 3072
+) -> dict[str, float]:
+    """``study run --workers`` on this machine, equal trials without pruning: wall seconds,
+    trials per minute, and the CPU seconds of the whole process tree (workers, their writers,
+    the parent) with the cores it kept busy on average."""
     name = f"throughput-{workers}-{uuid.uuid4().hex[:6]}"
     env = {
         **os.environ,
@@ -127,17 +132,48 @@ def throughput(storage: str, folder: Path, workers: int, trials: int = 6) -> flo
     }
     settings = load_settings(study_storage=storage, ml_storage_path=str(folder / "aim"))
     spec = StudySpec(
-        name=name, space=SPACE, trials=trials, timesteps=2000, base={"window_size": 5},
+        name=name, space=SPACE, trials=trials, timesteps=timesteps, base={"window_size": 5},
         pruner="none",
     )  # fmt: skip
     create_study(spec, settings)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "agentic_trading.cli.app", "study", "run", name, "--workers",
          str(workers)],
         env=env, check=True, capture_output=True, timeout=900,
     )  # fmt: skip
-    return round(trials / ((time.perf_counter() - start) / 60), 2)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(getattr(after, f) - getattr(before, f) for f in ("ru_utime", "ru_stime"))
+    return {
+        "seconds": round(seconds, 2),
+        "trials_per_minute": round(trials / (seconds / 60), 2),
+        "cpu_seconds": round(cpu, 1),
+        "cores_busy": round(cpu / seconds, 2),
+    }
+
+
+def scaling(storage: str, folder: Path, rounds: int = 3) -> dict[str, Any]:
+    """One worker against two, interleaved ``rounds`` times: each round's runs and speed-up,
+    and the speed-up's spread."""
+    runs = []
+    for _ in range(rounds):
+        one, two = throughput(storage, folder, 1), throughput(storage, folder, 2)
+        runs.append(
+            {
+                "1_worker": one,
+                "2_workers": two,
+                "speedup": round(one["seconds"] / two["seconds"], 2),
+            }
+        )
+    speedups = sorted(r["speedup"] for r in runs)
+    return {
+        "trials": 12,
+        "timesteps": 3072,
+        "rounds": runs,
+        "speedup_min_median_max": [speedups[0], speedups[len(speedups) // 2], speedups[-1]],
+    }
 
 
 def run() -> dict[str, Any]:
@@ -157,7 +193,5 @@ def run() -> dict[str, Any]:
             cost["fraction_of_2000_step_trial"] = round(cost["ms_per_trial"] / 1000 / trial, 4)
             cost["raw_sqlalchemy"] = raw_round_trips(url)
             results[label] = cost
-        results["trials_per_minute"] = {
-            f"{k}_workers": throughput(sqlite, folder, k) for k in (1, 2)
-        }
+        results["workers"] = scaling(sqlite, folder)
     return results

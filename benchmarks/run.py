@@ -202,7 +202,22 @@ def studies(console: Console) -> None:
             "< 2%",
         )
     console.print(table)
-    console.print(f"trials per minute (SQLite, study run): {result['trials_per_minute']}")
+    workers = result["workers"]
+    table = Table(
+        title=f"study run, {workers['trials']} equal trials of {workers['timesteps']:,} steps "
+        "(SQLite): one worker against two, interleaved"
+    )
+    for column in ("round", "1 worker s", "cores busy", "2 workers s", "cores busy", "speed-up"):
+        table.add_column(column)
+    for n, row in enumerate(workers["rounds"], 1):
+        one, two = row["1_worker"], row["2_workers"]
+        table.add_row(
+            str(n), str(one["seconds"]), str(one["cores_busy"]), str(two["seconds"]),
+            str(two["cores_busy"]), f"{row['speedup']}x",
+        )  # fmt: skip
+    console.print(table)
+    low, mid, high = workers["speedup_min_median_max"]
+    console.print(f"speed-up min/median/max: {low} / {mid} / {high} (target >= 1.7)")
     console.print(f"written to {path}")
 
 
