@@ -313,6 +313,11 @@ def test_compare_and_run_pages(any_backend: Settings, tmp_path: Path) -> None:
     else:
         assert "Open in MLflow UI" in page
     assert "+3.00%" in page and "+2.23%" in page  # agent against buy-and-hold
+    # Where it came from: the tests run outside git; the packages and settings are there.
+    assert "not in a git repository" in page and "stable-baselines3" in page
+    assert "ML_STORAGE_PATH" in page
+    packages = dash.client.get(f"/_agentic/artifacts/{one.run_id}/requirements.txt")
+    assert packages.status_code == 200 and b"numpy==" in packages.data
     download = dash.client.get(f"/_agentic/artifacts/{one.run_id}/model.zip")
     assert download.status_code == 200 and download.data == b"PK fake model"
     assert dash.client.get(f"/_agentic/artifacts/{one.run_id}/other.zip").status_code == 404

@@ -7,6 +7,7 @@ was written with the backend's own tools (Aim's SDK and CLI, MLflow's client).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from agentic_trading import ExperimentStatus
 from agentic_trading.config import Settings
@@ -951,3 +953,91 @@ def test_empty_storage_path_reads_as_no_runs(tmp_path: Path, backend: str) -> No
     bad, refused = ("run.__class__", "'__' has no place") if backend == "aim" else ("a <<< 1", "")
     with pytest.raises(ValueError, match=refused or "MLflow refused the search"):
         repo.list_runs(query=bad)  # refused before any run exists, not answered empty
+
+
+# --- where a run came from ----------------------------------------------------------------------
+
+
+def _git(folder: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(folder), *args], capture_output=True, text=True, check=True
+    )
+    return done.stdout.rstrip("\n")
+
+
+async def test_a_run_records_its_environment_and_its_uncommitted_code(
+    tracker: Tracker,
+    repo: SyncExperimentRepository,
+    settings: Settings,
+    experiment: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    _git(project, "init", "-q", "-b", "research")
+    _git(project, "config", "user.email", "r@example.com")
+    _git(project, "config", "user.name", "Researcher")
+    (project / "strategy.py").write_text("THRESHOLD = 1\n")
+    _git(project, "add", "strategy.py")
+    _git(project, "commit", "-q", "-m", "first")
+    (project / "strategy.py").write_text("THRESHOLD = 2  # tried on the train bars\n")
+    (project / "features.py").write_text("WINDOW = 24\n")  # new, not yet added
+    data = project / "bars.csv"
+    data.write_text("datetime,open,high,low,close\n2020-01-01,1,1,1,1\n")
+    monkeypatch.chdir(project)
+
+    run = await tracker.create_run(
+        experiment, {"lr": 0.1}, environment={"data": {"path": str(data)}, "seeds": {"seed": 7}}
+    )
+    await tracker.finish_run(run, "completed", {"total_reward": 1.0})
+
+    environment = repo.get_run(run.run_id).environment
+    assert environment["git"]["commit"] == _git(project, "rev-parse", "HEAD")
+    assert environment["git"]["branch"] == "research" and environment["git"]["dirty"] is True
+    # The user's index is left alone: the new file is still untracked, the change unstaged.
+    assert _git(project, "status", "--porcelain").splitlines() == [
+        " M strategy.py",
+        "?? bars.csv",
+        "?? features.py",
+    ]
+    assert environment["data"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert environment["seeds"] == {"seed": 7} and environment["cwd"] == str(project)
+    assert environment["versions"]["stable-baselines3"] and environment["python"]
+    assert environment["settings"]["ML_STORAGE_PATH"] == settings.ml_storage_path
+    detail = repo.get_run(run.run_id)
+    patch = read_artifact(detail.artifacts["code.patch"], settings).decode()
+    assert "+THRESHOLD = 2  # tried on the train bars" in patch and "+WINDOW = 24" in patch
+    requirements = read_artifact(detail.artifacts["requirements.txt"], settings).decode()
+    assert any(line.startswith("stable_baselines3==") or line.startswith("stable-baselines3==")
+               for line in requirements.lower().splitlines())  # fmt: skip
+
+
+async def test_secrets_never_reach_the_recorded_environment(
+    settings: Settings, repo: SyncExperimentRepository, experiment: str
+) -> None:
+    secret = "s3cr3t-" + uuid.uuid4().hex[:8]
+    with_secrets = settings.model_copy(
+        update={"ml_writer": "thread", "dashboard_token": SecretStr(secret),
+                "redis_url": f"redis://user:{secret}@127.0.0.1:6379/0"}
+    )  # fmt: skip
+    tracker = await get_ml_tracker(with_secrets)
+    run = await tracker.create_run(experiment, {})
+    await tracker.finish_run(run, "completed", {})
+    await tracker.close()
+    environment = repo.get_run(run.run_id).environment
+    assert environment["settings"]["DASHBOARD_TOKEN"] == "********"
+    assert secret not in json.dumps(environment)
+
+
+async def test_capture_can_be_turned_off(
+    settings: Settings, repo: SyncExperimentRepository, experiment: str
+) -> None:
+    tracker = await get_ml_tracker(
+        settings.model_copy(update={"ml_writer": "thread", "ml_capture_environment": False})
+    )
+    run = await tracker.create_run(experiment, {})
+    await tracker.finish_run(run, "completed", {})
+    await tracker.close()
+    detail = repo.get_run(run.run_id)
+    assert detail.environment == {} and "code.patch" not in detail.artifacts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -30,7 +31,7 @@ from agentic_trading.training import (
     split_prices,
     train,
 )
-from agentic_trading.training.data import walk_forward
+from agentic_trading.training.data import data_file, walk_forward
 from agentic_trading.training.env import make_env
 from tests.conftest import delete_namespace, make_settings
 
@@ -458,6 +459,13 @@ def test_cli_train_then_experiments_commands(settings: Settings, tmp_path: Path)
     action, _ = model.predict(np.zeros(11, dtype=np.float32), deterministic=True)
     assert int(action) in (0, 1, 2)  # short, flat, long
     assert "eval_equity" in shown["metrics"] and "eval_buy_and_hold_equity" in shown["metrics"]
+    # Where it came from: the bundled bars by hash, the seed, torch's threads, the command.
+    environment = shown["environment"]
+    bundled = data_file("EUR_USD")
+    assert environment["data"]["sha256"] == hashlib.sha256(bundled.read_bytes()).hexdigest()
+    assert environment["data"]["path"] == str(bundled) and environment["data"]["bars"] > 1000
+    assert environment["seeds"] == {"seed": 1} and environment["torch"]["threads"] >= 1
+    assert "train" in environment["command"] and "requirements.txt" in shown["artifacts"]
 
     compared = json.loads(cli("experiments", "compare", *ids, "--json", env=env).stdout)
     assert compared["config_diff"]["learning_rate"] == {ids[0]: 0.0003, ids[1]: 0.001}
@@ -467,6 +475,7 @@ def test_cli_train_then_experiments_commands(settings: Settings, tmp_path: Path)
     assert best["run_id"] in ids
     text = cli("experiments", "show", ids[0], env=env).stdout
     assert "model.zip" in text and "learning_rate" in text
+    assert "sha256" in text and "stable-baselines3" in text
 
     deleted = cli("experiments", "delete", ids[1], "--yes", env=env)
     assert deleted.returncode == 0

@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     ml_retry_timeout: float = Field(300.0, ge=0)
     ml_writer_timeout: float = Field(60.0, gt=0)
     ml_catalog_url: str | None = Field(None, repr=False)
+    ml_capture_environment: bool = True
     mlflow_tracking_uri: str | None = Field(None, repr=False)
 
     # --- Studies ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from agentic_trading.cli._common import (
     settings_with,
 )
 from agentic_trading.cli.format import LABEL_STYLE, status_text
-from agentic_trading.common.formatting import verdict_label
+from agentic_trading.common.formatting import environment_rows, verdict_label
 from agentic_trading.config import Settings
 from agentic_trading.evaluation.verdict import GROUP_KIND
 from agentic_trading.tracking import RunDetail, RunSummary, SyncExperimentRepository
@@ -272,6 +272,8 @@ def show(repo: SyncExperimentRepository, run_id: str, as_json: bool) -> None:
             table.add_row(key, _short(value) if isinstance(value, float) else str(value))
         console.print(table)
     console.print("metrics: " + (", ".join(detail.metrics) or "none"))
+    for what, value in environment_rows(detail.environment):
+        console.print(f"{what}: {value}", highlight=False)
     for name, uri in detail.artifacts.items():
         console.print(f"artifact [bold]{name}[/]: {uri}")
     if detail.config.get("kind") == GROUP_KIND:

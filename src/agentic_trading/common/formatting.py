@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["METRIC_FORMATS", "duration", "metric_value", "rate", "verdict_label"]
+__all__ = [
+    "METRIC_FORMATS",
+    "duration",
+    "environment_rows",
+    "metric_value",
+    "rate",
+    "verdict_label",
+]
 
 #: How a final metric reads; ``buy_and_hold_<name>`` and ``validation_<name>`` read as
 #: ``<name>``; others ``{:.4g}``.
@@ -73,3 +80,46 @@ def verdict_label(config: Mapping[str, Any], params: Mapping[str, Any]) -> str:
     if config.get("kind") == GROUP_KIND:
         return f"group: {label}" if label else "group"
     return label
+
+
+def environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run's environment as ``(what, value)`` rows for people (the dashboard, the CLI)."""
+    if not environment:
+        return []
+    git = environment.get("git")
+    if isinstance(git, dict):
+        code = f"{str(git.get('commit', ''))[:12]} on {git.get('branch') or '?'}"
+        code += " with uncommitted changes (code.patch)" if git.get("dirty") else ", clean"
+    else:
+        code = "not in a git repository"
+    rows = [("code", code), ("command", str(environment.get("command", "")))]
+    data = environment.get("data")
+    if isinstance(data, dict):
+        rows.append(
+            (
+                "data",
+                f"{data.get('path')} · sha256 {str(data.get('sha256'))[:16]} · "
+                f"{data.get('first_bar')} to {data.get('last_bar')} ({data.get('bars')} bars)",
+            )
+        )
+    seeds = environment.get("seeds")
+    if isinstance(seeds, dict) and seeds:
+        rows.append(("seeds", ", ".join(f"{k} {v}" for k, v in seeds.items())))
+    torch = environment.get("torch")
+    if isinstance(torch, dict):
+        rows.append(
+            ("torch", f"{torch.get('threads')} threads, deterministic {torch.get('deterministic')}")
+        )
+    versions = environment.get("versions") or {}
+    rows.append(
+        (
+            "packages",
+            f"Python {environment.get('python')} · "
+            + " · ".join(f"{k} {v}" for k, v in versions.items() if v),
+        )
+    )
+    machine = environment.get("platform") or {}
+    rows.append(
+        ("machine", f"{machine.get('os')} · {machine.get('cpu')} ({machine.get('cpus')} CPUs)")
+    )
+    return rows

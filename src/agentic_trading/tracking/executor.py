@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from agentic_trading.tracking.catalogue.database import catalogue_url
 from agentic_trading.tracking.catalogue.mirror import CatalogueMirror
 from agentic_trading.tracking.catalogue.runs import RunCatalogue
 from agentic_trading.tracking.catalogue.store import CataloguedStore
+from agentic_trading.tracking.environment import describe_environment
 from agentic_trading.tracking.errors import (
     RunNotFoundError,
     TrackingError,
@@ -215,6 +217,10 @@ class RunExecutor:
             if method == "log_artifact":
                 args[0] = Path(args[0])
             return getattr(self.store, method)(run_id, *args)
+        if op["kind"] == "capture":
+            if op["run"] in self._runs:
+                self._capture(op["run"], op["facts"])
+            return None
         if op["kind"] == "close":
             status = ExperimentStatus(op["status"])
             self._close(op["run"], status, op["final"], op["error"], op.get("values"))
@@ -226,6 +232,22 @@ class RunExecutor:
                     self._count_failure(state, run_id, TrackingError(why), points)
             return None
         raise ValueError(f"unknown tracking operation kind {op.get('kind')!r}")
+
+    def _capture(self, run_id: str, facts: dict[str, Any]) -> None:
+        """The run's environment and its artifacts (``code.patch``, ``requirements.txt``); a
+        part that cannot be stored is logged, never a fault of the run."""
+        environment, artifacts = describe_environment(facts)
+        self.store.set_attributes(run_id, {"environment": environment})
+        with tempfile.TemporaryDirectory() as folder:
+            for name, content in artifacts.items():
+                path = Path(folder, name)
+                path.write_bytes(content)
+                try:
+                    self.store.log_artifact(run_id, path, name)
+                except TrackingServerUnreachableError:
+                    raise
+                except Exception as exc:
+                    logger.warning("run %s: %s not stored: %s", run_id, name, describe(exc))
 
     def _track(self, run_id: str, op_points: list[Point]) -> None:
         state = self._runs.get(run_id)

@@ -31,7 +31,7 @@ MAX_METRIC_NAME = 128
 #: every other attribute reads back as the run's ``params``.
 RECORD_ATTRIBUTES = frozenset(
     {"hparams", "status", "final_metrics", "error", "host", "pid", "heartbeat_at"}
-    | {"skipped_non_finite", "values_logged"}
+    | {"skipped_non_finite", "values_logged", "environment"}
 )
 
 #: Metrics where a smaller value is the better one, for comparisons and ``best_run``'s default.
@@ -154,6 +154,10 @@ class RunDetail(RunSummary):
     #: Metric values the tracker accepted for the run (non-finite ones not counted); the stored
     #: series of a run that closed hold exactly this many values between them.
     values_logged: int | None = None
+    #: Where the run came from (``tracking.environment``): git commit, branch, dirty flag;
+    #: package versions; Python, OS and CPU; command line; data file and its sha256; seeds;
+    #: settings with secrets masked. Empty for runs tracked before it was captured.
+    environment: dict[str, Any] = {}
     duration: float | None = None
 
 

@@ -16,13 +16,14 @@ from agentic_trading.common.ids import validate_name
 from agentic_trading.common.values import check_json_mapping
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking.environment import process_facts
 from agentic_trading.tracking.records import (
     RECORD_ATTRIBUTES,
     RunHandle,
     TrainingMetrics,
     split_metric_values,
 )
-from agentic_trading.tracking.wire import CallOp, CloseOp, OpenOp, Operation, TrackOp
+from agentic_trading.tracking.wire import CallOp, CaptureOp, CloseOp, OpenOp, Operation, TrackOp
 from agentic_trading.tracking.writer import BackgroundWriter
 
 __all__ = ["SyncTracker", "Tracker"]
@@ -61,6 +62,15 @@ class _TrackerCore:
         tag_list = [validate_name(tag, "tag") for tag in _strings(tags, "tags")]
         self._writer.store.check_writable()  # a clear error now, not a lost run later
         return self._writer.open_op(name, clean, tag_list)
+
+    def _capture(self, op: OpenOp, environment: Mapping[str, Any] | None) -> CaptureOp | None:
+        """The run's environment as this process knows it (``environment`` adds the caller's
+        facts: data, seeds), for the writer to complete; ``None`` when capture is off."""
+        extra = check_json_mapping(environment, "environment", MAX_CONFIG_BYTES)
+        if not self._settings.ml_capture_environment:
+            return None
+        facts = {**process_facts(self._settings), **extra}
+        return {"kind": "capture", "run": op["run"], "facts": facts}
 
     def _track(
         self,
@@ -188,15 +198,23 @@ class Tracker(_TrackerCore):
         config: Mapping[str, Any] | None = None,
         *,
         tags: Iterable[str] = (),
+        environment: Mapping[str, Any] | None = None,
     ) -> RunHandle:
         """Create a run in ``experiment_name`` (default ``ML_EXPERIMENT_NAME``), marked running.
 
-        ``config`` (JSON data) becomes the run's Aim hparams. Raises
-        :class:`~agentic_trading.tracking.errors.TrackingUnavailableError` if the storage
-        cannot be written.
+        ``config`` (JSON data) becomes the run's Aim hparams. The run's environment is captured
+        in the background (``ML_CAPTURE_ENVIRONMENT``): the code's git commit and uncommitted
+        diff, package versions, the machine, the command line and the settings (secrets
+        masked); ``environment`` adds what the caller knows, such as
+        ``{"data": {"path": ...}, "seeds": {...}}`` (a data file's sha256 is computed).
+        Raises :class:`~agentic_trading.tracking.errors.TrackingUnavailableError` if the
+        storage cannot be written.
         """
         op = self._open(experiment_name, config, tags)
+        capture = self._capture(op, environment)
         pending = await self._submit(op)
+        if capture is not None:
+            await self._submit(capture)
         if self._writer.waits_for_open:
             await self._writer.result_async(pending)
         return self._writer.handle(op)
@@ -279,10 +297,14 @@ class SyncTracker(_TrackerCore):
         config: Mapping[str, Any] | None = None,
         *,
         tags: Iterable[str] = (),
+        environment: Mapping[str, Any] | None = None,
     ) -> RunHandle:
         """See :meth:`Tracker.create_run`."""
         op = self._open(experiment_name, config, tags)
+        capture = self._capture(op, environment)
         pending = self._writer.submit(op)
+        if capture is not None:
+            self._writer.submit(capture)
         if self._writer.waits_for_open:
             self._writer.result(pending)
         return self._writer.handle(op)

@@ -32,6 +32,7 @@ __all__ = [
     "CALLS",
     "EXIT_ERROR",
     "CallOp",
+    "CaptureOp",
     "CloseOp",
     "FlushOp",
     "Hello",
@@ -95,12 +96,22 @@ class CloseOp(TypedDict):
     values: NotRequired[int]
 
 
+class CaptureOp(TypedDict):
+    """Where the run came from, as the training process knows it; the writer adds the rest
+    (``tracking.environment``)."""
+
+    kind: Literal["capture"]
+    id: NotRequired[int]
+    run: str
+    facts: dict[str, Any]
+
+
 class FlushOp(TypedDict):
     kind: Literal["flush"]
     id: NotRequired[int]
 
 
-Operation = OpenOp | TrackOp | CallOp | CloseOp | FlushOp
+Operation = OpenOp | TrackOp | CallOp | CaptureOp | CloseOp | FlushOp
 
 _HEADER = struct.Struct(">I")
 

@@ -81,6 +81,9 @@ class ExperimentCallback(BaseCallback):
     :param exit_on_signal: after SIGTERM or SIGHUP stopped the training and it was recorded
         ``cancelled``, leave with the conventional exit code (``SystemExit(143)`` for SIGTERM)
         instead of returning from ``learn``; a caller that handles it itself passes ``False``.
+    :param environment: facts of the run's environment that only the caller knows, such as
+        ``{"data": {"path": ...}, "seeds": {"seed": 1}}``; the tracker adds the code, the
+        packages and the machine (see :meth:`~agentic_trading.tracking.Tracker.create_run`).
 
     While it trains, SIGTERM and SIGHUP stop it like a stop request (see
     :mod:`agentic_trading.common.signals`); handlers you installed before still run.
@@ -100,6 +103,7 @@ class ExperimentCallback(BaseCallback):
         tracker: SyncTracker | None = None,
         verbose: int = 0,
         exit_on_signal: bool = True,
+        environment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(verbose)
         self.experiment_name = validate_name(experiment_name, "experiment name")
@@ -114,6 +118,7 @@ class ExperimentCallback(BaseCallback):
         self.log_every = log_every
         self.finish_on_end = finish_on_end
         self.exit_on_signal = exit_on_signal
+        self.environment = dict(environment or {})
         self._signals: int | None = None
         self.settings = settings or get_settings()
         self._own_channel = channel is None
@@ -165,8 +170,11 @@ class ExperimentCallback(BaseCallback):
         agent = type(self.model).__name__
         config = {"agent_type": agent, **self.config}
         self.channel.create_experiment(self.experiment_id, config)
+        seeds = {"seed": self.model.seed} if self.model.seed is not None else {}
         self.run = self.tracker.create_run(
-            self.experiment_name, {**config, "experiment_id": self.experiment_id}
+            self.experiment_name,
+            {**config, "experiment_id": self.experiment_id},
+            environment={"seeds": seeds, **self.environment},
         )
         self.channel.publish_status(
             self.experiment_id, ExperimentStatus.RUNNING, f"{agent} training started"

@@ -15,6 +15,7 @@ __all__ = [
     "DataError",
     "PriceSplit",
     "Window",
+    "data_file",
     "default_test_fraction",
     "load_prices",
     "split_prices",
@@ -82,6 +83,19 @@ class PriceSplit:
         for window in (self.training, self.validation, self.test):
             out.update(window.describe())
         return out
+
+
+def data_file(pair: str = "EUR_USD", path: str | Path | None = None) -> Path:
+    """The file :func:`load_prices` reads: ``path``, or the CSV gym-anytrading ships for
+    ``pair``."""
+    if path is not None:
+        return Path(path).expanduser().resolve()
+    import importlib.util
+
+    spec = importlib.util.find_spec("gym_anytrading")
+    if spec is None or spec.origin is None or pair not in PAIRS:
+        raise DataError(f"pair {pair!r} has no bundled data; bundled: {', '.join(PAIRS)}")
+    return Path(spec.origin).parent / "datasets" / "data" / f"{PAIRS[pair]}.csv"
 
 
 def load_prices(pair: str = "EUR_USD", path: str | Path | None = None) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from agentic_trading.tracking import TrackingError
 from agentic_trading.training.agents import make_agent
 from agentic_trading.training.callbacks import ExperimentCallback
 from agentic_trading.training.config import TrainingConfig
-from agentic_trading.training.data import PriceSplit, Window, load_prices, walk_forward
+from agentic_trading.training.data import PriceSplit, Window, data_file, load_prices, walk_forward
 from agentic_trading.training.env import ACTION_POSITIONS, TradingEnv
 from agentic_trading.training.features import FeatureScaler
 
@@ -104,6 +104,8 @@ class Prepared:
     split: PriceSplit
     scaler: FeatureScaler
     env: TradingEnv
+    #: The bars' file, pair, first and last bar and count: the run's environment records them.
+    data: dict[str, Any]
 
 
 def prepare(config: TrainingConfig) -> Prepared:
@@ -118,7 +120,14 @@ def prepare(config: TrainingConfig) -> Prepared:
         config.held_out_fraction,
     )[config.fold]
     scaler = FeatureScaler.fit(split.training.close)
-    return Prepared(split, scaler, window_env(split.training, config, scaler))
+    data = {
+        "path": str(data_file(config.pair, config.data)),
+        "pair": config.pair,
+        "first_bar": str(frame.index[0]),
+        "last_bar": str(frame.index[-1]),
+        "bars": len(frame),
+    }
+    return Prepared(split, scaler, window_env(split.training, config, scaler), data)
 
 
 def window_env(window: Window, config: TrainingConfig, scaler: FeatureScaler) -> TradingEnv:
@@ -197,6 +206,7 @@ def train(
         finish_on_end=False,
         settings=settings,
         exit_on_signal=False,  # the caller decides (the CLI exits 143 after its results)
+        environment={"data": prepared.data, "seeds": {"seed": config.seed}},
     )
     if on_start is not None:
         on_start(callback)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
-from agentic_trading.common.formatting import duration, metric_value
+from agentic_trading.common.formatting import duration, environment_rows, metric_value
 from agentic_trading.dashboard.components import (
     EQUITY_SERIES,
     curves_figure,
@@ -189,6 +189,25 @@ def _artifacts(run: RunDetail) -> Any:
     )
 
 
+def _environment(run: RunDetail) -> list[Any]:
+    rows = environment_rows(run.environment)
+    if not rows:
+        return [html.P("Not recorded (a run tracked before environments were captured).")]
+    settings = run.environment.get("settings") or {}
+    return [
+        table(["", ""], [html.Tr([html.Td(k), html.Td(v)]) for k, v in rows], "run-environment"),
+        html.Details(
+            [
+                html.Summary("Settings in force (secrets masked)"),
+                table(
+                    ["setting", "value"],
+                    [html.Tr([html.Td(k), html.Td(str(v))]) for k, v in settings.items()],
+                ),
+            ]
+        ),
+    ]
+
+
 def _group_link(run: RunDetail) -> Any:
     group = run.config.get("group_id")
     if not isinstance(group, str):
@@ -340,6 +359,8 @@ def _body(context: DashboardContext, run_id: str) -> tuple[list[Any], RunDetail]
         else html.P("No metrics tracked."),
         html.H2("Config"),
         table(["key", "value"], config_rows, body_id="run-config"),
+        html.H2("Environment"),
+        *_environment(run),
         html.H2("Artifacts"),
         _artifacts(run),
     ]

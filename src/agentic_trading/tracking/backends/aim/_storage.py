@@ -14,6 +14,7 @@ from agentic_trading.tracking.errors import TrackingUnavailableError
 
 __all__ = [
     "ATTR_CONFIG",
+    "ATTR_ENVIRONMENT",
     "ATTR_ERROR",
     "ATTR_FINAL",
     "ATTR_HEARTBEAT",
@@ -45,6 +46,7 @@ ATTR_HOST = "host"
 ATTR_PID = "pid"
 ATTR_SKIPPED = "skipped_non_finite"
 ATTR_VALUES = "values_logged"
+ATTR_ENVIRONMENT = "environment"
 
 
 def import_aim() -> Any:

@@ -12,6 +12,7 @@ from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking.backends.aim._storage import (
     ATTR_CONFIG,
+    ATTR_ENVIRONMENT,
     ATTR_ERROR,
     ATTR_FINAL,
     ATTR_HEARTBEAT,
@@ -256,4 +257,6 @@ def run_record(cls: type[Any], props: Any, tree: dict[str, Any], run_id: str) ->
         record.skipped_non_finite = dict(attrs.get(ATTR_SKIPPED) or {})
         values = attrs.get(ATTR_VALUES)
         record.values_logged = values if isinstance(values, int) else None
+        environment = attrs.get(ATTR_ENVIRONMENT)
+        record.environment = dict(environment) if isinstance(environment, dict) else {}
     return record

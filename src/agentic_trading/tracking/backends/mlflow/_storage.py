@@ -53,7 +53,7 @@ TAG = {
     name: PREFIX + name
     for name in (
         "run_id", "status", "config", "final_metrics", "error", "host", "pid", "heartbeat_at",
-        "skipped_non_finite", "values_logged",
+        "skipped_non_finite", "values_logged", "environment",
     )
 }  # fmt: skip
 PARAM_PREFIX = PREFIX + "param."

@@ -149,6 +149,8 @@ class MlflowRunReader:
         detail.skipped_non_finite = {str(k): int(v) for k, v in skipped.items()}
         values = _loads(run.data.tags.get(TAG["values_logged"]), None)
         detail.values_logged = values if isinstance(values, int) else None
+        environment = _loads(run.data.tags.get(TAG["environment"]), {})
+        detail.environment = environment if isinstance(environment, dict) else {}
         if TAG["config"] not in run.data.tags:  # too long for a tag: read the whole file
             detail.config = self._config_file(run) or detail.config
         return detail
