@@ -318,6 +318,17 @@ def test_compare_and_run_pages(any_backend: Settings, tmp_path: Path) -> None:
     assert "ML_STORAGE_PATH" in page
     packages = dash.client.get(f"/_agentic/artifacts/{one.run_id}/requirements.txt")
     assert packages.status_code == 200 and b"numpy==" in packages.data
+    assert "run-system" not in page  # sampled every 10 s: this run was shorter
+    sampled = get_sync_tracker(
+        settings.model_copy(update={"ml_writer": "thread", "ml_system_metrics_interval": 0.2})
+    )
+    three = sampled.create_run("PPO_EUR_USD", {})
+    sampled.flush()
+    time.sleep(0.7)
+    sampled.finish_run(three, "completed", {})
+    sampled.close()
+    page = dash.page(f"/runs/{three.run_id}")
+    assert "run-system" in page and "system/rss_mb" in page and "system/cpu_percent" in page
     download = dash.client.get(f"/_agentic/artifacts/{one.run_id}/model.zip")
     assert download.status_code == 200 and download.data == b"PK fake model"
     assert dash.client.get(f"/_agentic/artifacts/{one.run_id}/other.zip").status_code == 404

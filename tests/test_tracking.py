@@ -7,6 +7,7 @@ was written with the backend's own tools (Aim's SDK and CLI, MLflow's client).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -1041,3 +1042,53 @@ async def test_capture_can_be_turned_off(
     await tracker.close()
     detail = repo.get_run(run.run_id)
     assert detail.environment == {} and "code.patch" not in detail.artifacts
+
+
+SYSTEM_SERIES = {
+    "system/cpu_percent", "system/rss_mb", "system/threads", "system/load_1m",
+    "system/memory_percent", "system/memory_available_mb",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+async def test_the_writer_samples_system_metrics_into_every_open_run(
+    settings: Settings, repo: SyncExperimentRepository, experiment: str, writer: str
+) -> None:
+    tracker = await get_ml_tracker(
+        settings.model_copy(update={"ml_writer": writer, "ml_system_metrics_interval": 0.25})
+    )
+    run = await tracker.create_run(experiment, {})
+    await tracker.log_metrics(run, {"reward": 1.0}, step=1)
+    await tracker.flush()  # the run is open in the writer (a writer process starts first)
+    await asyncio.sleep(1.6)  # about six samples
+    await tracker.finish_run(run, "completed", {})
+    await tracker.close()
+
+    detail = repo.get_run(run.run_id)
+    assert set(detail.metrics) >= SYSTEM_SERIES
+    series = repo.get_metrics(run.run_id, sorted(SYSTEM_SERIES))
+    counts = {len(s.values) for s in series.values()}
+    assert len(counts) == 1 and 3 <= counts.pop() <= 8
+    samples = len(series["system/rss_mb"].values)
+    steps = series["system/rss_mb"].steps
+    assert steps == sorted(set(steps))  # one point a step, in order
+    assert all(20 < mb < 24 * 1024 for mb in series["system/rss_mb"].values)
+    assert all(value >= 1 for value in series["system/threads"].values)
+    assert all(0 <= value <= 100 for value in series["system/memory_percent"].values)
+    # They count among the values the run logged: its record is complete.
+    assert detail.values_logged == 1 + len(SYSTEM_SERIES) * samples
+
+
+async def test_system_metrics_can_be_turned_off(
+    settings: Settings, repo: SyncExperimentRepository, experiment: str
+) -> None:
+    tracker = await get_ml_tracker(
+        settings.model_copy(update={"ml_writer": "thread", "ml_system_metrics_interval": 0})
+    )
+    run = await tracker.create_run(experiment, {})
+    await tracker.log_metrics(run, {"reward": 1.0}, step=1)
+    await asyncio.sleep(0.5)
+    await tracker.finish_run(run, "completed", {})
+    await tracker.close()
+    detail = repo.get_run(run.run_id)
+    assert detail.metrics == ["reward"] and detail.values_logged == 1

@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     ml_writer_timeout: float = Field(60.0, gt=0)
     ml_catalog_url: str | None = Field(None, repr=False)
     ml_capture_environment: bool = True
+    ml_system_metrics_interval: float = Field(10.0, ge=0)
     mlflow_tracking_uri: str | None = Field(None, repr=False)
 
     # --- Studies ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from agentic_trading.tracking.errors import (
     TrackingUnavailableError,
     describe,
 )
+from agentic_trading.tracking.system_metrics import SystemSampler
 from agentic_trading.tracking.wire import CALLS, EXIT_ERROR, CloseOp, Operation, Point
 
 __all__ = ["EXIT_ERROR", "RunExecutor", "storage_fault"]
@@ -86,6 +87,9 @@ class _RunState:
     skipped_written: int = 0
     failures: int = 0
     first_failure: str | None = None
+    opened: float = field(default_factory=time.monotonic)
+    system_step: int = -1  # the step of the run's last system sample
+    system_values: int = 0  # system values written (they count in values_logged)
 
 
 class RunExecutor:
@@ -100,10 +104,16 @@ class RunExecutor:
         store: RunStore,
         heartbeat_interval: float,
         retry: ServerRetry | None = None,
+        system_interval: float = 0.0,
+        owner_pid: int | None = None,
     ) -> None:
         self.store = store
         self.retry = retry or ServerRetry(300.0)
         self._interval = heartbeat_interval
+        self._system_interval = system_interval
+        self._next_sample = time.monotonic() + system_interval
+        self._owner = owner_pid or os.getpid()
+        self._sampler: SystemSampler | None = None
         self._runs: dict[str, _RunState] = {}
         self._failed: dict[str, str] = {}
         self._next_beat = time.monotonic() + heartbeat_interval
@@ -123,7 +133,13 @@ class RunExecutor:
                 lambda: RunCatalogue(url, settings.ml_heartbeat_timeout), mask_url(url)
             )
             store = CataloguedStore(store, mirror, owner_pid or os.getpid())
-        return cls(store, settings.ml_heartbeat_interval, ServerRetry(settings.ml_retry_timeout))
+        return cls(
+            store,
+            settings.ml_heartbeat_interval,
+            ServerRetry(settings.ml_retry_timeout),
+            settings.ml_system_metrics_interval,
+            owner_pid,
+        )
 
     def prepare(self) -> None:
         """Do the one-off work of the first operations now (imports, a new store and
@@ -292,7 +308,7 @@ class RunExecutor:
         if state.skipped:
             record["skipped_non_finite"] = dict(state.skipped)
         if values is not None:
-            record["values_logged"] = values
+            record["values_logged"] = values + state.system_values
         if record:
             self.store.set_attributes(run_id, record)
         self.store.close_run(run_id, status, final, error)
@@ -310,11 +326,44 @@ class RunExecutor:
             logger.error("buffered points not written yet: %s", describe(exc))
 
     def seconds_to_beat(self) -> float:
-        """Seconds until the next heartbeat is due."""
-        return max(0.0, self._next_beat - time.monotonic())
+        """Seconds until the next heartbeat or system sample is due."""
+        due = self._next_beat
+        if self._system_interval and self._runs:
+            due = min(due, self._next_sample)
+        return max(0.0, due - time.monotonic())
+
+    def _sample_if_due(self) -> None:
+        """One system sample (``system/...``) on every open run, when due."""
+        now = time.monotonic()
+        if not self._system_interval or now < self._next_sample or self.retry.in_outage:
+            return
+        self._next_sample = now + self._system_interval
+        if not self._runs:
+            return
+        try:
+            if self._sampler is None:
+                self._sampler = SystemSampler(self._owner)
+            sample = self._sampler.sample()
+        except Exception as exc:  # psutil missing or refused: no system series
+            logger.warning("system metrics are off: %s", describe(exc))
+            self._system_interval = 0.0
+            return
+        for run_id, state in list(self._runs.items()):
+            if not sample:
+                break
+            step = max(state.system_step + 1, round(now - state.opened))
+            try:
+                self.store.track(run_id, [(step, sample)])
+            except Exception as exc:  # a sample is not worth an outage's retries
+                logger.debug("run %s: system metrics not written: %s", run_id, exc)
+                continue
+            state.system_step = step
+            state.system_values += len(sample)
 
     def beat_if_due(self) -> None:
-        """Record a heartbeat (and the skipped-value counts) of every open run, when due."""
+        """Record a heartbeat (and the skipped-value counts) of every open run, when due, and
+        a system sample when that is due."""
+        self._sample_if_due()
         if time.monotonic() < self._next_beat or self.retry.in_outage:
             return
         self._next_beat = time.monotonic() + self._interval

@@ -221,6 +221,9 @@ def _group_link(run: RunDetail) -> Any:
     )
 
 
+#: Series the tracker's writer samples (``tracking.system_metrics``), shown apart.
+SYSTEM_PREFIX = "system/"
+
 #: How often the page of a running run refreshes itself.
 REFRESH_MS = 3000
 
@@ -314,13 +317,13 @@ def _body(context: DashboardContext, run_id: str) -> tuple[list[Any], RunDetail]
     if EQUITY_SERIES[0] in series:
         figure = equity_figure([("agent", series[EQUITY_SERIES[0]])], series.get(EQUITY_SERIES[1]))
         charts.append(dcc.Graph(figure=figure, config={"displaylogo": False}))
+    system: list[Any] = []
     for name, values in series.items():
         if name not in EQUITY_SERIES:
-            charts.append(
-                dcc.Graph(
-                    figure=curves_figure(name, [(name, values)]), config={"displaylogo": False}
-                )
+            graph = dcc.Graph(
+                figure=curves_figure(name, [(name, values)]), config={"displaylogo": False}
             )
+            (system if name.startswith(SYSTEM_PREFIX) else charts).append(graph)
     info = (
         f"experiment {run.experiment} · created {run.created_at:%Y-%m-%d %H:%M:%S} · "
         f"duration {duration(run.duration)}" + (f" · {run.host} pid {run.pid}" if run.host else "")
@@ -357,6 +360,18 @@ def _body(context: DashboardContext, run_id: str) -> tuple[list[Any], RunDetail]
         html.Div(charts, className="grid", id="run-charts")
         if charts
         else html.P("No metrics tracked."),
+        *(
+            [
+                html.H2("System"),
+                html.P(
+                    "The training process and its machine, sampled by its tracker's writer "
+                    "every ML_SYSTEM_METRICS_INTERVAL seconds (x: seconds since the start)."
+                ),
+                html.Div(system, className="grid", id="run-system"),
+            ]
+            if system
+            else []
+        ),
         html.H2("Config"),
         table(["key", "value"], config_rows, body_id="run-config"),
         html.H2("Environment"),
