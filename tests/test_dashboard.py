@@ -329,6 +329,29 @@ def test_compare_and_run_pages(any_backend: Settings, tmp_path: Path) -> None:
     sampled.close()
     page = dash.page(f"/runs/{three.run_id}")
     assert "run-system" in page and "system/rss_mb" in page and "system/cpu_percent" in page
+
+    # A run's console output, searchable.
+    printed = get_sync_tracker(settings)
+    four = printed.create_run("PPO_EUR_USD", {})
+    lines = [f"step {n}: reward {n / 10}" for n in range(2500)] + ["ERROR feed lost at 2500"]
+    assert printed.log_output(four, lines)
+    printed.finish_run(four, "failed", {}, error="feed lost")
+    printed.flush()
+    assert "Console output" in dash.page(f"/runs/{four.run_id}")
+    found = dash.call(
+        [("run-output-count", "children"), ("run-output-lines", "children")],
+        [("run-output-search", "value", "error")],
+        [("run-id", "data", four.run_id)],
+    )
+    assert found["run-output-lines"]["children"] == "ERROR feed lost at 2500"
+    assert found["run-output-count"]["children"].startswith("1 of 2,501 lines")
+    everything = dash.call(
+        [("run-output-count", "children"), ("run-output-lines", "children")],
+        [("run-output-search", "value", "")],
+        [("run-id", "data", four.run_id)],
+    )
+    assert "the last 2,000 shown" in everything["run-output-count"]["children"]
+    assert everything["run-output-lines"]["children"].splitlines()[0] == "step 501: reward 50.1"
     download = dash.client.get(f"/_agentic/artifacts/{one.run_id}/model.zip")
     assert download.status_code == 200 and download.data == b"PK fake model"
     assert dash.client.get(f"/_agentic/artifacts/{one.run_id}/other.zip").status_code == 404

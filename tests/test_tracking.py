@@ -1092,3 +1092,20 @@ async def test_system_metrics_can_be_turned_off(
     await tracker.close()
     detail = repo.get_run(run.run_id)
     assert detail.metrics == ["reward"] and detail.values_logged == 1
+
+
+async def test_console_output_is_capped_with_a_note(
+    settings: Settings, repo: SyncExperimentRepository, experiment: str
+) -> None:
+    tracker = get_sync_tracker(
+        settings.model_copy(update={"ml_writer": "thread", "ml_capture_output_max_lines": 5})
+    )
+    run = tracker.create_run(experiment, {})
+    assert tracker.log_output(run, [f"line {n}" for n in range(3)])
+    assert tracker.log_output(run, [f"line {n}" for n in range(3, 8)])
+    tracker.finish_run(run, "completed", {})
+    tracker.close()
+    uri = repo.get_run(run.run_id).artifacts["output.log"]
+    lines = read_artifact(uri, settings).decode().splitlines()
+    assert lines[:5] == [f"line {n}" for n in range(5)]
+    assert lines[5:] == ["[agentic-trading: 3 more lines not kept (ML_CAPTURE_OUTPUT_MAX_LINES=5)]"]

@@ -563,3 +563,92 @@ def test_ctrl_c_records_cancelled(settings: Settings) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+CONSOLE_SCRIPT = """
+import logging, sys, time
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")  # before capture
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from agentic_trading.training import ExperimentCallback, load_prices, split_prices
+from agentic_trading.training.env import make_env
+
+class Chatty(BaseCallback):
+    def _on_step(self):
+        n = self.num_timesteps
+        if n % 64 == 0:
+            print(f"print at step {n}")
+            logging.getLogger("research").info("logged at step %d", n)
+            sys.stderr.write(f"\\r\\x1b[2K\\x1b[32mbar {n // 64}/4\\x1b[0m")  # redrawn in place
+        if n == 256:
+            sys.stderr.write("\\n")
+            print("last words", flush=True)
+            if sys.argv[1] == "hang":
+                time.sleep(0.5)
+                tracked.on_rollout_end()  # hand the lines over, as each rollout's end does
+                print("ready", flush=True)
+                time.sleep(600)
+        return True
+
+split = split_prices(load_prices(), 10)
+model = PPO("MlpPolicy", make_env(split.training, 10), n_steps=128, seed=1)
+tracked = ExperimentCallback(sys.argv[2], {})
+model.learn(256, callback=[tracked, Chatty()])
+print(tracked.run.run_id)
+"""
+
+
+def _console_lines(settings: Settings, run_id: str) -> list[str]:
+    detail = get_sync_experiment_repository(settings).get_run(run_id)
+    uri = detail.artifacts["output.log"]
+    return Path(uri.removeprefix("file://")).read_text().splitlines()
+
+
+def test_a_trainings_console_output_is_kept_and_still_printed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    env = {**os.environ, "ML_STORAGE_PATH": settings.ml_storage_path}
+    done = subprocess.run(
+        [sys.executable, "-c", CONSOLE_SCRIPT, "finish", f"console-{uuid.uuid4().hex[:6]}"],
+        capture_output=True, text=True, env=env, timeout=180, check=True,
+    )  # fmt: skip
+    # The terminal got everything, as without capture.
+    assert "print at step 64" in done.stdout and "INFO logged at step 192" in done.stderr
+    assert "\x1b[32mbar 1/4" in done.stderr
+    lines = _console_lines(settings, done.stdout.strip().splitlines()[-1])
+    for n in (64, 128, 192, 256):
+        assert f"print at step {n}" in lines
+        # As a terminal shows it: a log line after a bar that ended without a newline.
+        assert sum(line.endswith(f"INFO logged at step {n}") for line in lines) == 1
+    assert lines.count("bar 4/4") == 1 and not any(line == "bar 1/4" for line in lines)
+    assert "last words" in lines and not any("\x1b" in line for line in lines)
+
+
+def test_a_killed_trainings_console_output_is_kept_by_its_writer(
+    settings: Settings, tmp_path: Path
+) -> None:
+    env = {**os.environ, "ML_STORAGE_PATH": settings.ml_storage_path}
+    name = f"console-{uuid.uuid4().hex[:6]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CONSOLE_SCRIPT, "hang", name],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        while proc.stdout.readline().strip() != "ready":
+            assert time.monotonic() < deadline and proc.poll() is None, "the script never got ready"
+        time.sleep(0.5)  # the lines reach the writer process
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    repo = get_sync_experiment_repository(settings)
+    deadline = time.monotonic() + 30
+    while not (runs := [r for r in repo.list_runs(experiment=name) if "output.log" in r.artifacts]):
+        assert time.monotonic() < deadline, "no output.log after the kill"
+        time.sleep(0.5)
+    assert runs[0].status is ExperimentStatus.CRASHED
+    lines = _console_lines(settings, runs[0].run_id)
+    assert "print at step 256" in lines and "last words" in lines

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     ml_catalog_url: str | None = Field(None, repr=False)
     ml_capture_environment: bool = True
     ml_system_metrics_interval: float = Field(10.0, ge=0)
+    ml_capture_output_max_lines: int = Field(100_000, ge=0)
     mlflow_tracking_uri: str | None = Field(None, repr=False)
 
     # --- Studies ------------------------------------------------------------------------------

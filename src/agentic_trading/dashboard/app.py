@@ -10,12 +10,11 @@ local artifacts).
 from __future__ import annotations
 
 import io
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, unquote
 
 from agentic_trading.config import Settings, get_settings
 from agentic_trading.dashboard.context import DashboardContext
@@ -162,42 +161,7 @@ def _add_routes(server: Flask, context: DashboardContext) -> None:
 
     @server.get("/_agentic/artifacts/<run_id>/<path:name>")
     def artifact(run_id: str, name: str) -> Any:
-        try:
-            detail = context.repository.get_run(run_id)
-        except Exception:
+        data = context.read_artifact(run_id, name)
+        if data is None:
             abort(404)
-        uri = detail.artifacts.get(name)
-        if uri is None:
-            abort(404)
-        parsed = urlparse(uri)
-        if parsed.scheme != "file":
-            return _from_server(uri, name)
-        path = Path(unquote(parsed.path)).resolve()
-        root = _artifacts_root(context.settings)
-        if root is None or not path.is_relative_to(root) or not path.is_file():
-            abort(404)
-        return send_file(path, as_attachment=True, download_name=Path(name).name)
-
-    def _from_server(uri: str, name: str) -> Any:
-        import tempfile
-
-        from agentic_trading.tracking.backends import download_artifact
-
-        folder = tempfile.mkdtemp(prefix="agentic-trading-artifact-")
-        try:
-            path = download_artifact(uri, context.settings, Path(folder))
-            data = path.read_bytes()
-        except Exception:
-            abort(404, description=f"artifact {name} is stored at {uri} and could not be fetched")
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
         return send_file(io.BytesIO(data), as_attachment=True, download_name=Path(name).name)
-
-
-def _artifacts_root(settings: Settings) -> Path | None:
-    from agentic_trading.tracking.backends import artifacts_root
-
-    uri = artifacts_root(settings)
-    if uri is None or urlparse(uri).scheme != "file":
-        return None
-    return Path(unquote(urlparse(uri).path)).resolve()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from agentic_trading.config import Settings
 from agentic_trading.dashboard.control import DashboardControl
@@ -47,3 +51,41 @@ class DashboardContext:
         """The model registry in the run catalogue (caught up with tracking), if there is one."""
         catalogue = self.repository.current_catalogue()
         return None if catalogue is None else registry_for(self.settings, catalogue)
+
+    def read_artifact(self, run_id: str, name: str) -> bytes | None:
+        """The bytes of artifact ``name`` of run ``run_id``: a local file under this store's
+        artifact folder (nothing outside it is ever read), or fetched from the tracking
+        server; ``None`` when there is none or it cannot be read."""
+        try:
+            uri = self.repository.get_run(run_id).artifacts.get(name)
+        except Exception:
+            return None
+        if uri is None:
+            return None
+        parsed = urlparse(uri)
+        if parsed.scheme != "file":
+            return self._from_server(uri)
+        path = Path(unquote(parsed.path)).resolve()
+        root = self._artifacts_root()
+        if root is None or not path.is_relative_to(root) or not path.is_file():
+            return None
+        return path.read_bytes()
+
+    def _from_server(self, uri: str) -> bytes | None:
+        from agentic_trading.tracking.backends import download_artifact
+
+        folder = tempfile.mkdtemp(prefix="agentic-trading-artifact-")
+        try:
+            return download_artifact(uri, self.settings, Path(folder)).read_bytes()
+        except Exception:
+            return None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _artifacts_root(self) -> Path | None:
+        from agentic_trading.tracking.backends import artifacts_root
+
+        uri = artifacts_root(self.settings)
+        if uri is None or urlparse(uri).scheme != "file":
+            return None
+        return Path(unquote(urlparse(uri).path)).resolve()

@@ -30,6 +30,7 @@ from agentic_trading.tracking.errors import (
     TrackingUnavailableError,
     describe,
 )
+from agentic_trading.tracking.output import OUTPUT_ARTIFACT
 from agentic_trading.tracking.system_metrics import SystemSampler
 from agentic_trading.tracking.wire import CALLS, EXIT_ERROR, CloseOp, Operation, Point
 
@@ -90,6 +91,9 @@ class _RunState:
     opened: float = field(default_factory=time.monotonic)
     system_step: int = -1  # the step of the run's last system sample
     system_values: int = 0  # system values written (they count in values_logged)
+    output: Path | None = None  # the console lines so far, stored as output.log at the end
+    output_lines: int = 0
+    output_dropped: int = 0
 
 
 class RunExecutor:
@@ -106,6 +110,7 @@ class RunExecutor:
         retry: ServerRetry | None = None,
         system_interval: float = 0.0,
         owner_pid: int | None = None,
+        output_max_lines: int = 100_000,
     ) -> None:
         self.store = store
         self.retry = retry or ServerRetry(300.0)
@@ -114,6 +119,7 @@ class RunExecutor:
         self._next_sample = time.monotonic() + system_interval
         self._owner = owner_pid or os.getpid()
         self._sampler: SystemSampler | None = None
+        self._output_max_lines = output_max_lines
         self._runs: dict[str, _RunState] = {}
         self._failed: dict[str, str] = {}
         self._next_beat = time.monotonic() + heartbeat_interval
@@ -139,6 +145,7 @@ class RunExecutor:
             ServerRetry(settings.ml_retry_timeout),
             settings.ml_system_metrics_interval,
             owner_pid,
+            settings.ml_capture_output_max_lines,
         )
 
     def prepare(self) -> None:
@@ -233,6 +240,11 @@ class RunExecutor:
             if method == "log_artifact":
                 args[0] = Path(args[0])
             return getattr(self.store, method)(run_id, *args)
+        if op["kind"] == "output":
+            state = self._runs.get(op["run"])
+            if state is not None:
+                self._keep_output(state, op["lines"])
+            return None
         if op["kind"] == "capture":
             if op["run"] in self._runs:
                 self._capture(op["run"], op["facts"])
@@ -264,6 +276,39 @@ class RunExecutor:
                     raise
                 except Exception as exc:
                     logger.warning("run %s: %s not stored: %s", run_id, name, describe(exc))
+
+    def _keep_output(self, state: _RunState, lines: list[str]) -> None:
+        room = max(0, self._output_max_lines - state.output_lines)
+        kept, state.output_dropped = lines[:room], state.output_dropped + len(lines[room:])
+        if not kept:
+            return
+        if state.output is None:
+            handle, name = tempfile.mkstemp(prefix="agentic-trading-output-", suffix=".log")
+            os.close(handle)
+            state.output = Path(name)
+        with state.output.open("a", encoding="utf-8", errors="replace") as stream:
+            stream.write("".join(f"{line}\n" for line in kept))
+        state.output_lines += len(kept)
+
+    def _store_output(self, run_id: str, state: _RunState) -> None:
+        """``output.log`` of the run, with a last line saying how many lines were not kept."""
+        if state.output is None:
+            return
+        if state.output_dropped:
+            with state.output.open("a", encoding="utf-8") as stream:
+                stream.write(
+                    f"[agentic-trading: {state.output_dropped} more lines not kept "
+                    f"(ML_CAPTURE_OUTPUT_MAX_LINES={self._output_max_lines})]\n"
+                )
+            state.output_dropped = 0
+        try:
+            self.store.log_artifact(run_id, state.output, OUTPUT_ARTIFACT)
+        except TrackingServerUnreachableError:
+            raise  # the close is retried, the file kept
+        except Exception as exc:
+            logger.warning("run %s: %s not stored: %s", run_id, OUTPUT_ARTIFACT, describe(exc))
+        state.output.unlink(missing_ok=True)
+        state.output = None
 
     def _track(self, run_id: str, op_points: list[Point]) -> None:
         state = self._runs.get(run_id)
@@ -311,6 +356,7 @@ class RunExecutor:
             record["values_logged"] = values + state.system_values
         if record:
             self.store.set_attributes(run_id, record)
+        self._store_output(run_id, state)
         self.store.close_run(run_id, status, final, error)
         del self._runs[run_id]  # only now: after an outage the close is tried again
         if state.failures:

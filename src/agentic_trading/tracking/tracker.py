@@ -23,7 +23,15 @@ from agentic_trading.tracking.records import (
     TrainingMetrics,
     split_metric_values,
 )
-from agentic_trading.tracking.wire import CallOp, CaptureOp, CloseOp, OpenOp, Operation, TrackOp
+from agentic_trading.tracking.wire import (
+    CallOp,
+    CaptureOp,
+    CloseOp,
+    OpenOp,
+    Operation,
+    OutputOp,
+    TrackOp,
+)
 from agentic_trading.tracking.writer import BackgroundWriter
 
 __all__ = ["SyncTracker", "Tracker"]
@@ -348,6 +356,13 @@ class SyncTracker(_TrackerCore):
     ) -> None:
         """See :meth:`Tracker.finish_run`."""
         self._do(self._close(run, status, final_metrics, error))
+
+    def log_output(self, run: RunHandle, lines: list[str]) -> bool:
+        """Hand console lines to the run's ``output.log`` without ever waiting: ``False`` when
+        the writer's queue is full and they were dropped."""
+        self._writer.check_open(run)
+        op: OutputOp = {"kind": "output", "run": run.run_id, "lines": list(lines)}
+        return self._writer.submit(op, block=False) is not None
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything accepted so far is written."""

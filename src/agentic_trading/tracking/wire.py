@@ -38,6 +38,7 @@ __all__ = [
     "Hello",
     "OpenOp",
     "Operation",
+    "OutputOp",
     "Point",
     "TrackOp",
     "error_from_wire",
@@ -106,12 +107,20 @@ class CaptureOp(TypedDict):
     facts: dict[str, Any]
 
 
+class OutputOp(TypedDict):
+    """Lines the training wrote to its console, for the run's ``output.log``."""
+
+    kind: Literal["output"]
+    run: str
+    lines: list[str]
+
+
 class FlushOp(TypedDict):
     kind: Literal["flush"]
     id: NotRequired[int]
 
 
-Operation = OpenOp | TrackOp | CallOp | CaptureOp | CloseOp | FlushOp
+Operation = OpenOp | TrackOp | CallOp | CaptureOp | OutputOp | CloseOp | FlushOp
 
 _HEADER = struct.Struct(">I")
 

@@ -211,7 +211,7 @@ class BackgroundWriter:
         if self._broken is not None:
             return self._refuse(op)
         future: Future[Any] | None = None
-        if op["kind"] != "track":
+        if op["kind"] != "track" and op["kind"] != "output":
             op["id"] = next(self._ids)
             future = Future()
         item = _Pending(op, future)
@@ -234,6 +234,8 @@ class BackgroundWriter:
         """An operation for a broken writer: a point is counted as lost, anything else raises."""
         if op["kind"] == "track":
             self._lost += len(op["points"])
+            return _Pending(op, None)
+        if op["kind"] == "output":  # console lines are not tracking points: not counted
             return _Pending(op, None)
         raise TrackingError(self.failure or "the tracking writer failed")
 

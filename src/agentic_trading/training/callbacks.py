@@ -35,6 +35,7 @@ from agentic_trading.tracking import (
     TrackingError,
     get_sync_tracker,
 )
+from agentic_trading.tracking.output import OutputCapture
 from agentic_trading.tracking.records import RunHandle
 from agentic_trading.training._episodes import running_return
 
@@ -155,6 +156,7 @@ class ExperimentCallback(BaseCallback):
         #: What could not be written to tracking (a full disk, a stuck writer): the training's
         #: results stand, its record is incomplete.
         self.record_errors: list[str] = []
+        self._output: OutputCapture | None = None  # the console lines, for output.log
 
     # --- SB3 hooks -----------------------------------------------------------------------------
 
@@ -176,6 +178,9 @@ class ExperimentCallback(BaseCallback):
             {**config, "experiment_id": self.experiment_id},
             environment={"seeds": seeds, **self.environment},
         )
+        if self.settings.ml_capture_output_max_lines:
+            self._output = OutputCapture()
+            self._output.start()
         self.channel.publish_status(
             self.experiment_id, ExperimentStatus.RUNNING, f"{agent} training started"
         )
@@ -332,7 +337,10 @@ class ExperimentCallback(BaseCallback):
             self._publish_metrics()
 
     def _track_points(self) -> None:
-        """Hand the points logged since the last call to the tracker, in one operation."""
+        """Hand the points logged since the last call to the tracker, in one operation (and
+        the console lines written meanwhile)."""
+        if self._output is not None:
+            self._send_output(self._output.take())
         if self._points:
             assert self.tracker is not None and self.run is not None
             points, self._points = self._points, []
@@ -340,6 +348,14 @@ class ExperimentCallback(BaseCallback):
                 self.tracker.log_metrics_batch(self.run, points)
             except (TrackingError, ValueError) as exc:  # the training goes on regardless
                 self.note_record_error(f"metrics were not recorded: {exc}")
+
+    def _send_output(self, lines: list[str]) -> None:
+        if lines and self.run is not None and self.tracker is not None:
+            try:
+                if not self.tracker.log_output(self.run, lines):
+                    logger.debug("%d console lines dropped: the writer's queue is full", len(lines))
+            except TrackingError:
+                pass  # the run is finished or its writer failed: noted where it matters
 
     def _publish_metrics(self) -> None:
         assert self.channel is not None
@@ -396,6 +412,9 @@ class ExperimentCallback(BaseCallback):
             signals.unwatch(self._signals)
             self._signals = None
         assert self.channel is not None and self.tracker is not None
+        if self._output is not None:
+            self._send_output(self._output.stop())
+            self._output = None
         try:
             self._publish_metrics()
             self._track_points()

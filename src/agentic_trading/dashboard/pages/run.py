@@ -26,6 +26,7 @@ from agentic_trading.evaluation.verdict import GROUP_KIND
 from agentic_trading.models.registry import MODEL_ARTIFACT
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking import RunDetail, TrackingError
+from agentic_trading.tracking.output import OUTPUT_ARTIFACT
 
 __all__ = ["layout", "register"]
 
@@ -239,11 +240,47 @@ def layout(context: DashboardContext, run_id: str) -> html.Div:
     return html.Div(
         [
             html.Div(body, id="run-body"),
+            *_output_section(run),
             *_register_form(context, run),
             dcc.Store(id="run-id", data=run_id),
             dcc.Interval(id="run-tick", interval=REFRESH_MS, disabled=not running),
         ]
     )
+
+
+#: Console lines the page shows at most (the last ones that match the search).
+OUTPUT_LINES_SHOWN = 2000
+
+
+def _output_section(run: RunDetail) -> list[Any]:
+    """The training's console output (``output.log``, stored when the run ends), searchable."""
+    if OUTPUT_ARTIFACT not in run.artifacts:
+        return []
+    return [
+        html.H2("Console output"),
+        dcc.Input(
+            id="run-output-search",
+            type="search",
+            placeholder="search the output (case-insensitive)",
+            debounce=True,
+            value="",
+        ),
+        html.Div(id="run-output-count", className="muted"),
+        html.Pre(id="run-output-lines", className="mono console"),
+    ]
+
+
+def output_lines(text: str, search: str | None) -> tuple[str, list[str]]:
+    """The lines of ``text`` that hold ``search`` (all without one), the last
+    ``OUTPUT_LINES_SHOWN`` of them, and a line saying how many there are."""
+    lines = text.splitlines()
+    wanted = (search or "").strip().lower()
+    found = [line for line in lines if wanted in line.lower()] if wanted else lines
+    shown = found[-OUTPUT_LINES_SHOWN:]
+    count = f"{len(found):,} of {len(lines):,} lines" + (f" hold {search!r}" if wanted else "")
+    if len(shown) < len(found):
+        count += f"; the last {len(shown):,} shown"
+    return count, shown
 
 
 def _register_form(context: DashboardContext, run: RunDetail) -> list[Any]:
@@ -286,6 +323,19 @@ def register(app: Dash, context: DashboardContext) -> None:
         except (TrackingError, ValueError):
             return no_update, True
         return body, run.status is not ExperimentStatus.RUNNING
+
+    @app.callback(
+        Output("run-output-count", "children"),
+        Output("run-output-lines", "children"),
+        Input("run-output-search", "value"),
+        State("run-id", "data"),
+    )
+    def search_output(search: str | None, run_id: str) -> tuple[str, str]:
+        data = context.read_artifact(run_id, OUTPUT_ARTIFACT)
+        if data is None:
+            return "the output could not be read", ""
+        count, lines = output_lines(data.decode("utf-8", errors="replace"), search)
+        return count, "\n".join(lines)
 
     if not context.control.enabled:
         return
