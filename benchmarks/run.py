@@ -15,6 +15,7 @@ from benchmarks import (
     bench_messaging,
     bench_mlflow,
     bench_remote,
+    bench_runs,
     bench_studies,
     bench_tracking,
     bench_training,
@@ -24,10 +25,10 @@ from benchmarks.common import save
 
 def main() -> int:
     """``python -m benchmarks.run [messaging] [tracking] [remote] [training] [dashboard]
-    [evaluation] [studies] [catalogue] [mlflow]``: those suites, default all."""
+    [evaluation] [studies] [catalogue] [mlflow] [runs]``: those suites, default all."""
     wanted = set(sys.argv[1:]) or {
         "messaging", "tracking", "remote", "training", "dashboard", "evaluation", "studies",
-        "catalogue", "mlflow",
+        "catalogue", "mlflow", "runs",
     }  # fmt: skip
     console = Console()
     if "messaging" in wanted:
@@ -48,7 +49,29 @@ def main() -> int:
         catalogue(console)
     if "mlflow" in wanted:
         mlflow(console)
+    if "runs" in wanted:
+        runs(console)
     return 0
+
+
+def runs(console: Console) -> None:
+    console.rule("watching a run: console capture, system metrics")
+    result = bench_runs.run()
+    path = save("runs", result)
+    capture, sample = result["console_capture"], result["system_sample"]
+    low, mid, high = capture["extra_us_per_line_min_median_max"]
+    console.print(
+        f"console capture: +{mid} µs a printed line (min {low}, max {high}; a plain print "
+        f"{capture['plain_us_per_line']} µs): {capture['share_at_1000_lines_per_second']:.3%} "
+        "of a second at 1,000 lines/s (target < 1%)"
+    )
+    low, mid, high = sample["us_per_sample_min_median_max"]
+    console.print(
+        f"system sample: {mid} µs in the writer (min {low}, max {high}): "
+        f"{sample['share_of_a_core_at_10s']:.5%} of a core at one every 10 s; calls on the "
+        "training's path: 0 (target < 0.5%)"
+    )
+    console.print(f"written to {path}")
 
 
 def mlflow(console: Console) -> None:

@@ -25,7 +25,12 @@ from agentic_trading.dashboard.pages import history
 from agentic_trading.dashboard.pages.live import live_update
 from agentic_trading.messaging.channels.sync import SyncTrainingChannel
 from agentic_trading.messaging.channels.training import TrainingChannel
-from agentic_trading.tracking import RunHandle, get_experiment_repository, get_sync_tracker
+from agentic_trading.tracking import (
+    RunHandle,
+    get_experiment_repository,
+    get_sync_experiment_repository,
+    get_sync_tracker,
+)
 from tests.conftest import make_settings
 from tests.dash_requests import (
     UPDATE_PATH,
@@ -423,6 +428,45 @@ def test_start_training_validates_the_form(settings: Settings) -> None:
     with pytest.raises(ControlError, match="agent_type"):
         control.start_training("SAC", 1000, 3e-4)
     assert control.running_trainings() == []
+
+
+def _group_run(settings: Settings) -> str:
+    """A run that is not one training: a walk-forward group's own run."""
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run("groups", {"kind": "walk_forward_group", "agent_type": "PPO"})
+    tracker.finish_run(run, "completed", {})
+    tracker.flush()
+    return run.run_id
+
+
+def test_the_run_page_reruns_a_training_under_the_token(settings: Settings) -> None:
+    from agentic_trading.training import TrainingConfig, train
+
+    original = train(
+        TrainingConfig(timesteps=256, n_steps=128, seed=5), "rerun-me", settings=settings
+    )
+    assert original.run_id is not None
+    secured = settings.model_copy(update={"dashboard_token": SecretStr("s3cret")})
+    app = create_app(secured, host="0.0.0.0")
+    dash = Browserless(app)
+    assert "Re-run exactly" in dash.page(f"/runs/{original.run_id}")
+    pressed = [k for k, v in app.callback_map.items() if v["inputs"][0]["id"] == "rerun-button"]
+    assert len(pressed) == 1 and pressed[0].startswith("control-message.children")
+    control = app.context.control
+    with pytest.raises(ControlError, match="token"):
+        control.rerun(original.run_id, "wrong")
+    with pytest.raises(ControlError, match="not one training"):
+        control.rerun(_group_run(settings), "s3cret")
+    started = control.rerun(original.run_id, "s3cret")
+    assert f"a re-run of {original.run_id}" in started
+    assert control.wait_for_trainings(120) == []
+    repo = get_sync_experiment_repository(settings)
+    (rerun,) = repo.list_runs(where=[f"config.rerun_of == {original.run_id}"])
+    recorded = repo.get_run(original.run_id).final_metrics
+    timed = {"training_seconds"}
+    assert {k: v for k, v in rerun.final_metrics.items() if k not in timed} == {
+        k: v for k, v in recorded.items() if k not in timed
+    }
 
 
 def test_with_study_storage_the_form_queues_a_study_trial(

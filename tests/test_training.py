@@ -33,6 +33,7 @@ from agentic_trading.training import (
 )
 from agentic_trading.training.data import data_file, walk_forward
 from agentic_trading.training.env import make_env
+from agentic_trading.training.rerun import compare_environments
 from tests.conftest import delete_namespace, make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -652,3 +653,66 @@ def test_a_killed_trainings_console_output_is_kept_by_its_writer(
     assert runs[0].status is ExperimentStatus.CRASHED
     lines = _console_lines(settings, runs[0].run_id)
     assert "print at step 256" in lines and "last words" in lines
+
+
+# --- re-running a run exactly ---------------------------------------------------------------------
+
+
+def test_a_rerun_of_a_training_is_identical_bit_for_bit(settings: Settings) -> None:
+    env = {"ML_STORAGE_PATH": settings.ml_storage_path}
+    trained = cli(
+        "train", "--timesteps", "512", "--n-steps", "128", "--seed", "3", "--json", env=env
+    )
+    assert trained.returncode == 0, trained.stderr
+    run_id = json.loads(trained.stdout)["run_id"]
+
+    again = cli("experiments", "rerun", run_id, "--json", env=env)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["identical"] is True and report["metrics"] == {}
+    assert report["environment"] == {}  # same code, packages, data and threads
+    repo = get_sync_experiment_repository(settings)
+    rerun = repo.get_run(report["rerun_id"])
+    assert rerun.config["rerun_of"] == run_id and rerun.config["seed"] == 3
+    original = repo.get_run(run_id)
+    timed = {"training_seconds"}
+    assert {k: v for k, v in rerun.final_metrics.items() if k not in timed} == {
+        k: v for k, v in original.final_metrics.items() if k not in timed
+    }
+    text = cli("experiments", "rerun", run_id, env=env)
+    assert text.returncode == 0 and "identical" in text.stdout
+
+
+def test_a_rerun_refuses_changed_data_naming_its_hash(settings: Settings, tmp_path: Path) -> None:
+    bars = load_prices().head(3000)
+    csv = tmp_path / "bars.csv"
+    bars.rename_axis("datetime").rename(columns=str.lower).to_csv(csv)
+    env = {"ML_STORAGE_PATH": settings.ml_storage_path}
+    trained = cli(
+        "train", "--timesteps", "256", "--n-steps", "128", "--data", str(csv), "--json", env=env
+    )
+    assert trained.returncode == 0, trained.stderr
+    run_id = json.loads(trained.stdout)["run_id"]
+    recorded = hashlib.sha256(csv.read_bytes()).hexdigest()
+    csv.write_text(csv.read_text().replace(",1.0", ",1.5", 1))  # one price edited
+
+    refused = cli("experiments", "rerun", run_id, env=env)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"sha256 {recorded} recorded" in refused.stderr and "changed" in refused.stderr
+    assert len(get_sync_experiment_repository(settings).list_runs(experiment="PPO_EUR_USD")) >= 1
+
+
+def test_a_rerun_names_what_changed_since_the_original() -> None:
+    recorded = {
+        "git": {"commit": "a" * 40, "patch_sha256": None},
+        "versions": {"numpy": "2.4.6", "torch": "2.13.0"},
+        "python": "3.11.7",
+        "torch": {"threads": 2},
+        "data": {"sha256": "f" * 64},
+    }
+    faked = {**recorded, "versions": {"numpy": "1.26.4", "torch": "2.13.0"}}
+    assert compare_environments(faked, recorded) == {"package numpy": ("1.26.4", "2.4.6")}
+    moved = {**recorded, "git": {"commit": "b" * 40, "patch_sha256": "c" * 64}}
+    assert set(compare_environments(recorded, moved)) == {
+        "git commit", "uncommitted diff (sha256)"
+    }  # fmt: skip

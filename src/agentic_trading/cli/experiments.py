@@ -20,6 +20,7 @@ from agentic_trading.cli._common import (
     print_json,
     repository,
     settings_with,
+    start_writer,
 )
 from agentic_trading.cli.format import LABEL_STYLE, status_text
 from agentic_trading.common.formatting import environment_rows, verdict_label
@@ -169,6 +170,42 @@ def best_command(
     with expected_errors():
         found = best(repository(), experiment, metric, mode, json_output)
     if not found:
+        raise typer.Exit(1)
+
+
+@app.command("rerun")
+def rerun_command(
+    run_id: Annotated[str, typer.Argument(help="The run id of a training to re-run.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Re-run a training exactly from its record, and compare the two runs.
+
+    The config, the seed and torch's thread count come from the run; its data is found by path
+    and checked by sha256 (changed bars are refused). On CPU with the same code and packages
+    every final metric is equal bit for bit, and the command says "identical"; otherwise it
+    shows the metrics that differ and what changed (commit, uncommitted diff, package versions,
+    data). Exit 0 when identical, 1 when anything differs.
+    """
+    with expected_errors():
+        settings = settings_with()
+        start_writer(settings)  # its imports overlap torch's, below
+        from agentic_trading.cli.train import followed_training
+        from agentic_trading.training.rerun import RerunError, rerun
+
+        def train(config: Any, name: str, extra: dict[str, Any]) -> Any:
+            return followed_training(settings, config, name, extra, show=not json_output)
+
+        try:
+            report = rerun(run_id, settings, train)
+        except RerunError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+    if json_output:
+        print_json(report.as_data())
+    else:
+        print_rerun(report)
+    if not report.identical:
         raise typer.Exit(1)
 
 
@@ -413,3 +450,31 @@ def export(settings: Settings, to: str, experiment: str | None, as_json: bool) -
     for run_id, why in report.failed.items():
         errors.print(f"[red]failed:[/] run {run_id}: {why}")
     return not report.failed
+
+
+def print_rerun(report: Any) -> None:
+    """A re-run's verdict: identical, or a table of what differs."""
+    if report.identical:
+        console.print(
+            f"[green]identical[/]: every final metric of run {report.run_id} and of its re-run "
+            f"{report.rerun_id} is equal bit for bit"
+        )
+    else:
+        console.print(
+            f"[yellow]different[/]: run {report.run_id} and its re-run {report.rerun_id} "
+            f"({report.status})"
+        )
+    if report.metrics:
+        table = Table(title="final metrics that differ")
+        for column in ("metric", "original", "re-run"):
+            table.add_column(column)
+        for name, (a, b) in report.metrics.items():
+            table.add_row(name, repr(a), repr(b))
+        console.print(table)
+    if report.environment:
+        table = Table(title="what changed since the original run")
+        for column in ("item", "original", "re-run"):
+            table.add_column(column)
+        for name, (a, b) in report.environment.items():
+            table.add_row(name, str(a), str(b))
+        console.print(table)

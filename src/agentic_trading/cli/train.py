@@ -296,29 +296,42 @@ def run_one(
     quiet: bool = False,
 ) -> TrainingOutcome:
     """Train with a live bar (unless ``as_json`` or ``quiet``), then print the results."""
+    name = experiment_name or f"{config.agent_type}_{config.pair}"
+    outcome = followed_training(settings, config, name, show=not (as_json or quiet))
+    if as_json:
+        print_json(outcome_data(outcome))
+    elif not quiet:
+        print_outcome(outcome)
+    return outcome
+
+
+def followed_training(
+    settings: Settings,
+    config: TrainingConfig,
+    name: str,
+    extra_config: dict[str, Any] | None = None,
+    *,
+    show: bool = True,
+) -> TrainingOutcome:
+    """One training of ``config`` in experiment ``name``, with a live bar when ``show``."""
     from agentic_trading.training.runner import train
 
-    name = experiment_name or f"{config.agent_type}_{config.pair}"
     experiment_id = f"{name}-{uuid.uuid4().hex[:8]}"
-    show = not (as_json or quiet)
     if show:
         console.print(
             f"Training {config.agent_type} on {config.pair} for {config.timesteps:,} steps: "
             f"experiment [bold]{name}[/], live id [bold]{experiment_id}[/] "
             f"(namespace {settings.message_namespace}, {settings.message_broker_type} broker)"
         )
-    outcome = _followed(
+    return _followed(
         settings,
         experiment_id,
         config.timesteps,
         show,
-        lambda: train(config, name, experiment_id=experiment_id, settings=settings),
+        lambda: train(
+            config, name, experiment_id=experiment_id, settings=settings, extra_config=extra_config
+        ),
     )
-    if as_json:
-        print_json(outcome_data(outcome))
-    elif not quiet:
-        print_outcome(outcome)
-    return outcome
 
 
 def run_group(

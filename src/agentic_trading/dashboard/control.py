@@ -125,6 +125,45 @@ class DashboardControl:
             raise ControlError(problems) from None
         if self.through_studies:
             return self._queue_trial(config)
+        name = f"{config.agent_type}_{config.pair}"
+        experiment_id = f"{name}-{uuid.uuid4().hex[:8]}"
+        self._start(
+            experiment_id,
+            lambda: train(config, name, experiment_id=experiment_id, settings=self.settings),
+        )
+        return f"Started {experiment_id}."
+
+    def rerun(self, run_id: str, token: str | None = None) -> str:
+        """Re-run training ``run_id`` from its record in this process (``experiments rerun``
+        without the comparison: the compare page shows it); what happened, in words. A run
+        that cannot be re-run as recorded (not a training, changed data) raises
+        :class:`ControlError` saying why."""
+        self._authorize(token)
+        from agentic_trading.tracking import get_sync_experiment_repository
+        from agentic_trading.training.rerun import RerunError, check_data, training_config
+        from agentic_trading.training.runner import train
+
+        try:
+            original = get_sync_experiment_repository(self.settings).get_run(run_id)
+            config = training_config(original)
+            check_data(original)
+        except (RerunError, ValueError) as exc:
+            raise ControlError(str(exc)) from None
+        experiment_id = f"{original.experiment}-rerun-{uuid.uuid4().hex[:8]}"
+        self._start(
+            experiment_id,
+            lambda: train(
+                config,
+                original.experiment,
+                experiment_id=experiment_id,
+                settings=self.settings,
+                extra_config={"rerun_of": run_id},
+            ),
+        )
+        return f"Started {experiment_id}, a re-run of {run_id}; compare them when it is done."
+
+    def _start(self, experiment_id: str, work: Any) -> None:
+        """Run ``work`` in a thread of this process, at most ``MAX_DASHBOARD_TRAININGS`` at once."""
         with self._lock:
             running = [eid for eid, t in self._trainings.items() if t.is_alive()]
             if len(running) >= MAX_DASHBOARD_TRAININGS:
@@ -132,17 +171,14 @@ class DashboardControl:
                     f"{len(running)} trainings started here are still running "
                     f"({', '.join(running)}); at most {MAX_DASHBOARD_TRAININGS} at once"
                 )
-            name = f"{config.agent_type}_{config.pair}"
-            experiment_id = f"{name}-{uuid.uuid4().hex[:8]}"
             thread = threading.Thread(
                 target=_train_quietly,
-                args=(train, config, name, experiment_id, self.settings),
+                args=(work, experiment_id),
                 name=f"dashboard-training-{experiment_id}",
                 daemon=True,
             )
             self._trainings[experiment_id] = thread
             thread.start()
-        return f"Started {experiment_id}."
 
     def _queue_trial(self, config: Any) -> str:
         from agentic_trading.studies import StudyError, StudySpec, create_study, enqueue_trials
@@ -206,12 +242,10 @@ class DashboardControl:
         return f"{name}@{alias} is now version {number}{was}."
 
 
-def _train_quietly(
-    train: Any, config: Any, name: str, experiment_id: str, settings: Settings
-) -> None:
+def _train_quietly(work: Any, experiment_id: str) -> None:
     import logging
 
     try:
-        train(config, name, experiment_id=experiment_id, settings=settings)
+        work()
     except Exception:  # recorded as failed in messaging and tracking by the callback
         logging.getLogger(__name__).exception("dashboard training %s failed", experiment_id)

@@ -136,6 +136,8 @@ def _git(cwd: Path) -> tuple[dict[str, Any] | None, bytes]:
         "root": root,
     }
     diff = _diff(Path(root or cwd)) if info["dirty"] else b""
+    if diff:
+        info["patch_sha256"] = hashlib.sha256(diff).hexdigest()
     if len(diff) > MAX_PATCH_BYTES:
         info["patch_cut"] = (
             f"the diff is {len(diff):,} bytes; code.patch keeps the first {MAX_PATCH_BYTES:,}"

@@ -241,7 +241,7 @@ def layout(context: DashboardContext, run_id: str) -> html.Div:
         [
             html.Div(body, id="run-body"),
             *_output_section(run),
-            *_register_form(context, run),
+            *_actions(context, run),
             dcc.Store(id="run-id", data=run_id),
             dcc.Interval(id="run-tick", interval=REFRESH_MS, disabled=not running),
         ]
@@ -283,28 +283,50 @@ def output_lines(text: str, search: str | None) -> tuple[str, list[str]]:
     return count, shown
 
 
-def _register_form(context: DashboardContext, run: RunDetail) -> list[Any]:
-    """Register this run's model (a completed run that stored one, with control enabled)."""
-    if (
-        not context.control.enabled
-        or run.status is not ExperimentStatus.COMPLETED
-        or MODEL_ARTIFACT not in run.artifacts
-    ):
+def _actions(context: DashboardContext, run: RunDetail) -> list[Any]:
+    """Re-run a finished training, register a completed run's model: with control enabled,
+    under the same token as Stop."""
+    if not context.control.enabled:
         return []
-    agent = str(run.config.get("agent_type", "PPO"))
-    pair = str(run.config.get("pair", "EUR_USD")).replace("_", "")
-    return [
-        html.H2("Model registry"),
-        *stop_controls(context),
-        html.Div(
-            [
-                html.Label(["model name", dcc.Input(id="register-name", value=f"{pair}-{agent}")]),
-                html.Button("Register this run's model", id="register-button", n_clicks=0),
-                dcc.Link("Models", href="/models"),
-            ],
-            className="controls",
-        ),
-    ]
+    rerunnable = (
+        run.status.is_finished
+        and run.config.get("kind") is None
+        and {"agent_type", "timesteps"} <= set(run.config)
+    )
+    registrable = run.status is ExperimentStatus.COMPLETED and MODEL_ARTIFACT in run.artifacts
+    if not (rerunnable or registrable):
+        return []
+    pieces: list[Any] = [html.H2("Actions"), *stop_controls(context)]
+    if rerunnable:
+        pieces.append(
+            html.Div(
+                [
+                    html.Button("Re-run exactly", id="rerun-button", n_clicks=0),
+                    html.Span(
+                        " trains again from this run's record (config, seed, threads; the data "
+                        "checked by its sha256), live on this dashboard; "
+                        "agentic-trading experiments rerun compares the two bit for bit"
+                    ),
+                ],
+                className="controls",
+            )
+        )
+    if registrable:
+        agent = str(run.config.get("agent_type", "PPO"))
+        pair = str(run.config.get("pair", "EUR_USD")).replace("_", "")
+        pieces.append(
+            html.Div(
+                [
+                    html.Label(
+                        ["model name", dcc.Input(id="register-name", value=f"{pair}-{agent}")]
+                    ),
+                    html.Button("Register this run's model", id="register-button", n_clicks=0),
+                    dcc.Link("Models", href="/models"),
+                ],
+                className="controls",
+            )
+        )
+    return pieces
 
 
 def register(app: Dash, context: DashboardContext) -> None:
@@ -358,6 +380,21 @@ def register(app: Dash, context: DashboardContext) -> None:
             return context.control.register_model(registry, run_id, name, token)
         except ControlError as exc:
             return f"Not registered: {exc}"
+
+    @app.callback(
+        Output("control-message", "children", allow_duplicate=True),
+        Input("rerun-button", "n_clicks"),
+        State("run-id", "data"),
+        State("token", "value"),
+        prevent_initial_call=True,
+    )
+    def rerun(clicks: int, run_id: str, token: str | None) -> str:
+        if not clicks:
+            return ""
+        try:
+            return context.control.rerun(run_id, token)
+        except ControlError as exc:
+            return f"Not re-run: {exc}"
 
 
 def _body(context: DashboardContext, run_id: str) -> tuple[list[Any], RunDetail]:
