@@ -23,7 +23,6 @@ def doctor_command(
 ) -> None:
     """Show the settings in force (secrets masked), whether Redis answers, and where the Aim
     repository is and how many runs it holds."""
-
     with expected_errors():
         healthy = report(settings_with(), json_output)
     if not healthy:

@@ -78,7 +78,6 @@ def list_command(
 
         agentic-trading experiments list -w 'config.learning_rate < 0.001' --since 7d
     """
-
     with expected_errors():
         list_runs(
             repository(),
@@ -105,7 +104,6 @@ def reindex_command(
     Safe while trainings run. Use it after restoring a backup, after the catalogue's database
     was down for long, or after runs were written without a catalogue.
     """
-
     with expected_errors():
         reindex(repository(), json_output)
 
@@ -125,7 +123,6 @@ def export_command(
     Idempotent: runs already in MLflow are skipped, a half-copied one is copied again; running
     runs wait for a later export. Exit 1 if any run could not be copied.
     """
-
     with expected_errors():
         if not export(settings_with(), to, experiment, json_output):
             raise typer.Exit(1)
@@ -138,7 +135,6 @@ def show_command(
 ) -> None:
     """One run: config, status, error, final metrics, metric names, artifacts (the model) and
     its verdict; for a walk-forward group, its trainings and the group's verdict."""
-
     with expected_errors():
         show(repository(), run_id, json_output)
 
@@ -153,7 +149,6 @@ def compare_command(
     json_output: JsonOption = False,
 ) -> None:
     """Runs side by side: final metrics with the best marked, and the config that differs."""
-
     with expected_errors():
         compare(repository(), run_ids, metric, json_output)
 
@@ -166,7 +161,6 @@ def best_command(
     json_output: JsonOption = False,
 ) -> None:
     """The completed run of an experiment with the best final metric."""
-
     with expected_errors():
         found = best(repository(), experiment, metric, mode, json_output)
     if not found:

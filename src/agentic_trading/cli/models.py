@@ -45,7 +45,6 @@ def register_command(
     json_output: JsonOption = False,
 ) -> None:
     """Make a run's model the next version of NAME (created if new)."""
-
     with expected_errors():
         register(repository(), settings_with(), run_id, name, json_output)
 
@@ -55,7 +54,6 @@ def list_command(
     json_output: JsonOption = False,
 ) -> None:
     """Every model: versions, aliases, the latest version's verdict."""
-
     with expected_errors():
         list_models(_registry(), json_output)
 
@@ -66,7 +64,6 @@ def show_command(
     json_output: JsonOption = False,
 ) -> None:
     """A model's versions: the run each came from, its aliases and its verdict's figures."""
-
     with expected_errors():
         show(_registry(), name, json_output)
 
@@ -81,7 +78,6 @@ def promote_command(
     json_output: JsonOption = False,
 ) -> None:
     """Point NAME@ALIAS at VERSION, atomically (racing promotions leave exactly one)."""
-
     with expected_errors():
         promote(_registry(), name, version, alias, json_output)
 
@@ -93,7 +89,6 @@ def load_command(
 ) -> None:
     """Check a model as trading code would get it: load it with load_model(REFERENCE) and let
     it act on the last bars of its pair's bundled data."""
-
     with expected_errors():
         load(reference, json_output)
 

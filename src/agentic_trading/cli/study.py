@@ -100,7 +100,6 @@ def create_command(
     a storage that does not answer). Then run it with `study run NAME --workers 2` on this
     machine, or `study worker NAME` on every host (with STUDY_STORAGE=postgresql://...).
     """
-
     with expected_errors():
         base: dict[str, Any] = {
             "pair": pair,
@@ -149,7 +148,6 @@ def run_command(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes to start.")] = 2,
 ) -> None:
     """Run the study on this machine with several worker processes and one progress bar."""
-
     with expected_errors():
         code = run_local(settings_with(), name, workers, {})
     if code:
@@ -159,7 +157,6 @@ def run_command(
 @app.command("list")
 def list_command(json_output: JsonOption = False) -> None:
     """Every study: budget, trials per state, best value so far, workers active."""
-
     with expected_errors():
         list_all(settings_with(), json_output)
 
@@ -171,7 +168,6 @@ def show_command(
     json_output: JsonOption = False,
 ) -> None:
     """A study's trials, best trial, parameter importances and verdict (DSR, PBO)."""
-
     with expected_errors():
         show(settings_with(), name, json_output, limit)
 
@@ -179,7 +175,6 @@ def show_command(
 @app.command("best")
 def best_command(name: StudyName, json_output: JsonOption = False) -> None:
     """The best complete trial: its parameters, run, and how to re-run or judge it."""
-
     with expected_errors():
         found = best(settings_with(), name, json_output)
     if not found:
@@ -200,7 +195,6 @@ def enqueue_command(
 ) -> None:
     """Queue a trial with fixed parameters (the next free worker runs it), e.g. the best
     trial again with another seed. The study's budget grows by --count."""
-
     with expected_errors():
         enqueue(settings_with(), name, param, count, json_output)
 

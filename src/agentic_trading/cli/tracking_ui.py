@@ -30,7 +30,6 @@ def tracking_ui_command(
     local store (an MLflow server is its own UI: its address is printed); configs are params,
     our status is tag agentic.status, final metrics are metrics final/NAME. Ctrl-C stops it.
     """
-
     with expected_errors():
         run(settings_with(), host, port)
 
