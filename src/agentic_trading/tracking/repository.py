@@ -73,7 +73,7 @@ class SyncExperimentRepository:
     ) -> None:
         self._reader = reader
         self._catalogue = catalogue
-        self._index = catalogue or scratch_catalogue(settings.ml_heartbeat_timeout)
+        self._index = catalogue or scratch_catalogue(reader.location, settings.ml_heartbeat_timeout)
         self._liveness = Liveness(settings.ml_heartbeat_timeout)
         self._lock = threading.Lock()
         self._synced_at = -math.inf

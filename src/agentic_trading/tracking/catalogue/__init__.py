@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import weakref
 
 from agentic_trading.config import Settings
@@ -49,10 +50,20 @@ def open_catalogue(settings: Settings) -> RunCatalogue | None:
     return RunCatalogue(url, settings.ml_heartbeat_timeout)
 
 
-def scratch_catalogue(heartbeat_timeout: float) -> RunCatalogue:
-    """A private catalogue in a temporary folder, removed when it is no longer used: where a
-    repository without a catalogue of its own answers its queries."""
-    folder = tempfile.mkdtemp(prefix="agentic-trading-catalogue-")
-    catalogue = RunCatalogue(f"sqlite:///{folder}/catalogue.db", heartbeat_timeout)
-    weakref.finalize(catalogue, shutil.rmtree, folder, ignore_errors=True)
-    return catalogue
+_scratch: dict[tuple[str, float], RunCatalogue] = {}
+_scratch_lock = threading.Lock()
+
+
+def scratch_catalogue(location: str, heartbeat_timeout: float) -> RunCatalogue:
+    """The private catalogue of the tracking store at ``location``, in a temporary folder
+    removed when the process ends: where a repository without a catalogue of its own answers
+    its queries. One per store and process, so repositories made again and again share it."""
+    key = (location, heartbeat_timeout)
+    with _scratch_lock:
+        catalogue = _scratch.get(key)
+        if catalogue is None:
+            folder = tempfile.mkdtemp(prefix="agentic-trading-catalogue-")
+            catalogue = RunCatalogue(f"sqlite:///{folder}/catalogue.db", heartbeat_timeout)
+            weakref.finalize(catalogue, shutil.rmtree, folder, ignore_errors=True)
+            _scratch[key] = catalogue
+        return catalogue
