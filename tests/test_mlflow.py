@@ -229,6 +229,7 @@ def local_run(tmp_path: Path) -> tuple[Settings, str]:
     return settings, run.run_id
 
 
+@pytest.mark.stress  # 45-52 s: mlflow ui's start, then the run in Chromium (make stress)
 def test_tracking_ui_opens_mlflows_ui_on_the_runs(
     local_run: tuple[Settings, str], tmp_path: Path
 ) -> None:
