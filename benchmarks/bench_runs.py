@@ -1,6 +1,7 @@
 """What watching a run costs the training: console capture per printed line against the same
 prints uncaptured, and a system sample (taken by the writer, never by the training), each
-expressed at the issue's rates: 1,000 lines a second, one sample every 10 s."""
+expressed at the issue's rates: 1,000 lines a second, one sample every 10 s; and what queueing
+an alert costs its caller (a run's alerts are sent by its writer, off the training's path)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import time
 from typing import Any
 
+from agentic_trading.alerts import Alerter, AlertEvent, Backoff, run_alert
 from agentic_trading.tracking.output import OutputCapture
 from agentic_trading.tracking.system_metrics import SystemSampler
 
@@ -87,6 +89,39 @@ def sample_cost(samples: int = 200) -> dict[str, Any]:
     }
 
 
+def alert_cost(alerts: int = 2_000, rounds: int = ROUNDS) -> dict[str, Any]:
+    """Microseconds :meth:`Alerter.notify` takes its caller, the alert sent in the background
+    (to a port that refuses it, given up at once: the sending thread is busy meanwhile)."""
+    made = [
+        run_alert(AlertEvent.FAILED, f"run-{n}", "bench", status="failed") for n in range(alerts)
+    ]
+    import logging
+
+    logging.getLogger("agentic_trading.alerts").setLevel(logging.CRITICAL)  # 14,000 give-ups
+    costs = []
+    for _ in range(rounds):
+        alerter = Alerter(["json://127.0.0.1:9/hook"], backoff=Backoff(give_up_after=0))
+        began = time.perf_counter()
+        for alert in made:
+            alerter.notify(alert)
+        costs.append((time.perf_counter() - began) / alerts * 1e6)
+        alerter.flush(120)
+    costs.sort()
+    return {
+        "alerts": alerts,
+        "us_per_notify_min_median_max": [
+            round(costs[0], 2),
+            round(costs[len(costs) // 2], 2),
+            round(costs[-1], 2),
+        ],
+        "target_us": 50,
+    }
+
+
 def run() -> dict[str, Any]:
-    """Both figures."""
-    return {"console_capture": capture_cost(), "system_sample": sample_cost()}
+    """The three figures."""
+    return {
+        "console_capture": capture_cost(),
+        "system_sample": sample_cost(),
+        "alert": alert_cost(),
+    }

@@ -55,7 +55,7 @@ def main() -> int:
 
 
 def runs(console: Console) -> None:
-    console.rule("watching a run: console capture, system metrics")
+    console.rule("watching a run: console capture, system metrics, alerts")
     result = bench_runs.run()
     path = save("runs", result)
     capture, sample = result["console_capture"], result["system_sample"]
@@ -70,6 +70,11 @@ def runs(console: Console) -> None:
         f"system sample: {mid} µs in the writer (min {low}, max {high}): "
         f"{sample['share_of_a_core_at_10s']:.5%} of a core at one every 10 s; calls on the "
         "training's path: 0 (target < 0.5%)"
+    )
+    low, mid, high = result["alert"]["us_per_notify_min_median_max"]
+    console.print(
+        f"an alert: {mid} µs its caller waits (min {low}, max {high}; target < 50 µs); a "
+        "run's alerts are sent by its writer, off the training's path"
     )
     console.print(f"written to {path}")
 

@@ -43,7 +43,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     import os
 
     for name in list(os.environ):
-        if name.startswith(("MESSAGE_", "REDIS_", "ML_", "MLFLOW_", "DASHBOARD_")):
+        if name.startswith(("MESSAGE_", "REDIS_", "ML_", "MLFLOW_", "DASHBOARD_", "ALERT_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     from agentic_trading.config import get_settings

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -22,7 +23,9 @@ __all__ = [
     "SettingsError",
     "get_settings",
     "load_settings",
+    "mask_alert_url",
     "mask_url",
+    "split_alert_urls",
 ]
 
 
@@ -100,6 +103,12 @@ class Settings(BaseSettings):
     dashboard_token: SecretStr | None = None
     dashboard_control: bool = True
     dashboard_aim_ui_url: str = "http://127.0.0.1:43800"
+    dashboard_url: str | None = None  # where users open the dashboard: links in alerts
+
+    # --- Alerts -------------------------------------------------------------------------------
+    alert_urls: str | None = Field(None, repr=False)
+    alert_events: str = "completed,failed,cancelled,crashed,rule,study_finished,new_best"
+    alert_rules: str | None = None
 
     @field_validator("ml_experiment_name")
     @classmethod
@@ -178,6 +187,45 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("an http:// or https:// address of Aim's UI")
         return value.rstrip("/")
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _dashboard_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// address of the dashboard")
+        return value.rstrip("/")
+
+    @field_validator("alert_urls")
+    @classmethod
+    def _alert_urls(cls, value: str | None) -> str | None:
+        for url in split_alert_urls(value):
+            scheme, sep, rest = url.partition("://")
+            if not sep or not scheme.isalnum() or not rest:
+                raise ValueError(
+                    f"Apprise URLs separated by spaces or commas, such as "
+                    f"slack://TokenA/TokenB/TokenC or json://host:port/path; "
+                    f"{mask_alert_url(url)!r} is not one"
+                )
+        return value or None
+
+    @field_validator("alert_events")
+    @classmethod
+    def _alert_events(cls, value: str) -> str:
+        from agentic_trading.alerts.message import parse_events
+
+        parse_events(value)
+        return value
+
+    @field_validator("alert_rules")
+    @classmethod
+    def _alert_rules(cls, value: str | None) -> str | None:
+        from agentic_trading.alerts.rules import parse_rules
+
+        parse_rules(value)
+        return value or None
 
     @field_validator("message_namespace")
     @classmethod
@@ -299,6 +347,8 @@ class Settings(BaseSettings):
                 value = "********" if value.get_secret_value() else ""
             elif name in _URL_SETTINGS and value:
                 value = mask_url(value)
+            elif name == "alert_urls" and value:
+                value = " ".join(mask_alert_url(url) for url in split_alert_urls(value))
             out[name.upper()] = value
         return out
 
@@ -307,8 +357,13 @@ _URL_SETTINGS = ("redis_url", "study_storage", "ml_catalog_url", "mlflow_trackin
 MLFLOW_URI_SCHEMES = ("http://", "https://", "sqlite:///", "postgresql://", "postgresql+")
 
 
-#: The settings of the tracking system (what a tracker's writer process is given).
-TRACKING_FIELDS = frozenset(n for n in Settings.model_fields if n.startswith(("ml_", "mlflow_")))
+#: The settings of the tracking system (what a tracker's writer process is given): its own, and
+#: the alerts its writer sends when a run ends.
+TRACKING_FIELDS = frozenset(
+    n
+    for n in Settings.model_fields
+    if n.startswith(("ml_", "mlflow_", "alert_")) or n == "dashboard_url"
+)
 
 
 def _host_ports(value: str) -> list[tuple[str, int]]:
@@ -322,6 +377,27 @@ def _host_ports(value: str) -> list[tuple[str, int]]:
             )
         pairs.append((host, int(port)))
     return pairs
+
+
+def split_alert_urls(value: str | None) -> list[str]:
+    """``ALERT_URLS`` as a list (separated by spaces or commas)."""
+    return [url for url in re.split(r"[\s,]+", value or "") if url]
+
+
+#: Apprise schemes whose host is an address, not a token: their path may hold one.
+_WEB_HOOKS = ("json", "jsons", "form", "forms", "xml", "xmls")
+
+
+def mask_alert_url(url: str) -> str:
+    """An Apprise URL without its secrets (tokens, passwords, paths of web hooks), for logs:
+    ``slack://********``, ``json://127.0.0.1:8080/********``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "********"
+    if scheme.lower() not in _WEB_HOOKS:
+        return f"{scheme}://********"
+    host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    return f"{scheme}://{host}/********" if rest != host else f"{scheme}://{host}"
 
 
 def mask_url(url: str) -> str:
@@ -346,7 +422,9 @@ def _describe(error: dict[str, Any]) -> str:
     reason = reason.removeprefix("Value error, ").removeprefix("Input should be ")
     if not loc:  # a cross-field check: its message already names the variables
         return reason
-    if isinstance(given, str) and "://" in given:
+    if variable == "ALERT_URLS" and isinstance(given, str):
+        given = " ".join(mask_alert_url(url) for url in split_alert_urls(given))
+    elif isinstance(given, str) and "://" in given:
         given = mask_url(given)  # a URL's password never reaches a message
     shown = "********" if "PASSWORD" in variable else repr(given)
     return f"{variable}={shown} is not allowed: expected {reason}"

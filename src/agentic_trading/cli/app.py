@@ -18,6 +18,7 @@ from agentic_trading.cli import (
     study,
     tracking_ui,
     train,
+    watch,
 )
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(study.app, name="study")
 app.command("monitor")(monitor.monitor_command)
 app.command("doctor")(doctor.doctor_command)
+app.command("watch")(watch.watch_command)
 app.command("dashboard")(dashboard.dashboard_command)
 app.command("tracking-ui")(tracking_ui.tracking_ui_command)
 

@@ -8,6 +8,7 @@ import typer
 
 from agentic_trading.cli._common import errors, expected_errors, settings_with
 from agentic_trading.common import signals
+from agentic_trading.config import Settings, SettingsError
 
 
 def dashboard_command(
@@ -58,4 +59,23 @@ def dashboard_command(
             raise SystemExit(signals.exit_code(signals.received() or 15))
 
         signals.watch(terminated)
+        _watch_alerts(settings, f"http://{bind}:{bind_port}")
         server.run(host=bind, port=bind_port, debug=False)
+
+
+def _watch_alerts(settings: Settings, address: str) -> None:
+    """With ALERT_URLS set, the dashboard's process watches for runs that died with their
+    writer (as ``agentic-trading watch`` does), linking alerts to this dashboard."""
+    if not settings.alert_urls:
+        return
+    from agentic_trading.alerts import AlertWatcher
+
+    try:
+        watcher = AlertWatcher(
+            settings.model_copy(update={"dashboard_url": settings.dashboard_url or address})
+        )
+    except SettingsError as exc:
+        errors.print(f"alerts: no watcher in the dashboard: {exc}")
+        return
+    watcher.start(10.0)
+    errors.print("alerts: watching for runs that died with their writer")

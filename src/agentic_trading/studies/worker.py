@@ -23,10 +23,11 @@ from typing import Any
 
 from agentic_trading.common import signals
 from agentic_trading.config import Settings
+from agentic_trading.studies.attributes import trial_info
 from agentic_trading.studies.objective import TrialCancelled, TrialObjective
 from agentic_trading.studies.spec import SPEC_ATTRIBUTE, StudySpec
 from agentic_trading.studies.storage import import_optuna, quiet_optuna
-from agentic_trading.studies.study import StudyError, load_study
+from agentic_trading.studies.study import StudyError, load_study, summarise
 
 __all__ = ["WorkerReport", "run_worker"]
 
@@ -65,6 +66,7 @@ def run_worker(
     study, spec = load_study(name, settings, seed=_sampler_seed(name, worker))
     objective = TrialObjective(spec, settings, worker)
     report = WorkerReport(worker)
+    alerts = _StudyAlerts(settings, name)
     failures = 0
     while max_trials is None or sum(report.trials.values()) < max_trials:
         budget = _budget(study, spec)
@@ -72,6 +74,7 @@ def run_worker(
         done = states["COMPLETE"] + states["PRUNED"]
         if done >= budget:
             report.reason = f"the budget of {budget} trials is spent"
+            alerts.finished(study, spec)
             return report
         if states["WAITING"] == 0 and done + states["RUNNING"] >= budget:
             # The rest runs elsewhere; stay to run the retry of a trial whose worker died.
@@ -89,6 +92,8 @@ def run_worker(
         report.trials[trial.state.name.lower() if trial else "lost"] += 1
         if trial is not None and trial.state.name == "FAIL":
             failures += 1
+        if trial is not None and trial.state.name == "COMPLETE":
+            alerts.new_best(study, spec, trial)
         if on_trial is not None and trial is not None:
             on_trial(trial)
         signum = signals.received()
@@ -126,3 +131,52 @@ def _budget(study: Any, spec: StudySpec) -> int:
 def _sampler_seed(name: str, worker: str) -> int:
     # Workers must not propose the same parameters: seed each from the study and itself.
     return zlib.crc32(f"{name}/{worker}/{time.time_ns()}".encode())
+
+
+class _StudyAlerts:
+    """A study's alerts from its workers: a new best trial, the study finished (each sent
+    once, by whichever worker claims it first)."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        from agentic_trading.alerts import Alerter
+        from agentic_trading.tracking.catalogue import catalogue_url
+
+        self.name = name
+        self.alerter = Alerter.for_settings(settings, catalogue_url(settings))
+
+    def new_best(self, study: Any, spec: StudySpec, trial: Any) -> None:
+        from agentic_trading.alerts import AlertEvent, study_alert
+
+        if self.alerter is None or not self.alerter.wants(AlertEvent.NEW_BEST):
+            return
+        summary = summarise(study, spec)
+        if summary.best_trial != trial.number:
+            return
+        params = ", ".join(f"{k}={v!r}" for k, v in sorted(trial.params.items()))
+        self.alerter.notify(
+            study_alert(
+                AlertEvent.NEW_BEST, self.name, trial=trial.number,
+                run_id=trial_info(trial).get("run_id"), dashboard_url=self.alerter.dashboard_url,
+                summary=f"{spec.objective} {trial.value:.6g} ({params}); "
+                f"{summary.finished} of {summary.budget} trials done",
+            )
+        )  # fmt: skip
+
+    def finished(self, study: Any, spec: StudySpec) -> None:
+        from agentic_trading.alerts import AlertEvent, study_alert
+
+        if self.alerter is None or not self.alerter.wants(AlertEvent.STUDY_FINISHED):
+            return
+        summary = summarise(study, spec)
+        states = ", ".join(f"{n} {state}" for state, n in sorted(summary.states.items()))
+        best = (
+            f"best trial #{summary.best_trial}: {spec.objective} {summary.best_value:.6g}"
+            if summary.best_value is not None
+            else "no trial completed"
+        )
+        self.alerter.notify(
+            study_alert(
+                AlertEvent.STUDY_FINISHED, self.name, dashboard_url=self.alerter.dashboard_url,
+                summary=f"{summary.finished} of {summary.budget} trials done ({states}); {best}",
+            )
+        )  # fmt: skip

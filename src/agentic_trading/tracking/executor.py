@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentic_trading.alerts.message import AlertEvent, run_alert
+from agentic_trading.alerts.sender import Alerter
 from agentic_trading.common.retry import ServerRetry
 from agentic_trading.config import Settings, mask_url
 from agentic_trading.status import ExperimentStatus
@@ -94,6 +96,9 @@ class _RunState:
     output: Path | None = None  # the console lines so far, stored as output.log at the end
     output_lines: int = 0
     output_dropped: int = 0
+    experiment: str = ""
+    verdict: str | None = None  # the verdict's words, for the alert when the run ends
+    breached: set[str] = field(default_factory=set)  # alert rules already alerted on
 
 
 class RunExecutor:
@@ -111,8 +116,10 @@ class RunExecutor:
         system_interval: float = 0.0,
         owner_pid: int | None = None,
         output_max_lines: int = 100_000,
+        alerter: Alerter | None = None,
     ) -> None:
         self.store = store
+        self.alerter = alerter
         self.retry = retry or ServerRetry(300.0)
         self._interval = heartbeat_interval
         self._system_interval = system_interval
@@ -134,6 +141,7 @@ class RunExecutor:
         to ``store`` composed with the run catalogue (``ML_CATALOG_URL``) if there is one; runs
         record ``owner_pid`` (default: this process) as the process that writes them."""
         url = catalogue_url(settings)
+        alerter = Alerter.for_settings(settings, url)
         if url is not None:
             mirror = CatalogueMirror(
                 lambda: RunCatalogue(url, settings.ml_heartbeat_timeout), mask_url(url)
@@ -146,6 +154,7 @@ class RunExecutor:
             settings.ml_system_metrics_interval,
             owner_pid,
             settings.ml_capture_output_max_lines,
+            alerter,
         )
 
     def prepare(self) -> None:
@@ -226,7 +235,7 @@ class RunExecutor:
                 self._failed[run_id] = f"run {run_id} could not be created: {describe(exc)}"
                 logger.error("%s", self._failed[run_id])
                 raise
-            self._runs[run_id] = _RunState()
+            self._runs[run_id] = _RunState(experiment=op["experiment"])
             return None
         if op["kind"] == "call":
             run_id, method = op["run"], op["method"]
@@ -239,6 +248,8 @@ class RunExecutor:
             args = list(op["args"])
             if method == "log_artifact":
                 args[0] = Path(args[0])
+            elif method == "set_attributes" and isinstance(args[0].get("verdict"), str):
+                self._runs[run_id].verdict = args[0]["verdict"]
             return getattr(self.store, method)(run_id, *args)
         if op["kind"] == "output":
             state = self._runs.get(op["run"])
@@ -325,6 +336,26 @@ class RunExecutor:
                 self._count_failure(state, run_id, exc, len(points))
         for _, _, skipped in op_points:
             state.skipped.update(skipped)
+        if self.alerter is not None and self.alerter.rules:
+            for _, values in points:
+                self._check_rules(run_id, state, values, "running")
+
+    def _check_rules(
+        self, run_id: str, state: _RunState, values: dict[str, float] | Any, status: str
+    ) -> None:
+        """Alert once per run on each rule of ``ALERT_RULES`` that ``values`` break."""
+        assert self.alerter is not None
+        for rule, value in self.alerter.breaches(values):
+            if rule.text in state.breached:
+                continue
+            state.breached.add(rule.text)
+            self.alerter.notify(
+                run_alert(
+                    AlertEvent.RULE, run_id, state.experiment, status=status,
+                    detail=f"{rule.metric} = {value:g}", rule=rule.text,
+                    dashboard_url=self.alerter.dashboard_url,
+                )
+            )  # fmt: skip
 
     def _count_failure(
         self, state: _RunState, run_id: str, exc: Exception, points: int = 1
@@ -359,10 +390,40 @@ class RunExecutor:
         self._store_output(run_id, state)
         self.store.close_run(run_id, status, final, error)
         del self._runs[run_id]  # only now: after an outage the close is tried again
+        if self.alerter is not None:
+            self._alert_end(run_id, state, status, final, error)
         if state.failures:
             raise TrackingError(
                 f"run {run_id}: {state.failures} points could not be written: {state.first_failure}"
             )
+
+    def _alert_end(
+        self,
+        run_id: str,
+        state: _RunState,
+        status: ExperimentStatus,
+        final: dict[str, float],
+        error: str | None,
+    ) -> None:
+        """The run's end, and the rules its final metrics break, to the alerter."""
+        assert self.alerter is not None
+        try:
+            event = AlertEvent(status.value)
+        except ValueError:
+            return
+        self.alerter.notify(
+            run_alert(
+                event, run_id, state.experiment, status=status.value, verdict=state.verdict,
+                detail=error, dashboard_url=self.alerter.dashboard_url,
+            )
+        )  # fmt: skip
+        if self.alerter.rules:
+            self._check_rules(run_id, state, final, status.value)
+
+    def close_alerts(self, timeout: float) -> None:
+        """Send the alerts still queued, for up to ``timeout`` seconds (the writer ends)."""
+        if self.alerter is not None:
+            self.alerter.close(timeout)
 
     def settle(self) -> None:
         """Write what the store buffered (the writer has nothing else to do just now)."""

@@ -237,11 +237,7 @@ class SyncExperimentRepository:
 
     def _dead(self, index: RunCatalogue) -> set[str]:
         """Running rows of this host whose process is gone: crashed, as ``_live`` says."""
-        return {
-            run_id
-            for run_id, host, pid in index.running_processes()
-            if self._liveness.process_gone(host, pid)
-        }
+        return index.dead_here()
 
     def experiment_names(self) -> list[str]:
         """Every experiment name, sorted."""

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
+from agentic_trading.alerts.sender import EXIT_WAIT
 from agentic_trading.tracking.executor import RunExecutor
 from agentic_trading.tracking.wire import EXIT_ERROR, Hello, error_to_wire, read_frame, write_frame
 
@@ -107,6 +108,7 @@ def serve(
     executor.settle()
     executor.abandon(EXIT_ERROR)
     executor.store.close()
+    executor.close_alerts(EXIT_WAIT)
 
 
 def _executor(hello: Hello) -> RunExecutor:

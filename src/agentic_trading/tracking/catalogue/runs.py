@@ -349,6 +349,30 @@ class RunCatalogue:
             rows = db.execute(sa.select(c.run_id, c.host, c.pid).where(c.status == "running"))
             return [(row[0], row[1], row[2]) for row in rows]
 
+    def dead_here(self) -> set[str]:
+        """Running rows of this host whose process is gone: they read ``crashed``."""
+        return {
+            run_id
+            for run_id, host, pid in self.running_processes()
+            if self.liveness.process_gone(host, pid)
+        }
+
+    def ended_since(self, since: float, dead: Collection[str] = ()) -> list[RunSummary]:
+        """Runs that ended, or read ``crashed``, with a change at or after ``since`` (Unix
+        seconds), each with the status a reader sees: what an alert watcher looks at."""
+        c = t.runs.c
+        status = self._effective_status(time.time(), dead)
+        statement = sa.select(t.runs, status.label("effective_status")).where(
+            status.not_in(["running", "pending"]), c.updated_at >= since
+        )
+        with self.reading() as db:
+            return [
+                _summary(row).model_copy(
+                    update={"status": ExperimentStatus.parse(row["effective_status"])}
+                )
+                for row in db.execute(statement).mappings()
+            ]
+
     def list_runs(self, query: RunQuery, dead: Collection[str] = ()) -> list[RunSummary]:
         """The runs ``query`` selects, in its order, one page; ``dead`` are running runs whose
         process is known gone (they read crashed)."""

@@ -1,5 +1,5 @@
 """The catalogue's tables (SQLAlchemy Core): one row per run, its final metrics and scalar
-config values for sorting and filtering, and the model registry. Alembic migrations under
+config values for sorting and filtering, the model registry, and the alerts sent. Alembic migrations under
 ``migrations/`` create and change them; this module is their shape today."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "SCHEMA_VERSION",
+    "alerts",
     "aliases",
     "metadata",
     "model_versions",
@@ -18,7 +19,7 @@ __all__ = [
 ]
 
 #: The Alembic revision the code expects; an older catalogue is upgraded on open.
-SCHEMA_VERSION = "0001"
+SCHEMA_VERSION = "0002"
 
 metadata = sa.MetaData()
 
@@ -105,4 +106,21 @@ aliases = sa.Table(
     sa.Column("alias", sa.String(64), primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+#: One row per alert event (``run:<id>:crashed``, ``study:<name>:finished``): the process
+#: that inserts it sends the alert, so two processes never send the same one. An unsent row
+#: whose claim is older than the lease is taken over by a watcher.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("alert", sa.JSON, nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+    sa.Column("claimed_by", sa.String(255), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("sent_at", sa.Float),
+    sa.Column("last_error", sa.Text),
+    sa.Index("ix_alerts_unsent", "sent_at", "claimed_at"),
 )
