@@ -112,6 +112,12 @@ def test_a_run_alerts_once_per_end_with_its_verdict_and_link(
     assert watcher.poll().queued == 0
     assert watcher.alerter.flush(10)
     assert len(hook.wait_for(4, timeout=1)) == 3
+    # The run's page lists the alert sent about it.
+    from agentic_trading.dashboard.app import create_app
+    from tests.dash_requests import Browserless
+
+    page = Browserless(create_app(settings)).page(f"/runs/{ids['failed']}")
+    assert "run-alerts" in page and "failed" in page
 
 
 def test_the_writer_alerts_when_its_training_is_killed(

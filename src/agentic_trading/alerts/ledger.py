@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -105,6 +105,18 @@ class CatalogueLedger:
                 )
             )
             return [Alert.from_data(row[0]) for row in rows]
+
+    def history(self, prefix: str) -> list[dict[str, Any]]:
+        """The claims whose key starts with ``prefix`` (``run:<id>:``), oldest first: event,
+        claimed by, attempts, sent at (``None``: not yet), last error."""
+        c = alerts.c
+        with connect(self.url).connect() as db:
+            rows = db.execute(
+                sa.select(c.key, c.event, c.claimed_by, c.attempts, c.sent_at, c.last_error)
+                .where(c.key.startswith(prefix, autoescape=True))
+                .order_by(c.claimed_at)
+            )
+            return [dict(row._mapping) for row in rows]
 
     def known(self, keys: Iterable[str]) -> set[str]:
         wanted = sorted(set(keys))

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from agentic_trading.cli import gc
 from agentic_trading.cli._common import (
     JsonOption,
     console,
@@ -29,7 +30,7 @@ from agentic_trading.evaluation.verdict import GROUP_KIND
 from agentic_trading.tracking import RunDetail, RunSummary, SyncExperimentRepository
 
 app = typer.Typer(
-    help="Tracked runs: list, show, compare, best, delete, reindex (ML_STORAGE_PATH).",
+    help="Tracked runs: list, show, compare, best, rerun, delete, gc, reindex (ML_STORAGE_PATH).",
     no_args_is_help=True,
 )
 
@@ -215,10 +216,8 @@ def delete_command(
         run = repo.get_run(run_id)
         if not yes and not typer.confirm(f"Delete run {run_id} of {run.experiment} for good?"):
             raise typer.Exit(1)
-        repo.delete_run(run_id, force=force)
-    from agentic_trading.cli._common import console
-
-    console.print(f"deleted run {run_id}")
+        freed = repo.delete_run(run_id, force=force)
+    console.print(f"deleted run {run_id} ({gc.human_bytes(freed)})", highlight=False)
 
 
 def run_data(run: RunSummary) -> dict[str, Any]:
@@ -472,3 +471,6 @@ def print_rerun(report: Any) -> None:
         for name, (a, b) in report.environment.items():
             table.add_row(name, str(a), str(b))
         console.print(table)
+
+
+app.command("gc")(gc.gc_command)

@@ -7,6 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from agentic_trading.config import Settings
@@ -51,6 +52,20 @@ class DashboardContext:
         """The model registry in the run catalogue (caught up with tracking), if there is one."""
         catalogue = self.repository.current_catalogue()
         return None if catalogue is None else registry_for(self.settings, catalogue)
+
+    def alerts(self, run_id: str) -> list[dict[str, Any]]:
+        """The alerts claimed for run ``run_id`` (``ALERT_URLS``), from the catalogue; none
+        without one, or when it does not answer."""
+        from agentic_trading.alerts.ledger import CatalogueLedger
+        from agentic_trading.tracking.catalogue import catalogue_url
+
+        url = catalogue_url(self.settings)
+        if url is None:
+            return []
+        try:
+            return CatalogueLedger(url).history(f"run:{run_id}:")
+        except Exception:
+            return []
 
     def read_artifact(self, run_id: str, name: str) -> bytes | None:
         """The bytes of artifact ``name`` of run ``run_id``: a local file under this store's

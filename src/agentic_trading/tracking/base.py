@@ -97,4 +97,13 @@ class RunReader(Protocol):
         """One metric series of one run, or ``None`` if the run has no such metric."""
 
     def delete_run(self, run_id: str) -> bool:
-        """Delete a run and its data; ``False`` if there was none."""
+        """Delete a run for good: its record, series and artifacts (MLflow: purged where the
+        store allows it); ``False`` if there was none."""
+
+    def stored_bytes(self, run_id: str) -> int:
+        """Bytes the run takes that deleting it frees (its series where they are files, its
+        artifacts where they are files)."""
+
+    def finish_deletions(self) -> int:
+        """Finish deletions that were interrupted (artifacts of runs that are gone, MLflow
+        runs deleted but not purged); bytes freed."""

@@ -335,17 +335,40 @@ class SyncExperimentRepository:
         _check_mode(mode)
         return self._caught_up().best_run(experiment, metric, mode)
 
-    def delete_run(self, run_id: str, *, force: bool = False) -> None:
-        """Delete a run and its data for good. A live run needs ``force=True``."""
+    def delete_run(self, run_id: str, *, force: bool = False) -> int:
+        """Delete a run for good: its record, series and artifacts; the bytes it freed. A live
+        run needs ``force=True``.
+
+        The catalogue's row goes first, so lists stop showing the run; then the backend's run,
+        then its artifacts. Cut short, the run is either whole (readers catch the catalogue
+        up with it again, and the next delete finishes) or gone but for artifact files that
+        :meth:`finish_deletions` removes."""
         detail = self.get_run(run_id)
         if detail.status is ExperimentStatus.RUNNING and not force:
             raise TrackingError(
                 f"run {run_id} is still running; finish it first or delete with force=True"
             )
         with self._lock:
+            size = self._reader.stored_bytes(run_id)
+            self._index.delete_run(run_id)
             if not self._reader.delete_run(run_id):
                 raise RunNotFoundError(f"no run {run_id!r} in {self.location}")
-            self._index.delete_run(run_id)
+        return size
+
+    def stored_bytes(self, run_id: str) -> int:
+        """Bytes that deleting the run would free (series and artifacts kept as files)."""
+        return self._reader.stored_bytes(run_id)
+
+    def finish_deletions(self) -> int:
+        """Finish deletions cut short (artifact files of runs that are gone; MLflow runs
+        deleted but not purged); the bytes freed."""
+        with self._lock:
+            return self._reader.finish_deletions()
+
+    def registered_runs(self) -> dict[str, list[str]]:
+        """Runs behind a registered model version: run id -> ``NAME vN`` (none without a
+        catalogue: there is no registry then)."""
+        return self._catalogue.registered_runs() if self._catalogue is not None else {}
 
 
 class _InThread(Generic[P, T]):
@@ -393,6 +416,9 @@ class ExperimentRepository:
     compare_runs = _InThread(SyncExperimentRepository.compare_runs)
     best_run = _InThread(SyncExperimentRepository.best_run)
     delete_run = _InThread(SyncExperimentRepository.delete_run)
+    finish_deletions = _InThread(SyncExperimentRepository.finish_deletions)
+    stored_bytes = _InThread(SyncExperimentRepository.stored_bytes)
+    registered_runs = _InThread(SyncExperimentRepository.registered_runs)
 
 
 def _check_mode(mode: str) -> None:

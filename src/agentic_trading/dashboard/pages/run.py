@@ -4,6 +4,7 @@ UI. A walk-forward group's page shows its trainings and their excess Sharpe by f
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -241,6 +242,7 @@ def layout(context: DashboardContext, run_id: str) -> html.Div:
         [
             html.Div(body, id="run-body"),
             *_output_section(run),
+            *_alerts_section(context, run),
             *_actions(context, run),
             dcc.Store(id="run-id", data=run_id),
             dcc.Interval(id="run-tick", interval=REFRESH_MS, disabled=not running),
@@ -281,6 +283,30 @@ def output_lines(text: str, search: str | None) -> tuple[str, list[str]]:
     if len(shown) < len(found):
         count += f"; the last {len(shown):,} shown"
     return count, shown
+
+
+def _alerts_section(context: DashboardContext, run: RunDetail) -> list[Any]:
+    """The alerts sent about this run (``ALERT_URLS``): event, when, by whom, attempts."""
+    sent = context.alerts(run.run_id)
+    if not sent:
+        return []
+    rows = [
+        html.Tr(
+            [
+                html.Td(alert["key"].split(":", 2)[2]),
+                html.Td(
+                    datetime.fromtimestamp(alert["sent_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+                    if alert["sent_at"]
+                    else f"not yet: {alert['last_error'] or 'sending'}"
+                ),
+                html.Td(alert["claimed_by"]),
+                html.Td(str(alert["attempts"])),
+            ]
+        )
+        for alert in sent
+    ]
+    head = html.Tr([html.Th(name) for name in ("event", "sent (UTC)", "by", "attempts")])
+    return [html.H2("Alerts"), html.Table([html.Thead(head), html.Tbody(rows)], id="run-alerts")]
 
 
 def _actions(context: DashboardContext, run: RunDetail) -> list[Any]:

@@ -349,6 +349,15 @@ class RunCatalogue:
             rows = db.execute(sa.select(c.run_id, c.host, c.pid).where(c.status == "running"))
             return [(row[0], row[1], row[2]) for row in rows]
 
+    def registered_runs(self) -> dict[str, list[str]]:
+        """Runs behind a model version of the registry: run id -> ``NAME vN``."""
+        v = t.model_versions.c
+        found: dict[str, list[str]] = {}
+        with self.reading() as db:
+            for run_id, name, version in db.execute(sa.select(v.run_id, v.name, v.version)):
+                found.setdefault(run_id, []).append(f"{name} v{version}")
+        return found
+
     def dead_here(self) -> set[str]:
         """Running rows of this host whose process is gone: they read ``crashed``."""
         return {

@@ -10,6 +10,12 @@ from typing import Any
 
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking.artifact_files import (
+    path_bytes,
+    remove_artifacts,
+    sweep_orphans,
+    uri_path,
+)
 from agentic_trading.tracking.backends.aim._storage import (
     ATTR_CONFIG,
     ATTR_ENVIRONMENT,
@@ -22,6 +28,7 @@ from agentic_trading.tracking.backends.aim._storage import (
     ATTR_STATUS,
     ATTR_VALUES,
     AimIndexer,
+    artifacts_uri,
     import_aim,
     repo_location,
 )
@@ -67,6 +74,7 @@ class AimRunReader:
         self._indexer = AimIndexer(self.location)
         self._repo: Any = None
         self._settled: set[str] = set()  # finished and indexed: they never change again
+        self._artifacts_root = artifacts_uri(settings)
 
     def _open(self) -> Any:
         """The repository, or ``None`` if no run was ever written to a local path."""
@@ -166,10 +174,29 @@ class AimRunReader:
         repo = self._open()
         if repo is None or not _exists(repo, run_id):
             return False
+        detail = self.get_run(run_id)
         deleted = bool(repo.delete_run(run_id))
         self._settled.discard(run_id)
         repo.container_pool.clear()
+        if deleted and detail is not None:
+            remove_artifacts(detail.artifacts.values())  # after the run: never a run without them
         return deleted
+
+    def stored_bytes(self, run_id: str) -> int:
+        repo = self._open()
+        if repo is None or not _exists(repo, run_id):
+            return 0
+        detail = self.get_run(run_id)
+        artifacts = detail.artifacts.values() if detail is not None else ()
+        return sum(
+            path_bytes(Path(repo.path, kind, "chunks", run_id)) for kind in ("meta", "seqs")
+        ) + sum(path_bytes(path) for path in map(uri_path, artifacts) if path is not None)
+
+    def finish_deletions(self) -> int:
+        repo = self._open()
+        if repo is None:
+            return 0
+        return sweep_orphans(self._artifacts_root, self.run_ids())
 
 
 def _exists(repo: Any, run_id: str) -> bool:

@@ -16,6 +16,12 @@ from typing import Any, TypeVar
 
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking.artifact_files import (
+    path_bytes,
+    remove_artifacts,
+    sweep_orphans,
+    uri_path,
+)
 from agentic_trading.tracking.backends.aim._storage import (
     discard_remote_repo,
     exit_cleanly_from_aim_server,
@@ -51,6 +57,7 @@ class AimServerRunReader:
         self._props: dict[str, _Props] = {}
         self._trees: dict[str, dict[str, Any]] = {}
         self._settled: set[str] = set()  # finished: their trees never change again
+        self._artifacts_root = settings.ml_artifacts_uri
 
     def _call(self, what: str, action: Callable[[Any], T]) -> T:
         """``action(repo)``; an unreachable server becomes ``TrackingUnavailableError``.
@@ -146,11 +153,23 @@ class AimServerRunReader:
     def delete_run(self, run_id: str) -> bool:
         if run_id not in self._call("list runs", lambda repo: repo.list_all_runs()):
             return False
+        detail = self.get_run(run_id)
         deleted = bool(self._call("delete a run", lambda repo: repo.delete_run(run_id)))
         for cache in (self._props, self._trees):
             cache.pop(run_id, None)
         self._settled.discard(run_id)
+        if deleted and detail is not None:
+            remove_artifacts(detail.artifacts.values())  # file:// ones; s3 keeps its own rules
         return deleted
+
+    def stored_bytes(self, run_id: str) -> int:
+        # The server's series are not ours to measure; artifacts kept as files are.
+        detail = self.get_run(run_id)
+        artifacts = detail.artifacts.values() if detail is not None else ()
+        return sum(path_bytes(p) for p in map(uri_path, artifacts) if p is not None)
+
+    def finish_deletions(self) -> int:
+        return sweep_orphans(self._artifacts_root, self.run_ids())
 
 
 def _meta(repo: Any, run_hash: str) -> Any:

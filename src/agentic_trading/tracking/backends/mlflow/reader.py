@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from agentic_trading.config import Settings
 from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking.artifact_files import path_bytes, uri_path
 from agentic_trading.tracking.backends.mlflow._storage import (
     ARTIFACT_PREFIX,
     FINAL_PREFIX,
@@ -24,6 +26,8 @@ from agentic_trading.tracking.backends.mlflow._storage import (
 )
 from agentic_trading.tracking.errors import TrackingUnavailableError, describe
 from agentic_trading.tracking.records import MetricSeries, RunDetail, RunSummary
+
+logger = logging.getLogger("agentic_trading.tracking")
 
 __all__ = ["MlflowRunReader"]
 
@@ -41,6 +45,7 @@ class MlflowRunReader:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._store: Any = None  # MLflow's own store, to purge runs (False: it cannot)
         self.location = settings.tracking_location()
         self._client: Any = None
         self._names: dict[str, str] = {}  # experiment id -> name
@@ -187,9 +192,61 @@ class MlflowRunReader:
         if run is None:
             return False
         client = self._connect()
+        # Deleted first (no reader sees it any more), then purged: artifacts, then the row,
+        # as `mlflow gc` does. A purge cut short is finished by finish_deletions.
         self._call("delete a run", lambda: client.delete_run(run.info.run_id))
         self._ids.pop(run_id, None)
+        self._purge(run)
         return True
+
+    def stored_bytes(self, run_id: str) -> int:
+        run = self._find(run_id)
+        path = uri_path(run.info.artifact_uri) if run is not None else None
+        return path_bytes(path) if path is not None else 0
+
+    def finish_deletions(self) -> int:
+        if self._empty():
+            return 0
+        from mlflow.entities import ViewType
+
+        client = self._connect()
+        freed = 0
+        for experiment in self._experiment_ids():
+            for run in self._pages(
+                "search",
+                lambda token, e=experiment: client.search_runs(
+                    [e], "", run_view_type=ViewType.DELETED_ONLY, max_results=_PAGE,
+                    page_token=token,
+                ),
+            ):  # fmt: skip
+                if TAG["run_id"] in run.data.tags:
+                    path = uri_path(run.info.artifact_uri)
+                    freed += path_bytes(path) if path is not None else 0
+                    self._purge(run)
+        return freed
+
+    def _purge(self, run: Any) -> None:
+        """Delete a deleted run's artifacts, then its row where the store allows it (a
+        database; an MLflow server purges with its own `mlflow gc`)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        try:
+            get_artifact_repository(run.info.artifact_uri).delete_artifacts()  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            logger.warning("run %s: artifacts not deleted: %s", run.info.run_id, describe(exc))
+        store = self._hard_store()
+        if store is not None:
+            self._call("purge a run", lambda: store._hard_delete_run(run.info.run_id))
+
+    def _hard_store(self) -> Any:
+        if self._store is None:
+            from mlflow.tracking._tracking_service.utils import _get_store
+
+            uri = self._settings.mlflow_store_uri()
+            remote = uri.startswith(("http://", "https://"))
+            store = None if remote else _get_store(uri)  # type: ignore[no-untyped-call]
+            self._store = store if hasattr(store, "_hard_delete_run") else False
+        return self._store or None
 
     def _record(self, cls: type[Any], run: Any) -> Any:
         tags = run.data.tags
