@@ -42,11 +42,10 @@ def hook() -> Iterator[HookServer]:
     server.down()
 
 
-@pytest.fixture(params=["aim", "mlflow"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path, hook: HookServer) -> Settings:
+def alerting(backend: str, folder: Path, hook: HookServer) -> Settings:
     return make_settings(
-        ml_tracking_backend=request.param,
-        ml_storage_path=str(tmp_path / "runs"),
+        ml_tracking_backend=backend,
+        ml_storage_path=str(folder / "runs"),
         ml_heartbeat_interval=0.2,
         ml_heartbeat_timeout=3,
         ml_capture_environment=False,
@@ -54,6 +53,18 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, hook: HookServer) -
         alert_urls=hook.url,
         dashboard_url="http://dash.example:8050",
     )
+
+
+@pytest.fixture(params=["aim", "mlflow"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path, hook: HookServer) -> Settings:
+    """Both backends: what the writer reads of a run (its experiment, verdict) differs."""
+    return alerting(request.param, tmp_path, hook)
+
+
+@pytest.fixture
+def aim_settings(tmp_path: Path, hook: HookServer) -> Settings:
+    """One backend: the writer's and watcher's side of alerts is the same for every one."""
+    return alerting("aim", tmp_path, hook)
 
 
 def environment(settings: Settings) -> dict[str, str]:
@@ -121,9 +132,9 @@ def test_a_run_alerts_once_per_end_with_its_verdict_and_link(
 
 
 def test_the_writer_alerts_when_its_training_is_killed(
-    settings: Settings, hook: HookServer
+    aim_settings: Settings, hook: HookServer
 ) -> None:
-    process = training(settings)
+    process = training(aim_settings)
     assert process.stdout is not None
     run_id = process.stdout.readline().strip()
     assert process.stdout.readline().strip() == "flushed"
@@ -135,9 +146,9 @@ def test_the_writer_alerts_when_its_training_is_killed(
 
 
 def test_two_watchers_alert_once_when_training_and_writer_die(
-    settings: Settings, hook: HookServer
+    aim_settings: Settings, hook: HookServer
 ) -> None:
-    process = training(settings)
+    process = training(aim_settings)
     assert process.stdout is not None
     run_id = process.stdout.readline().strip()
     assert process.stdout.readline().strip() == "flushed"
@@ -145,7 +156,7 @@ def test_two_watchers_alert_once_when_training_and_writer_die(
     assert writers, "the training has a writer process"
     os.killpg(process.pid, signal.SIGKILL)  # the whole group: training and writer
     process.wait(10)
-    env = environment(settings)
+    env = environment(aim_settings)
     watchers = [
         subprocess.Popen(
             [sys.executable, "-m", "agentic_trading.cli.app", "watch", "--interval", "0.5"],
@@ -170,9 +181,9 @@ def test_two_watchers_alert_once_when_training_and_writer_die(
 
 
 def test_a_threshold_rule_alerts_once_per_run_on_live_and_final_metrics(
-    settings: Settings, hook: HookServer
+    aim_settings: Settings, hook: HookServer
 ) -> None:
-    ruled = settings.model_copy(
+    ruled = aim_settings.model_copy(
         update={"alert_rules": "reward > 5; total_reward >= 10", "alert_events": "rule"}
     )
     tracker = get_sync_tracker(ruled)
@@ -217,6 +228,21 @@ def test_study_alerts_are_sent_once_by_whichever_worker_claims_them(
     finished_alert = next(a for a in received if a["event"] == "study_finished")
     assert "3 of 3 trials done" in finished_alert["summary"]
     assert "best trial #2" in finished_alert["summary"]
+
+
+def test_a_process_that_ends_right_after_an_alert_still_sends_it(hook: HookServer) -> None:
+    # A study worker alerts "study finished" and exits at once: the send happens while the
+    # interpreter shuts down.
+    script = (
+        "from agentic_trading.alerts import Alerter, AlertEvent, study_alert\n"
+        f"Alerter([{hook.url!r}]).notify(study_alert(AlertEvent.STUDY_FINISHED, 'ending', "
+        "summary='6 of 6 trials done'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert [a["study"] for a in hook.wait_for(1, timeout=10)] == ["ending"]
 
 
 def test_secrets_in_alert_urls_never_reach_messages_or_logs(

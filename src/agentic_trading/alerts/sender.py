@@ -132,6 +132,10 @@ class Alerter:
             heapq.heappush(self._heap, item)
             self._busy += 1
             if self._thread is None:
+                # Loaded here, not in the thread: a process that ends right after its alert
+                # would be importing Apprise while shutting down (once per process, a fraction
+                # of a second; for a run, in its writer, off the training's path).
+                self._load_targets_quietly()
                 self._thread = threading.Thread(
                     target=self._run, name="agentic-trading-alerts", daemon=True
                 )
@@ -238,15 +242,20 @@ class Alerter:
                 errors.append(f"{mask_alert_url(self.urls[index])} did not take it")
         return errors
 
+    def _load_targets_quietly(self) -> None:
+        try:
+            self._load_targets()
+        except Exception as exc:  # Apprise missing: each attempt says so
+            logger.debug("Apprise not loaded: %s", exc)
+
     def _load_targets(self) -> list[Any]:
         if self._targets is None:
             apprise = require("apprise", "alerts", "alerts (ALERT_URLS) need Apprise")
             logging.getLogger("apprise").setLevel(logging.CRITICAL)  # we log, secrets masked
-            targets = []
-            for url in self.urls:
-                one = apprise.Apprise()
-                targets.append(one if one.add(url) else None)
-            self._targets = targets
+            # Each address's plugin itself (its notify sends in this thread): an Apprise
+            # object would send through a thread pool, which refuses work once the process
+            # is shutting down, when a process that ends sends its last alerts.
+            self._targets = [apprise.Apprise.instantiate(url) or None for url in self.urls]
         return self._targets
 
 
