@@ -20,6 +20,9 @@ from agentic_trading.tracking.errors import TrackingError
 
 console = Console()
 errors = Console(stderr=True)
+# In a pipe or a file, prose is not broken into lines of the default 80 columns: each line
+# stays whole for grep and friends (tables there are plain columns, cli/tables.py).
+console.soft_wrap = not console.is_terminal
 
 #: ``--json``: machine-readable output on stdout for scripts.
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON for scripts.")]

@@ -24,6 +24,7 @@ from agentic_trading.cli._common import (
     start_writer,
 )
 from agentic_trading.cli.format import LABEL_STYLE, status_text
+from agentic_trading.cli.tables import Cell, Column, WideOption, print_table
 from agentic_trading.common.formatting import environment_rows, verdict_label
 from agentic_trading.config import Settings
 from agentic_trading.evaluation.verdict import GROUP_KIND
@@ -69,6 +70,7 @@ def list_command(
     ] = None,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many (the next page).")] = 0,
     json_output: Annotated[bool, typer.Option("--json", help="A JSON list for scripts.")] = False,
+    wide: WideOption = False,
 ) -> None:
     """Runs, newest first, with each one's verdict (skill, luck or trails buy-and-hold).
 
@@ -92,6 +94,7 @@ def list_command(
             where=where,
             since=None if since is None else parse_since(since),
             offset=offset,
+            wide=wide,
         )
 
 
@@ -243,6 +246,7 @@ def list_runs(
     where: list[str] | None = None,
     since: datetime | None = None,
     offset: int = 0,
+    wide: bool = False,
 ) -> None:
     filters: dict[str, Any] = {
         "experiment": experiment,
@@ -263,12 +267,18 @@ def list_runs(
     caption = f"runs {offset + 1}-{offset + len(runs)} of {total}"
     if offset + len(runs) < total:
         caption += f" (--offset {offset + len(runs)} for more)"
-    table = Table(title=f"runs in {repo.location}", caption=caption)
-    columns = ("run_id", "experiment", "status", "created", "total_profit", "sharpe", "agent")
-    for column in (*columns, "verdict"):
-        table.add_column(column)
-    for run in runs:
-        table.add_row(
+    columns = [
+        Column("run_id", whole=True),
+        Column("experiment", whole=True),
+        Column("status"),
+        Column("created", drop=4),
+        Column("total_profit", justify="right", drop=3),
+        Column("sharpe", justify="right", drop=1),
+        Column("agent", drop=5),
+        Column("verdict", drop=2),
+    ]
+    rows: list[list[Cell]] = [
+        [
             run.run_id,
             run.experiment,
             status_text(run.status),
@@ -277,8 +287,12 @@ def list_runs(
             _short(run.final_metrics.get("sharpe_ratio")),
             str(run.config.get("agent_type", "")),
             verdict_label(run.config, run.params),
-        )
-    console.print(table)
+        ]
+        for run in runs
+    ]
+    print_table(
+        console, columns, rows, title=f"runs in {repo.location}", caption=caption, wide=wide
+    )
 
 
 def show(repo: SyncExperimentRepository, run_id: str, as_json: bool) -> None:

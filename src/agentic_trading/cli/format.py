@@ -32,14 +32,17 @@ def status_text(status: ExperimentStatus) -> Text:
 def experiments_table(states: list[ExperimentState], title: str) -> Table:
     """The live table ``monitor`` shows."""
     table = Table(title=title, expand=True)
-    table.add_column("experiment", no_wrap=True)
-    table.add_column("status")
+    # Ids and statuses whole (they are copied into the next command); the progress bar and
+    # the message take what is left.
+    longest = max((len(s.experiment_id) for s in states), default=10)
+    table.add_column("experiment", no_wrap=True, min_width=longest)
+    table.add_column("status", no_wrap=True, min_width=9)
     table.add_column("progress", ratio=2)
-    table.add_column("%", justify="right")
-    table.add_column("steps", justify="right")
-    table.add_column("speed", justify="right")
-    table.add_column("ETA", justify="right")
-    table.add_column("reward", justify="right")
+    table.add_column("%", justify="right", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("speed", justify="right", no_wrap=True)
+    table.add_column("ETA", justify="right", no_wrap=True)
+    table.add_column("reward", justify="right", no_wrap=True)
     table.add_column("message", ratio=3, overflow="ellipsis", no_wrap=True)
     for state in states:
         reward = state.latest_metrics.get("reward")
@@ -58,3 +61,28 @@ def experiments_table(states: list[ExperimentState], title: str) -> Table:
     if not states:
         table.add_row("(no experiments yet)", "", "", "", "", "", "", "", "")
     return table
+
+
+#: ``monitor --once`` in a pipe: the live table's columns as plain text.
+PLAIN_COLUMNS = ("experiment", "status", "%", "steps", "speed", "ETA", "reward", "message")
+
+
+def experiment_rows(states: list[ExperimentState]) -> list[list[str]]:
+    """The live table's values as plain text (``PLAIN_COLUMNS``)."""
+    rows = []
+    for state in states:
+        reward = state.latest_metrics.get("reward")
+        steps = f"{state.current_step:,}" + (f"/{state.total_steps:,}" if state.total_steps else "")
+        rows.append(
+            [
+                state.experiment_id,
+                state.status.value,
+                f"{state.progress:.1f}",
+                steps,
+                rate(state.steps_per_second),
+                duration(state.eta_seconds),
+                "-" if reward is None else f"{reward:,.3f}",
+                state.message or "",
+            ]
+        )
+    return rows

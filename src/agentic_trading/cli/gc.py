@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from agentic_trading.cli._common import (
     JsonOption,
@@ -21,6 +20,7 @@ from agentic_trading.cli._common import (
     settings_with,
 )
 from agentic_trading.cli.format import status_text
+from agentic_trading.cli.tables import Cell, Column, print_table
 from agentic_trading.status import ExperimentStatus
 
 logger = logging.getLogger("agentic_trading.cli")
@@ -92,17 +92,24 @@ def gc_command(
         print_json(report.as_data())
         return
     if report.runs:
-        table = Table(title="would delete" if dry_run else "deleted", title_justify="left")
-        for column in ("run", "experiment", "status", "created", "size"):
-            table.add_column(
-                column, no_wrap=column == "run", justify="right" if column == "size" else "left"
-            )
-        for run in report.runs:
-            table.add_row(
-                run["run_id"], run["experiment"], status_text(ExperimentStatus(run["status"])),
-                run["created_at"][:16].replace("T", " "), human_bytes(run["bytes"]),
-            )  # fmt: skip
-        console.print(table)
+        columns = [
+            Column("run", whole=True),
+            Column("experiment", whole=True),
+            Column("status"),
+            Column("created", drop=1),
+            Column("size", justify="right"),
+        ]
+        rows: list[list[Cell]] = [
+            [
+                run["run_id"],
+                run["experiment"],
+                status_text(ExperimentStatus(run["status"])),
+                run["created_at"][:16].replace("T", " "),
+                human_bytes(run["bytes"]),
+            ]
+            for run in report.runs
+        ]
+        print_table(console, columns, rows, title="would delete" if dry_run else "deleted")
     for run_id, why in sorted(report.kept.items()):
         console.print(f"kept {run_id}: {why}", highlight=False)
     verb = "would free" if dry_run else "freed"

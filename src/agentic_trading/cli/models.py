@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from agentic_trading.cli._common import (
     JsonOption,
@@ -16,6 +15,7 @@ from agentic_trading.cli._common import (
     repository,
     settings_with,
 )
+from agentic_trading.cli.tables import Cell, Column, print_table
 from agentic_trading.config import Settings
 from agentic_trading.models import ModelRegistry, RegisteredModel, get_model_registry
 from agentic_trading.tracking import SyncExperimentRepository
@@ -123,19 +123,26 @@ def list_models(registry: ModelRegistry, as_json: bool) -> None:
             "agentic-trading models register RUN_ID NAME"
         )
         return
-    table = Table(title=f"models in {registry.catalogue.location}")
-    for column in ("name", "versions", "latest", "aliases", "latest verdict"):
-        table.add_column(column)
+    rows: list[list[Cell]] = []
     for model in models:
         latest = model.versions[-1] if model.versions else None
-        table.add_row(
-            model.name,
-            str(len(model.versions)),
-            str(latest.version) if latest else "-",
-            _aliases(model),
-            str(latest.verdict.get("verdict_label", "")) if latest else "",
+        rows.append(
+            [
+                model.name,
+                str(len(model.versions)),
+                str(latest.version) if latest else "-",
+                _aliases(model),
+                str(latest.verdict.get("verdict_label", "")) if latest else "",
+            ]
         )
-    console.print(table)
+    columns = [
+        Column("name", whole=True),
+        Column("versions", justify="right", drop=2),
+        Column("latest", justify="right"),
+        Column("aliases"),
+        Column("latest verdict", drop=1),
+    ]
+    print_table(console, columns, rows, title=f"models in {registry.catalogue.location}")
 
 
 def show(registry: ModelRegistry, name: str, as_json: bool) -> None:
@@ -143,11 +150,17 @@ def show(registry: ModelRegistry, name: str, as_json: bool) -> None:
     if as_json:
         print_json(model.as_data())
         return
-    table = Table(title=f"model {model.name}: {_aliases(model) or 'no aliases'}")
-    for column in ("version", "aliases", "run", "created", "agent", "verdict", *FIGURES):
-        table.add_column(column, justify="right" if column in FIGURES else "left")
-    for version in model.versions:
-        table.add_row(
+    columns = [
+        Column("version", justify="right"),
+        Column("aliases"),
+        Column("run", whole=True),
+        Column("created", drop=len(FIGURES) + 2),
+        Column("agent", drop=len(FIGURES) + 1),
+        Column("verdict"),
+        *(Column(key, justify="right", drop=len(FIGURES) - i) for i, key in enumerate(FIGURES)),
+    ]
+    rows: list[list[Cell]] = [
+        [
             str(version.version),
             ", ".join(version.aliases),
             version.run_id,
@@ -155,8 +168,11 @@ def show(registry: ModelRegistry, name: str, as_json: bool) -> None:
             str(version.config.get("agent_type", "")),
             str(version.verdict.get("verdict_label", "")),
             *(_figure(version.verdict.get(key)) for key in FIGURES),
-        )
-    console.print(table)
+        ]
+        for version in model.versions
+    ]
+    title = f"model {model.name}: {_aliases(model) or 'no aliases'}"
+    print_table(console, columns, rows, title=title)
 
 
 def promote(registry: ModelRegistry, name: str, version: int, alias: str, as_json: bool) -> None:

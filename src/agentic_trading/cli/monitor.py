@@ -19,7 +19,8 @@ from agentic_trading.cli._common import (
     print_json,
     settings_with,
 )
-from agentic_trading.cli.format import experiments_table
+from agentic_trading.cli.format import PLAIN_COLUMNS, experiment_rows, experiments_table
+from agentic_trading.cli.tables import Column, print_table
 from agentic_trading.config import Settings
 from agentic_trading.messaging import EventType, ExperimentState, TrainingChannel
 from agentic_trading.status import ExperimentStatus
@@ -79,6 +80,13 @@ def print_once(
     states = asyncio.run(snapshot(settings, namespace, status))
     if as_json:
         print_json([s.model_dump(mode="json") for s in states])
+    elif not console.is_terminal:
+        right = {"%", "steps", "speed", "ETA", "reward"}
+        columns = [
+            Column(c, justify="right" if c in right else "left", whole=c == "experiment")
+            for c in PLAIN_COLUMNS
+        ]
+        print_table(console, columns, experiment_rows(states))
     else:
         console.print(experiments_table(states, _title(settings, namespace)))
 

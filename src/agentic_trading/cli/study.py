@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
 from agentic_trading.cli._common import (
@@ -25,8 +24,9 @@ from agentic_trading.cli._common import (
     start_writer,
 )
 from agentic_trading.cli.format import LABEL_STYLE
+from agentic_trading.cli.tables import Cell, Column, WideOption, print_table
 from agentic_trading.common import signals
-from agentic_trading.common.formatting import duration
+from agentic_trading.common.formatting import duration, exact_values
 from agentic_trading.config import Settings
 from agentic_trading.studies import (
     SearchSpace,
@@ -155,10 +155,10 @@ def run_command(
 
 
 @app.command("list")
-def list_command(json_output: JsonOption = False) -> None:
+def list_command(json_output: JsonOption = False, wide: WideOption = False) -> None:
     """Every study: budget, trials per state, best value so far, workers active."""
     with expected_errors():
-        list_all(settings_with(), json_output)
+        list_all(settings_with(), json_output, wide)
 
 
 @app.command("show")
@@ -166,10 +166,11 @@ def show_command(
     name: StudyName,
     limit: Annotated[int, typer.Option(min=0, help="Show the last this many trials.")] = 50,
     json_output: JsonOption = False,
+    wide: WideOption = False,
 ) -> None:
     """A study's trials, best trial, parameter importances and verdict (DSR, PBO)."""
     with expected_errors():
-        show(settings_with(), name, json_output, limit)
+        show(settings_with(), name, json_output, limit, wide)
 
 
 @app.command("best")
@@ -357,7 +358,7 @@ def _update(progress: Progress, task: Any, study: Any, spec: StudySpec) -> None:
     progress.update(task, completed=summary.finished, total=summary.budget, detail=detail + best)
 
 
-def list_all(settings: Settings, as_json: bool) -> None:
+def list_all(settings: Settings, as_json: bool, wide: bool = False) -> None:
     summaries = list_studies(settings)
     if as_json:
         print_json([s.as_data() for s in summaries])
@@ -365,11 +366,18 @@ def list_all(settings: Settings, as_json: bool) -> None:
     if not summaries:
         console.print(f"no studies in {settings.study_location()}; create one with study create")
         return
-    table = Table(title=f"studies in {settings.study_location()}")
-    for column in ("study", "agent", "objective", "trials", "states", "best", "workers", "created"):
-        table.add_column(column)
-    for s in summaries:
-        table.add_row(
+    columns = [
+        Column("study", whole=True),
+        Column("agent", drop=4),
+        Column("objective", drop=3),
+        Column("trials", justify="right"),
+        Column("states", drop=2),
+        Column("best", justify="right"),
+        Column("workers", justify="right", drop=5),
+        Column("created", drop=1),
+    ]
+    rows: list[list[Cell]] = [
+        [
             s.name,
             s.agent,
             f"{s.direction[:3]} {s.objective}",
@@ -378,8 +386,10 @@ def list_all(settings: Settings, as_json: bool) -> None:
             "-" if s.best_value is None else f"{s.best_value:.4g} (#{s.best_trial})",
             str(len(s.workers)),
             s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "-",
-        )
-    console.print(table)
+        ]
+        for s in summaries
+    ]
+    print_table(console, columns, rows, title=f"studies in {settings.study_location()}", wide=wide)
 
 
 def _states(states: dict[str, int]) -> Text:
@@ -391,7 +401,7 @@ def _states(states: dict[str, int]) -> Text:
     return text
 
 
-def show(settings: Settings, name: str, as_json: bool, limit: int = 50) -> None:
+def show(settings: Settings, name: str, as_json: bool, limit: int = 50, wide: bool = False) -> None:
     study, spec = load_study(name, settings)
     trials = study.get_trials(deepcopy=False)
     summary = summarise(study, spec, trials)
@@ -413,14 +423,14 @@ def show(settings: Settings, name: str, as_json: bool, limit: int = 50) -> None:
         return
     _print_summary(summary)
     if limit:
-        _print_trials(rows[-limit:], spec.search_space.parameters)
+        _print_trials(rows[-limit:], list(spec.search_space.parameters), wide, importances)
     if importances:
-        table = Table(title="parameter importances (Optuna)")
-        table.add_column("parameter")
-        table.add_column("importance", justify="right")
-        for parameter, value in importances.items():
-            table.add_row(parameter, f"{value:.3f}")
-        console.print(table)
+        print_table(
+            console,
+            [Column("parameter", whole=True), Column("importance", justify="right")],
+            [[parameter, f"{value:.3f}"] for parameter, value in importances.items()],
+            title="parameter importances (Optuna)",
+        )
     if verdict is not None:
         console.print(
             Text("study verdict: ", style="bold")
@@ -442,27 +452,40 @@ def _print_summary(summary: StudySummary) -> None:
     )
 
 
-def _print_trials(rows: Sequence[Any], parameters: dict[str, Any]) -> None:
-    table = Table(title="trials")
-    for column in ("#", "state", "value", "steps", "duration", "run", *parameters):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
+def _print_trials(
+    rows: Sequence[Any],
+    parameters: Sequence[str],
+    wide: bool = False,
+    importances: dict[str, float] | None = None,
+) -> None:
+    # On a narrow terminal the least important parameters go first, then duration, steps,
+    # the run's id, and last the two most important parameters.
+    ranked = sorted(parameters, key=lambda p: -(importances or {}).get(p, 0.0))
+    drop = {p: rank + 1 if rank < 2 else rank + 4 for rank, p in enumerate(ranked)}
+    columns = [
+        Column("#", justify="right"),
+        Column("state"),
+        Column("value", justify="right"),
+        Column("steps", justify="right", drop=4),
+        Column("duration", justify="right", drop=5),
+        Column("run", whole=True, drop=3),
+        *(Column(p, justify="right", drop=drop[p]) for p in parameters),
+    ]
+    # Exact values: two different values of a parameter never print alike (0.999, 0.9999).
+    values = {p: exact_values([row.params.get(p) for row in rows]) for p in parameters}
+    table = [
+        [
             str(row.number),
             Text(row.state, style=STATE_STYLE.get(row.state, "")),
             "-" if row.value is None else f"{row.value:.4g}",
-            "-" if row.last_step is None else f"{row.last_step:,}",
+            "-" if row.steps is None else f"{row.steps:,}",
             duration(row.duration_seconds),
-            (row.run_id or "-")[:8],
-            *(_param(row.params.get(p)) for p in parameters),
-        )
-    console.print(table)
-
-
-def _param(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+            row.run_id or "-",
+            *(values[p][i] for p in parameters),
+        ]
+        for i, row in enumerate(rows)
+    ]
+    print_table(console, columns, table, title="trials", wide=wide)
 
 
 def best(settings: Settings, name: str, as_json: bool) -> bool:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
     "METRIC_FORMATS",
     "duration",
     "environment_rows",
+    "exact_values",
     "metric_value",
     "rate",
     "verdict_label",
@@ -123,3 +125,16 @@ def environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
         ("machine", f"{machine.get('os')} · {machine.get('cpu')} ({machine.get('cpus')} CPUs)")
     )
     return rows
+
+
+def exact_values(values: Sequence[Any], digits: int = 4) -> list[str]:
+    """Parameter values as text, numbers to as few significant digits (at least ``digits``)
+    as keep any two different values different: 0.999 and 0.9999 never both read "1".
+    Whole numbers and words as they are; ``None`` as ``-``."""
+    floats = {v for v in values if isinstance(v, float) and math.isfinite(v)}
+    places = digits
+    while places < 17 and len({f"{v:.{places}g}" for v in floats}) < len(floats):
+        places += 1
+    return [
+        "-" if v is None else f"{v:.{places}g}" if isinstance(v, float) else str(v) for v in values
+    ]

@@ -119,6 +119,7 @@ class TrialObjective:
         except KeyboardInterrupt:
             update_trial_info(trial, status="cancelled")
             raise
+        update_trial_info(trial, steps=outcome.steps)
         if outcome.run_id and trial_info(trial).get("run_id") != outcome.run_id:
             update_trial_info(trial, run_id=outcome.run_id)
         if outcome.status is ExperimentStatus.PRUNED:

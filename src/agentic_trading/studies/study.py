@@ -227,6 +227,7 @@ class TrialRow:
     last_step: int | None
     intermediate: dict[int, float]
     retry_of: int | None
+    steps: int | None = None  # steps trained; the last pruning check for older trials
 
     @property
     def duration_seconds(self) -> float | None:
@@ -250,6 +251,7 @@ class TrialRow:
             "experiment_id": self.experiment_id,
             "worker": self.worker,
             "retry_of": self.retry_of,
+            "steps": self.steps,
             "intermediate_values": {str(k): v for k, v in self.intermediate.items()},
         }
 
@@ -284,9 +286,17 @@ def trial_rows(trials: list[Any]) -> list[TrialRow]:
                 last_step=max(intermediate) if intermediate else None,
                 intermediate=intermediate,
                 retry_of=t.system_attrs.get("failed_trial"),
+                steps=_steps(info, intermediate),
             )
         )
     return rows
+
+
+def _steps(info: dict[str, Any], intermediate: dict[int, float]) -> int | None:
+    steps = info.get("steps")
+    if isinstance(steps, int):
+        return steps
+    return max(intermediate) if intermediate else None
 
 
 def enqueue_trials(

@@ -65,6 +65,7 @@ class TrainingOutcome:
     fold: int = 0
     seed: int = 0
     training_seconds: float = 0.0
+    steps: int = 0  # the steps trained (fewer than asked when stopped or pruned)
     agent: dict[str, float] = field(default_factory=dict)
     baseline: dict[str, float] = field(default_factory=dict)
     validation: dict[str, float] = field(default_factory=dict)
@@ -223,6 +224,7 @@ def train(
         started = time.perf_counter()
         model.learn(config.timesteps, callback=[callback, *extra])
         outcome.training_seconds = time.perf_counter() - started
+        outcome.steps = int(model.num_timesteps)
         outcome.run_id = callback.run.run_id if callback.run else None
         if callback.status is not ExperimentStatus.RUNNING:
             outcome.status = callback.status  # cancelled, or pruned by a study
