@@ -481,7 +481,7 @@ def test_cli_train_then_experiments_commands(settings: Settings, tmp_path: Path)
     deleted = cli("experiments", "delete", ids[1], "--yes", env=env)
     assert deleted.returncode == 0
     missing = cli("experiments", "show", ids[1], env=env)
-    assert missing.returncode == 1 and "no run" in missing.stderr
+    assert missing.returncode == 2 and "no run" in missing.stderr  # the command names no run
 
 
 def test_cli_refuses_bad_training_options() -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from typer.core import TyperArgument
 
 from agentic_trading.config import Settings, SettingsError, load_settings
 from agentic_trading.messaging.brokers import BrokerError
@@ -41,6 +42,9 @@ BrokerOption = Annotated[
     typer.Option("--broker", help="'memory' or 'redis' (default: MESSAGE_BROKER_TYPE)."),
 ]
 
+#: Exit codes, the same for every command: 2 when the command must be fixed (a malformed
+#: value, a setting, a run, model or study that does not exist), 1 when the work failed (a
+#: service down, a training that failed or was stopped).
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 #: The training completed and its results were printed, but tracking could not record all of it.
@@ -60,14 +64,12 @@ def expected_errors() -> Iterator[None]:
         yield
     except SettingsError as exc:
         fail(f"bad setting: {exc}", EXIT_USAGE)
-    except (BrokerError, TrackingError) as exc:
-        fail(str(exc))
-    except StudyStorageError as exc:
-        fail(str(exc), EXIT_USAGE)
     except ValidationError as exc:
         fail("; ".join(_describe(e) for e in exc.errors()), EXIT_USAGE)
-    except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
+    except (LookupError, ValueError) as exc:  # no such run, model, study; a malformed value
+        fail(str(exc).strip("'\""), EXIT_USAGE)
+    except (BrokerError, TrackingError, StudyStorageError) as exc:  # a service failed the work
+        fail(str(exc))
 
 
 def _describe(error: Any) -> str:
@@ -120,3 +122,14 @@ def parse_since(text: str) -> datetime:
             "2026-11-28T09:30) or an age (30m, 12h, 7d, 2w)"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _usage_name(self: Any) -> str:
+    # Typer writes a required argument as {name} in the usage line; the convention every
+    # other tool follows (and our help texts use) is NAME, and [NAME] when optional.
+    name = str(self.metavar or self.name).upper()
+    name = name if self.required else f"[{name}]"
+    return name + ("..." if self.nargs != 1 else "")
+
+
+TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]

@@ -22,6 +22,7 @@ from agentic_trading.cli import (
 )
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help texts verbatim: [a-z0-9_-] is not markup
     name="agentic-trading",
     help=(
         "Experiment data management for trading agents.\n\n"

@@ -31,6 +31,7 @@ from agentic_trading.evaluation.verdict import GROUP_KIND
 from agentic_trading.tracking import RunDetail, RunSummary, SyncExperimentRepository
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help texts verbatim: [a-z0-9_-] is not markup
     help="Tracked runs: list, show, compare, best, rerun, delete, gc, reindex (ML_STORAGE_PATH).",
     no_args_is_help=True,
 )
@@ -77,9 +78,9 @@ def list_command(
     Answered from the run catalogue (ML_CATALOG_URL) in milliseconds, at any number of runs.
     Examples:
 
-        agentic-trading experiments list --order-by -final_metrics.sharpe_ratio --limit 10
-
-        agentic-trading experiments list -w 'config.learning_rate < 0.001' --since 7d
+    \b
+      agentic-trading experiments list --order-by -final_metrics.sharpe_ratio --limit 10
+      agentic-trading experiments list -w 'config.learning_rate < 0.001' --since 7d
     """
     with expected_errors():
         list_runs(

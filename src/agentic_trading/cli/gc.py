@@ -62,8 +62,11 @@ def gc_command(
     registered model version stay unless --force. Try --dry-run first. Interrupted, it leaves
     no run half there; run it again to finish.
 
-    Examples: agentic-trading experiments gc --older-than 30d --dry-run;
-    agentic-trading experiments gc --status all --keep-best 5 --by sharpe_ratio
+    Examples:
+
+    \b
+      agentic-trading experiments gc --older-than 30d --dry-run
+      agentic-trading experiments gc --status all --keep-best 5 --by sharpe_ratio
     """
     from agentic_trading.tracking.retention import collect_garbage
 

@@ -21,6 +21,7 @@ from agentic_trading.models import ModelRegistry, RegisteredModel, get_model_reg
 from agentic_trading.tracking import SyncExperimentRepository
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help texts verbatim: [a-z0-9_-] is not markup
     help=(
         "The model registry: named models, numbered versions (a run's model with its config "
         "and verdict) and aliases such as champion, which trading code loads with "

@@ -47,9 +47,9 @@ def monitor_command(
 
     Across processes and machines when MESSAGE_BROKER_TYPE=redis. Examples:
 
-        agentic-trading monitor                      # live table, Ctrl-C to leave
-
-        agentic-trading monitor --once --json        # current states for a script
+    \b
+      agentic-trading monitor                  # live table, Ctrl-C to leave
+      agentic-trading monitor --once --json    # current states for a script
     """
     import asyncio
 

@@ -45,6 +45,7 @@ from agentic_trading.studies import (
 from agentic_trading.studies.attributes import trial_info
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help texts verbatim: [a-z0-9_-] is not markup
     help=(
         "Hyperparameter studies on Optuna (STUDY_STORAGE: an SQLite file, or PostgreSQL shared "
         "by workers on many hosts). Every trial is a normal training, live and tracked; the "

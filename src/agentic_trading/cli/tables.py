@@ -86,8 +86,13 @@ def print_table(
         )
     for row in rows:
         table.add_row(*(_cell(row[i]) for i in shown))
-    if wide:
-        console.print(table, width=max(console.width, _table_width(widths, shown)), crop=False)
+    if wide:  # as wide as the table needs; the terminal wraps the lines
+        width = console.width
+        console.width = max(width, _table_width(widths, shown))
+        try:
+            console.print(table, crop=False)
+        finally:
+            console.width = width
     else:
         console.print(table)
 

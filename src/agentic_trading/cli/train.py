@@ -142,13 +142,11 @@ def train_command(
     each seed and judged as a group (interquartile mean and bootstrap interval of the excess
     Sharpe). The bar is fed by the messaging channel, as the dashboard is. Examples:
 
-        agentic-trading train                                 # PPO, EUR/USD, 50,000 steps
-
-        agentic-trading train --folds 5 --seeds 5 --timesteps 20000   # a trustworthy verdict
-
-        agentic-trading train --agent dqn --timesteps 20000 --learning-rate 1e-4
-
-        agentic-trading train --data my_bars.csv --experiment MyData --fee-pips 1
+    \b
+      agentic-trading train                                         # PPO, 50,000 steps
+      agentic-trading train --folds 5 --seeds 5 --timesteps 20000   # a trustworthy verdict
+      agentic-trading train --agent dqn --timesteps 20000 --learning-rate 1e-4
+      agentic-trading train --data my_bars.csv --experiment MyData --fee-pips 1
     """
     with expected_errors():
         settings = settings_with(message_broker_type=broker, message_namespace=namespace)

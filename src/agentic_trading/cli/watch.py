@@ -42,7 +42,10 @@ def watch_command(
     also sends alerts whose sender died before it could. Run one anywhere the catalogue is
     reachable, or several: each event is sent once. The dashboard runs one too.
 
-    Example: ALERT_URLS=slack://TokenA/TokenB/TokenC agentic-trading watch
+    Example:
+
+    \b
+      ALERT_URLS=slack://TokenA/TokenB/TokenC agentic-trading watch
     """
     from agentic_trading.alerts import AlertWatcher
     from agentic_trading.alerts.sender import EXIT_WAIT

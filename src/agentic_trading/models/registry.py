@@ -25,9 +25,11 @@ from agentic_trading.tracking.errors import TrackingError
 
 __all__ = [
     "ALIAS_PATTERN",
+    "ModelNotFoundError",
     "ModelRegistry",
     "ModelVersion",
     "RegisteredModel",
+    "RegistrationRefusedError",
     "RegistryError",
     "RegistryMirror",
 ]
@@ -41,6 +43,14 @@ VERDICT_KEYS = ("verdict", "verdict_label", "degenerate_reason")
 
 class RegistryError(TrackingError):
     """A registry request that cannot be done; the message says why."""
+
+
+class ModelNotFoundError(RegistryError, LookupError):
+    """No such model, version, alias or run in the registry (the message names it)."""
+
+
+class RegistrationRefusedError(RegistryError, ValueError):
+    """A run whose model cannot be registered (not completed, no model stored)."""
 
 
 @dataclass(frozen=True)
@@ -131,16 +141,16 @@ class ModelRegistry:
         with self.catalogue.reading() as db:
             row = db.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).mappings().first()
         if row is None:
-            raise RegistryError(
+            raise ModelNotFoundError(
                 f"no run {run_id!r} in the run catalogue at {self.catalogue.location}"
             )
         if row["status"] != "completed":
-            raise RegistryError(
+            raise RegistrationRefusedError(
                 f"run {run_id} is {row['status']}: only a completed run's model can be registered"
             )
         uri = (row["artifacts"] or {}).get(MODEL_ARTIFACT)
         if not uri:
-            raise RegistryError(
+            raise RegistrationRefusedError(
                 f"run {run_id} stored no {MODEL_ARTIFACT}: there is no model to register"
             )
         params = row["params"] or {}
@@ -236,7 +246,7 @@ class ModelRegistry:
             ).scalars()
             names = list(aliases)
         if row is None:
-            raise RegistryError(f"model {name!r} has no version {version}")
+            raise ModelNotFoundError(f"model {name!r} has no version {version}")
         return _version(row, names)
 
     def resolve(self, reference: str) -> ModelVersion:
@@ -256,7 +266,9 @@ class ModelRegistry:
                     )
                 ).scalar()
             if version is None:
-                raise RegistryError(f"model {name!r} has no alias {alias!r}" + self._known(name))
+                raise ModelNotFoundError(
+                    f"model {name!r} has no alias {alias!r}" + self._known(name)
+                )
             return self.version(name, int(version))
         if "/" in reference:
             name, number = reference.split("/", 1)
@@ -267,7 +279,7 @@ class ModelRegistry:
         name = validate_name(reference, "model name")
         model = self.model(name)
         if not model.versions:
-            raise RegistryError(f"model {name!r} has no versions")
+            raise ModelNotFoundError(f"model {name!r} has no versions")
         return model.versions[-1]
 
     def _known(self, name: str) -> str:
@@ -282,7 +294,7 @@ class ModelRegistry:
         with self.catalogue.reading() as db:
             row = db.execute(sa.select(t.models).where(t.models.c.name == name)).mappings().first()
             if row is None:
-                raise RegistryError(f"no model {name!r} in the registry")
+                raise ModelNotFoundError(f"no model {name!r} in the registry")
             versions = list(
                 db.execute(
                     sa.select(t.model_versions)

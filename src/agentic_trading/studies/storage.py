@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from agentic_trading.common.databases import sqlalchemy_url
 from agentic_trading.common.extras import require
 from agentic_trading.common.retry import ServerRetry
-from agentic_trading.config import Settings
+from agentic_trading.config import Settings, SettingsError
 
 __all__ = ["StudyStorageError", "import_optuna", "open_storage", "quiet_optuna", "sqlalchemy_url"]
 
@@ -75,8 +75,8 @@ def _check_location(settings: Settings) -> None:
         path = Path(url.removeprefix("sqlite:///"))
         folder = path.expanduser().resolve().parent
         if not folder.is_dir():
-            raise StudyStorageError(
-                f"STUDY_STORAGE {url}: the folder {folder} does not exist; create it first"
+            raise SettingsError(
+                f"STUDY_STORAGE={url}: the folder {folder} does not exist; create it first"
             )
 
 
