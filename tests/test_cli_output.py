@@ -146,3 +146,33 @@ def test_one_exit_code_convention_for_not_found_and_malformed(
         result = _exit(*args, env=env)
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output and "error:" in result.output, args
+
+
+def test_registering_a_model_that_never_trades_warns(tmp_path: Path) -> None:
+    settings = make_settings(
+        ml_storage_path=str(tmp_path / "runs"),
+        ml_capture_environment=False,
+        ml_system_metrics_interval=0,
+    )
+    tracker = get_sync_tracker(settings)
+    run = tracker.create_run("flat-policy", {"agent_type": "PPO"})
+    model = tmp_path / "model.zip"
+    model.write_bytes(b"PK not a real model")
+    tracker.log_artifact(run, model, "model.zip")
+    tracker.log_params(
+        run,
+        {
+            "verdict": "excess Sharpe -0.50 over buy-and-hold",
+            "verdict_label": "trails",
+            "degenerate_reason": "it stays out of the market on 100% of bars",
+        },
+    )
+    tracker.finish_run(run, "completed", {"sharpe_ratio": 0.0})
+    tracker.flush()
+    env = {"ML_STORAGE_PATH": settings.ml_storage_path}
+    done = cli("models", "register", run.run_id, "flat-model", env=env)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "warning: flat-model/1: its policy is degenerate: it stays out of the market"
+        in " ".join(done.stderr.split())
+    )

@@ -391,3 +391,22 @@ def test_cli_walk_forward_prints_and_stores_the_groups_verdict(settings: Setting
 
     bad = cli("train", "--folds", "0", env=env)
     assert bad.returncode == 2 and "folds=0" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_study_whose_best_trial_never_trades_says_so() -> None:
+    rng = np.random.default_rng(5)
+    trials = {f"flat{i}": np.zeros(640) for i in range(6)}  # six policies that never trade
+    trials |= {f"costly{i}": rng.normal(-0.0004, 0.001, 640) for i in range(14)}
+    verdict = study_verdict(trials, trials=21, tried="14 complete, 6 pruned, 1 cancelled")
+    assert verdict.best.startswith("flat") and verdict.best_never_trades
+    assert verdict.label == "luck" and verdict.flat == 6
+    text = verdict.summary()
+    assert "never trades" in text and "no policy worth trading" in text
+    assert "best of 21 trials tried (14 complete, 6 pruned, 1 cancelled)" in text
+    assert f"the spread of 20 complete trials' Sharpe ratios, {verdict.sharpe_low:+.2f}" in text
+    # The six ties count once in PBO, and the figure is said to mean what it means.
+    assert verdict.pbo is not None and "not trading beat the trials that lost" in text
+    only_flat = study_verdict({"a": np.zeros(640), "b": np.zeros(640)})
+    assert only_flat.pbo is None and "fewer than two trials with different returns" in (
+        only_flat.summary()
+    )

@@ -476,7 +476,7 @@ def test_sigterm_to_a_worker_cancels_its_trial_and_it_exits_143(settings: Settin
         trial = wait_until(lambda: running_trial(name, settings), 120, "a running trial")
         time.sleep(1.0)
         worker.send_signal(signal.SIGTERM)  # as systemd, Kubernetes or Slurm would
-        _, err = worker.communicate(timeout=60)
+        out, err = worker.communicate(timeout=60)
     finally:
         if worker.poll() is None:
             worker.kill()
@@ -487,3 +487,6 @@ def test_sigterm_to_a_worker_cancels_its_trial_and_it_exits_143(settings: Settin
     assert [t.state.name for t in study.get_trials()] == ["FAIL"]  # no trial started after it
     run = get_sync_experiment_repository(settings).get_run(trial_info(ended)["run_id"])
     assert run.status.value == "cancelled" and run.error == "terminated by SIGTERM"
+    # One word for it everywhere: cancelled, without Optuna's "failed" and its traceback.
+    assert "Traceback" not in err and "TrialCancelled" not in err, err
+    assert "worker done: 1 cancelled" in " ".join(out.split()), out

@@ -58,7 +58,7 @@ def dashboard_command(
                 errors.print(f"{reason}: trainings still running after 30 s: {', '.join(left)}")
             raise SystemExit(signals.exit_code(signals.received() or 15))
 
-        signals.watch(terminated)
+        signals.watch(terminated, "the dashboard")
         _watch_alerts(settings, f"http://{bind}:{bind_port}")
         server.run(host=bind, port=bind_port, debug=False)
 

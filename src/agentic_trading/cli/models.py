@@ -10,6 +10,7 @@ import typer
 from agentic_trading.cli._common import (
     JsonOption,
     console,
+    errors,
     expected_errors,
     print_json,
     repository,
@@ -103,6 +104,8 @@ def register(
 ) -> None:
     repo.get_run(run_id)  # a clear "no run" before the registry's own checks
     version = get_model_registry(settings, repo).register(run_id, name)
+    if version.warning:
+        errors.print(f"[yellow]warning:[/] {version.reference}: {version.warning}", highlight=False)
     if as_json:
         print_json(version.as_data())
         return

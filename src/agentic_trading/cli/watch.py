@@ -64,7 +64,7 @@ def watch_command(
             )
         return
     stop = threading.Event()
-    signals.watch(lambda _reason: stop.set())
+    signals.watch(lambda _reason: stop.set(), "the watcher")
     errors.print(
         f"watching the run catalogue every {interval:g} s; alerts go to "
         f"{len(watcher.alerter.urls)} address(es) (Ctrl-C stops)"

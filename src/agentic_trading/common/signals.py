@@ -29,6 +29,7 @@ TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 _lock = threading.RLock()
 _stoppers: dict[int, Callable[[str], None]] = {}
+_what: dict[int, str] = {}  # what each stopper stops, for the line a signal prints
 _previous: dict[int, Any] = {}
 _next_token = [0]
 _received: list[int] = []
@@ -53,7 +54,7 @@ def reset() -> None:
             _restore()
 
 
-def watch(stop: Callable[[str], None]) -> int:
+def watch(stop: Callable[[str], None], what: str = "the training") -> int:
     """Call ``stop(reason)`` when SIGTERM or SIGHUP arrives; returns a token for
     :func:`unwatch`. Installs the handlers when called from the main thread; from another
     thread ``stop`` is called only if the main thread installed them (a dashboard does)."""
@@ -61,6 +62,7 @@ def watch(stop: Callable[[str], None]) -> int:
         _next_token[0] += 1
         token = _next_token[0]
         _stoppers[token] = stop
+        _what[token] = what
         if not _previous and threading.current_thread() is threading.main_thread():
             _install()
         return token
@@ -70,6 +72,7 @@ def unwatch(token: int) -> None:
     """Stop watching for ``token``; the last one out puts the previous handlers back."""
     with _lock:
         _stoppers.pop(token, None)
+        _what.pop(token, None)
         # After a signal the process is on its way out: a second one must still exit at once.
         if (
             not _stoppers
@@ -106,8 +109,9 @@ def _handle(signum: int, frame: FrameType | None) -> None:
     _received.append(signum)
     with _lock:
         stoppers = list(reversed(_stoppers.values()))  # newest first: trainings, then hosts
+        what = " and ".join(dict.fromkeys(reversed(_what.values()))) or "this process"
         previous = _previous.get(signum)
-    logger.warning("%s received: stopping the training (send it again to exit at once)", name)
+    logger.warning("%s received: stopping %s (send it again to exit at once)", name, what)
     for stop in stoppers:
         try:
             stop(f"terminated by {name}")

@@ -223,7 +223,8 @@ class DashboardControl:
             version = registry.register(run_id, str(name or "").strip())
         except (TrackingError, ValueError) as exc:
             raise ControlError(str(exc)) from None
-        return f"Registered {version.reference}; promote it on the Models page."
+        warning = f" Warning: {version.warning}." if version.warning else ""
+        return f"Registered {version.reference}; promote it on the Models page.{warning}"
 
     def promote_model(
         self, registry: Any, name: str, version: Any, alias: Any, token: str | None = None

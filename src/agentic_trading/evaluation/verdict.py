@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from agentic_trading.evaluation import statistics as st
 from agentic_trading.evaluation.trading import TradingRecord, break_even_cost_pips
@@ -342,7 +342,9 @@ class StudyVerdict:
 
     ``dsr`` is the Deflated Sharpe Ratio of the best trial's validation record (N = every
     trial, the variance of the trials' per-bar Sharpe ratios); ``pbo`` the Probability of
-    Backtest Overfitting by CSCV over the trials' validation returns.
+    Backtest Overfitting by CSCV over the distinct trials' validation returns. Figures that
+    do not mean what they seem (a best trial that never trades, PBO decided by trials that
+    tie) are said in words.
     """
 
     trials: int
@@ -353,6 +355,19 @@ class StudyVerdict:
     pbo: float | None
     blocks: int
     label: Label
+    #: Complete trials whose validation returns make up the verdict, and their Sharpe spread
+    #: (annualised): what the expected maximum from luck is made of.
+    measured: int = 0
+    sharpe_low: float = 0.0
+    sharpe_high: float = 0.0
+    #: Complete trials that never trade (flat on every validation bar).
+    flat: int = 0
+    #: What N is made of, in words (``15 complete, 5 pruned, 1 cancelled``).
+    tried: str = ""
+    #: Why PBO is left out, or does not mean what it seems; ``None`` when it does.
+    pbo_note: str | None = None
+    #: Whether the best trial is a policy that never trades.
+    best_never_trades: bool = False
 
     def figures(self) -> dict[str, float]:
         """Every number of the verdict."""
@@ -361,19 +376,41 @@ class StudyVerdict:
             "best_sharpe": self.best_sharpe,
             "expected_max_sharpe": self.expected_max_sharpe,
             "dsr": self.dsr,
+            "flat_trials": float(self.flat),
         }
         if self.pbo is not None:
             out["pbo"] = self.pbo
         return out
 
     def summary(self) -> str:
-        """E.g. ``best of 40 trials: Sharpe 1.2 on validation, DSR 0.41 ...``."""
-        text = (
-            f"best of {self.trials} trials: validation Sharpe {self.best_sharpe:+.2f} against "
-            f"{self.expected_max_sharpe:+.2f} expected from luck alone; DSR {self.dsr:.2f}"
-        )
+        """E.g. ``best of 40 trials tried (...): trial 7, validation Sharpe +1.20 against
+        +0.85 expected from luck alone (...); DSR 0.41; PBO 0.20 ...``."""
+        tried = f" ({self.tried})" if self.tried else ""
+        text = f"best of {self.trials} trials tried{tried}: trial {self.best}"
+        if self.best_never_trades:
+            text += (
+                " never trades (flat on every validation bar), so its validation Sharpe "
+                f"{self.best_sharpe:+.2f} is no skill"
+            )
+        else:
+            text += f", validation Sharpe {self.best_sharpe:+.2f}"
+        text += f" against {self.expected_max_sharpe:+.2f} expected from luck alone"
+        if self.measured:
+            text += (
+                f" (the spread of {self.measured} complete trials' Sharpe ratios, "
+                f"{self.sharpe_low:+.2f} to {self.sharpe_high:+.2f})"
+            )
+        if self.flat and not self.best_never_trades:
+            text += f"; {self.flat} complete trial(s) never trade"
+        elif self.flat > 1:
+            text += f"; {self.flat} complete trials never trade"
+        text += f"; DSR {self.dsr:.2f}"
         if self.pbo is not None:
             text += f"; PBO {self.pbo:.2f} ({self.blocks} blocks)"
+        if self.pbo_note:
+            text += f"; {self.pbo_note}"
+        if self.best_never_trades:
+            return text + "; the search found no policy worth trading"
         if self.label == "skill":
             return text + "; the search found skill beyond luck"
         return text + "; not distinguishable from the luck of the search"
@@ -385,12 +422,15 @@ def study_verdict(
     blocks: int = 16,
     confidence: float = CONFIDENCE,
     trials: int | None = None,
+    tried: str = "",
 ) -> StudyVerdict:
     """The verdict of a search: ``returns`` maps each trial to its per-bar validation returns.
 
     The best trial is the one with the highest Sharpe ratio. ``trials`` is N, every trial
-    tried (pruned and failed ones too; default: those in ``returns``). PBO needs every trial
-    measured on the same bars; it is left out (``None``) when they differ in length or are few.
+    tried (pruned and failed ones too; default: those in ``returns``); ``tried`` says what N
+    is made of. PBO needs every trial measured on the same bars; it is left out (``None``)
+    when they differ in length or are few. Trials with identical returns (policies that
+    never trade, above all) count once in PBO: ties would otherwise decide it.
     """
     if len(returns) < 1:
         raise ValueError("a study verdict needs at least one trial")
@@ -400,21 +440,54 @@ def study_verdict(
     best_returns = arrays[best]
     variance = float(np.var(list(sharpes.values()), ddof=1)) if len(sharpes) > 1 else 0.0
     skew, kurt = st.skewness(best_returns), st.kurtosis(best_returns)
-    tried = max(len(arrays), trials or 0)
-    dsr = st.deflated_sharpe_ratio(sharpes[best], len(best_returns), tried, variance, skew, kurt)
-    pbo = None
+    count = max(len(arrays), trials or 0)
+    dsr = st.deflated_sharpe_ratio(sharpes[best], len(best_returns), count, variance, skew, kurt)
+    flat = {name for name, r in arrays.items() if not np.any(r)}
+    pbo, note = None, None
     lengths = {len(r) for r in arrays.values()}
-    if len(arrays) >= 2 and len(lengths) == 1 and lengths.pop() >= 2 * blocks:
-        matrix = np.column_stack(list(arrays.values()))
+    distinct = _distinct_columns(arrays)
+    if len(lengths) != 1:
+        note = "no PBO: the trials were measured on different bars"
+    elif len(distinct) < 2:
+        note = "no PBO: fewer than two trials with different returns"
+    elif lengths.pop() < 2 * blocks:
+        note = f"no PBO: too few validation bars for {blocks} blocks"
+    else:
+        matrix = np.column_stack([arrays[name] for name in distinct])
         pbo = st.probability_of_backtest_overfitting(matrix, blocks).pbo
-    label: Label = "skill" if dsr >= confidence and (pbo is None or pbo < 0.5) else "luck"
+        if best in flat:
+            note = "PBO only says that not trading beat the trials that lost"
+    never_trades = best in flat
+    label: Label = (
+        "skill" if not never_trades and dsr >= confidence and (pbo is None or pbo < 0.5) else "luck"
+    )
+    annual = [st.annualise(v) for v in sharpes.values()]
     return StudyVerdict(
-        trials=tried,
+        trials=count,
         best=best,
         best_sharpe=st.annualise(sharpes[best]),
-        expected_max_sharpe=st.annualise(st.expected_maximum_sharpe(tried, variance)),
+        expected_max_sharpe=st.annualise(st.expected_maximum_sharpe(count, variance)),
         dsr=dsr,
         pbo=pbo,
         blocks=blocks,
         label=label,
+        measured=len(arrays),
+        sharpe_low=min(annual),
+        sharpe_high=max(annual),
+        flat=len(flat),
+        tried=tried,
+        pbo_note=note,
+        best_never_trades=never_trades,
     )
+
+
+def _distinct_columns(arrays: Mapping[str, NDArray[np.float64]]) -> list[str]:
+    """The trials whose returns differ from every earlier one's (the first of each kind)."""
+    seen: set[bytes] = set()
+    kept = []
+    for name, values in arrays.items():
+        key = values.tobytes()
+        if key not in seen:
+            seen.add(key)
+            kept.append(name)
+    return kept

@@ -71,6 +71,13 @@ class ModelVersion:
         """``NAME/VERSION``."""
         return f"{self.name}/{self.version}"
 
+    @property
+    def warning(self) -> str | None:
+        """What a user should know before trading it: its policy is degenerate (it never
+        trades, or holds one position nearly always), from the run's verdict."""
+        reason = self.verdict.get("degenerate_reason")
+        return f"its policy is degenerate: {reason}" if reason else None
+
     def as_data(self) -> dict[str, Any]:
         """As JSON data."""
         return {
@@ -82,6 +89,7 @@ class ModelVersion:
             "created_at": self.created_at.isoformat(),
             "config": self.config,
             "verdict": self.verdict,
+            "warning": self.warning,
         }
 
 

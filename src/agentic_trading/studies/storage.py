@@ -50,9 +50,33 @@ def quiet_optuna() -> Iterator[None]:
     """Optuna's heartbeat and retry are "experimental" in its own words and warn at every use;
     we rely on them on purpose (and test them), so their warnings are noise to users."""
     optuna = import_optuna()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
+    logger = logging.getLogger("optuna.study._optimize")
+    cancelled = _CancelledTrials()
+    logger.addFilter(cancelled)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        logger.removeFilter(cancelled)
+
+
+class _CancelledTrials(logging.Filter):
+    """Drops Optuna's two "Trial N failed" warnings (one with a full traceback) for a trial
+    that was stopped (Ctrl-C, SIGTERM): the worker says it ended cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        number = message.split(" ", 2)[1] if message.startswith("Trial ") else ""
+        error = record.exc_info[1] if record.exc_info else None
+        if type(error).__name__ == "TrialCancelled":
+            self.numbers.add(number)
+            return False
+        return not (number in self.numbers and " failed with value " in message)
 
 
 def _engine_kwargs(settings: Settings) -> dict[str, Any]:

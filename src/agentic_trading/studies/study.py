@@ -7,6 +7,7 @@ attributes; Optuna's dashboard pointed at the same storage shows the same study.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,6 +87,7 @@ def create_study(spec: StudySpec, settings: Settings) -> Any:
         ) from None
     try:
         study.set_user_attr(SPEC_ATTRIBUTE, spec.model_dump(mode="json"))
+        study.set_user_attr(CREATED_ATTRIBUTE, time.time())
     except BaseException:
         optuna.delete_study(study_name=spec.name, storage=storage)  # nothing half-created
         raise
@@ -172,6 +174,7 @@ def summarise(study: Any, spec: StudySpec, trials: list[Any] | None = None) -> S
     best = _best(study, trials)
     running = [t for t in trials if t.state.name == "RUNNING"]
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    created = study.user_attrs.get(CREATED_ATTRIBUTE)
     return StudySummary(
         name=spec.name,
         agent=spec.agent,
@@ -184,7 +187,11 @@ def summarise(study: Any, spec: StudySpec, trials: list[Any] | None = None) -> S
         best_value=None if best is None else best.value,
         best_trial=None if best is None else best.number,
         workers=sorted({str(trial_info(t).get("worker", "?")) for t in running}),
-        created_at=min(starts).astimezone(UTC) if starts else None,
+        created_at=datetime.fromtimestamp(created, UTC)
+        if isinstance(created, int | float)
+        else min(starts).astimezone(UTC)
+        if starts
+        else None,
         spec=spec,
     )
 
@@ -254,6 +261,17 @@ class TrialRow:
             "steps": self.steps,
             "intermediate_values": {str(k): v for k, v in self.intermediate.items()},
         }
+
+
+#: When ``study create`` made the study (Unix seconds): studies made earlier read their
+#: first trial's start.
+CREATED_ATTRIBUTE = "created_at"
+
+
+def trial_state(trial: Any) -> str:
+    """Optuna's state in lower case; a trial whose training was stopped reads ``cancelled``
+    (Optuna calls it failed), everywhere a trial's state is shown."""
+    return _state(trial)
 
 
 def _state(trial: Any) -> str:
@@ -350,8 +368,14 @@ def judge(trials: list[Any], blocks: int = 16) -> StudyVerdict | None:
     }
     if not returns:
         return None
-    tried = sum(1 for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL"))
-    return study_verdict(returns, blocks=blocks, trials=max(tried, len(returns)))
+    states = Counter(_state(t) for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL"))
+    words = ", ".join(f"{states[s]} {s}" for s in _STATE_ORDER if states.get(s))
+    tried = sum(states.values())
+    return study_verdict(returns, blocks=blocks, trials=max(tried, len(returns)), tried=words)
+
+
+#: Trial states in the order the study's words list them.
+_STATE_ORDER = ("complete", "pruned", "cancelled", "fail")
 
 
 def parameter_importances(study: Any) -> dict[str, float]:

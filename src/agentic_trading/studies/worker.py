@@ -27,7 +27,7 @@ from agentic_trading.studies.attributes import trial_info
 from agentic_trading.studies.objective import TrialCancelled, TrialObjective
 from agentic_trading.studies.spec import SPEC_ATTRIBUTE, StudySpec
 from agentic_trading.studies.storage import import_optuna, quiet_optuna
-from agentic_trading.studies.study import StudyError, load_study, summarise
+from agentic_trading.studies.study import StudyError, load_study, summarise, trial_state
 
 __all__ = ["WorkerReport", "run_worker"]
 
@@ -89,7 +89,7 @@ def run_worker(
                 "(agentic-trading experiments list --study NAME shows their errors)"
             )
         trial = _run_one(study, objective)
-        report.trials[trial.state.name.lower() if trial else "lost"] += 1
+        report.trials[trial_state(trial) if trial else "lost"] += 1
         if trial is not None and trial.state.name == "FAIL":
             failures += 1
         if trial is not None and trial.state.name == "COMPLETE":
