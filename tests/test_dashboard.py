@@ -543,3 +543,22 @@ def test_wrong_redis_password_is_a_banner_without_the_password(
         assert finished_run in page  # the runs still show
     finally:
         server.stop()
+
+
+def test_the_live_table_keeps_live_experiments_and_the_newest_finished() -> None:
+    from agentic_trading.dashboard.pages.live import FINISHED_SHOWN, on_screen
+    from agentic_trading.messaging.messages import ExperimentState
+    from agentic_trading.status import ExperimentStatus
+
+    def state(name: str, status: ExperimentStatus, at: float) -> ExperimentState:
+        return ExperimentState(
+            namespace="default", experiment_id=name, status=status, created_at=at, updated_at=at,
+            heartbeat_at=time.time(),
+        )  # fmt: skip
+
+    finished = [state(f"trial-{n}", ExperimentStatus.COMPLETED, 100.0 + n) for n in range(20)]
+    running = state("running-one", ExperimentStatus.RUNNING, 1.0)
+    shown = on_screen([running, *finished])
+    assert [s.experiment_id for s in shown] == [
+        "running-one", *(f"trial-{n}" for n in range(20 - FINISHED_SHOWN, 20))
+    ]  # fmt: skip

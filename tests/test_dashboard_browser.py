@@ -307,3 +307,113 @@ def test_a_runs_model_is_registered_and_promoted_with_confirmation(
 
     assert ModelRegistry(registry).resolve("EURUSD-PPO@champion").version == 1
     assert dash_duo.get_logs() == []
+
+
+#: The parts of a chart that must never cover one another.
+CHART_PARTS = {
+    "title": ".gtitle",
+    "x axis title": ".xtitle",
+    "y axis title": ".ytitle",
+    "legend": ".legend",
+    "toolbar": ".modebar",
+    "axis name": ".axis-title",  # parallel coordinates' axis names
+}
+
+
+def _boxes(dash_duo: Any, graph: str) -> list[tuple[str, dict[str, float]]]:
+    """The bounding boxes of a graph's parts (name, box), as the browser lays them out."""
+    script = """
+        const [graph, parts] = arguments;
+        const found = [];
+        for (const [name, selector] of Object.entries(parts)) {
+            for (const el of document.querySelectorAll(graph + ' ' + selector)) {
+                const r = el.getBoundingClientRect();
+                if (r.width > 0 && r.height > 0 && el.textContent !== null)
+                    found.push([name, {left: r.left, right: r.right, top: r.top, bottom: r.bottom}]);
+            }
+        }
+        return found;
+    """
+    boxes: list[tuple[str, dict[str, float]]] = dash_duo.driver.execute_script(
+        script, graph, CHART_PARTS
+    )
+    return boxes
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return min(a["right"], b["right"]) - max(a["left"], b["left"]) > 1 and (
+        min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > 1
+    )
+
+
+def _inputs_cut(dash_duo: Any) -> list[str]:
+    """Text inputs whose value is wider than the box that shows it."""
+    cut: list[str] = dash_duo.driver.execute_script(
+        """return [...document.querySelectorAll('input')]
+            .filter(el => el.type !== 'hidden' && el.type !== 'password' && el.value
+                          && el.scrollWidth > el.clientWidth + 1)
+            .map(el => el.id + '=' + el.value + ' ' + el.scrollWidth + '>' + el.clientWidth + ' ' + getComputedStyle(el).width);"""
+    )
+    return cut
+
+
+def test_charts_and_inputs_read_whole_at_1280x800(
+    dash_duo: Any, settings: Settings, tmp_path: Path
+) -> None:
+    import optuna
+
+    from agentic_trading.studies import StudySpec, create_study
+    from agentic_trading.studies.attributes import update_trial_info
+
+    settings = settings.model_copy(update={"study_storage": f"sqlite:///{tmp_path / 'studies.db'}"})
+    space = {
+        "learning_rate": {"low": 1e-5, "high": 2e-3, "log": True},
+        "ent_coef": {"low": 1e-8, "high": 0.1, "log": True},
+        "gamma": [0.9, 0.99, 0.999, 0.9999],
+        "n_steps": [64, 128, 256],
+    }
+    spec = StudySpec(
+        name="laid-out", space=space, trials=12, timesteps=12000, eval_every=3000,
+        base={"window_size": 5},
+    )  # fmt: skip
+    study = create_study(spec, settings)
+    rng = __import__("random").Random(3)
+    for number in range(12):  # finished trials, as a study leaves them (no training needed)
+        trial = study.ask()
+        params = spec.search_space.suggest(trial)
+        for step in (3000, 6000, 9000):
+            trial.report(rng.uniform(-5, 1) + step / 10000, step)
+        update_trial_info(trial, steps=12000, worker="host:1")
+        state = optuna.trial.TrialState.PRUNED if number % 4 == 3 else None
+        study.tell(trial, None if state else rng.uniform(-5, 1), state=state)
+        assert params
+    model = tmp_path / "model.zip"
+    model.write_bytes(b"PK fake model")
+    run = finished_run(settings, "PPO", 0.03, 1.0, model)
+
+    dash_duo.start_server(create_app(settings))
+    dash_duo.driver.set_window_size(1280, 800)
+    dash_duo.driver.get(f"{dash_duo.server_url}/studies/laid-out")
+    dash_duo.wait_for_contains_text("#study-summary", "trials done", timeout=20)
+    for graph in ("#study-history", "#study-intermediate", "#study-parallel", "#study-importances"):
+        wait_for(lambda g=graph: any(n == "title" for n, _ in _boxes(dash_duo, g)), 20)
+        boxes = _boxes(dash_duo, graph)
+        clashes = [
+            (a, b)
+            for i, (a, box_a) in enumerate(boxes)
+            for b, box_b in boxes[i + 1 :]
+            if a != b and _overlap(box_a, box_b)
+        ]
+        assert clashes == [], (graph, clashes)
+    parallel = dash_duo.find_element("#study-parallel").text
+    assert "learning_rate (log)" in parallel and "1e-4" in parallel  # log axes
+    trials = dash_duo.find_element("#study-trials").text
+    assert "12,000" in trials and "0.9999" in trials
+    screenshot(dash_duo, "study-laid-out")
+
+    for page in ("/models", f"/runs/{run.run_id}", "/"):
+        dash_duo.driver.get(f"{dash_duo.server_url}{page}")
+        dash_duo.wait_for_element("nav", timeout=20)
+        time.sleep(1.0)
+        assert _inputs_cut(dash_duo) == [], page
+    assert dash_duo.get_logs() == []

@@ -468,7 +468,7 @@ def _print_trials(
         Column("state"),
         Column("value", justify="right"),
         Column("steps", justify="right", drop=4),
-        Column("duration", justify="right", drop=5),
+        Column("wall time", justify="right", drop=5),
         Column("run", whole=True, drop=3),
         *(Column(p, justify="right", drop=drop[p]) for p in parameters),
     ]

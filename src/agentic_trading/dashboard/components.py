@@ -26,11 +26,16 @@ __all__ = [
 EQUITY_SERIES = ("eval_equity", "eval_buy_and_hold_equity")
 
 _LAYOUT: dict[str, Any] = {
-    "margin": {"l": 50, "r": 10, "t": 40, "b": 80},
-    "height": 340,
+    # The title sits in the top margin, the toolbar stands on the right edge (vertical), and
+    # the legend at the bottom of the figure below the x axis' title: none covers another.
+    "margin": {"l": 60, "r": 40, "t": 50, "b": 100},
+    "height": 360,
     "template": "plotly_white",
-    "legend": {"orientation": "h", "y": -0.3},
+    "modebar": {"orientation": "v"},
+    "legend": {"orientation": "h", "yref": "container", "y": 0.01, "yanchor": "bottom"},
 }
+#: Past this many traces a legend would take the chart's room: hovering names each line.
+LEGEND_MAX = 8
 
 
 def table(header: Sequence[str], rows: Iterable[Any], body_id: str | None = None) -> html.Table:
@@ -104,9 +109,18 @@ def figure_layout(
         "data": traces,
         "layout": {
             **_LAYOUT,
-            "title": {"text": title, "font": {"size": 14}, "x": 0.02, "xanchor": "left"},
-            "xaxis": {"title": {"text": x_title}},
-            "yaxis": {"title": {"text": y_title}},
+            "title": {
+                "text": title,
+                "font": {"size": 14},
+                "x": 0.01,
+                "xanchor": "left",
+                "yref": "container",
+                "y": 0.98,
+                "yanchor": "top",
+            },
+            "showlegend": len(traces) <= LEGEND_MAX,
+            "xaxis": {"title": {"text": x_title, "standoff": 8}, "automargin": True},
+            "yaxis": {"title": {"text": y_title}, "automargin": True},
         },
     }
 

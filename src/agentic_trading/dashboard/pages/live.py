@@ -240,14 +240,23 @@ def _start_form(context: DashboardContext) -> html.Div:
                         [
                             "timesteps",
                             dcc.Input(
-                                id="start-timesteps", type="number", value=20_000, min=100, step=100
+                                id="start-timesteps",
+                                type="number",
+                                value=20_000,
+                                min=100,
+                                step=100,
                             ),
                         ]
                     ),
                     html.Label(
                         [
                             "learning rate",
-                            dcc.Input(id="start-lr", type="number", value=3e-4, step="any"),
+                            dcc.Input(
+                                id="start-lr",
+                                type="number",
+                                value=3e-4,
+                                step="any",
+                            ),
                         ]
                     ),
                     html.Button("Start", id="start-button", n_clicks=0),
@@ -275,7 +284,7 @@ def layout(context: DashboardContext) -> html.Div:
     problem = None
     states: list[ExperimentState] = []
     try:
-        states = context.feed.states()
+        states = on_screen(context.feed.states())
     except BrokerError as exc:
         problem = _banner(exc)
     runs = context.repository.list_runs(limit=RECENT_RUNS)
@@ -300,6 +309,18 @@ def layout(context: DashboardContext) -> html.Div:
             ),
         ]
     )
+
+
+#: Finished experiments the live table keeps (the newest); all live ones are always shown, so
+#: a study's many finished trials never push the reward chart off the screen.
+FINISHED_SHOWN = 5
+
+
+def on_screen(states: list[ExperimentState]) -> list[ExperimentState]:
+    """The experiments the live table shows: every live one, and the newest finished ones."""
+    finished = [s for s in states if not is_live(s)]
+    keep = {id(s) for s in sorted(finished, key=lambda s: s.updated_at)[-FINISHED_SHOWN:]}
+    return [s for s in states if is_live(s) or id(s) in keep]
 
 
 def _finished_since(view: dict[str, Any] | None, states: list[ExperimentState]) -> bool:
@@ -332,7 +353,7 @@ def register(app: Dash, context: DashboardContext) -> None:
     )
     def refresh(_: int | None, view: dict[str, Any] | None, banner: str | None) -> tuple[Any, ...]:
         try:
-            states = context.feed.states()
+            states = on_screen(context.feed.states())
         except BrokerError as exc:
             return no_update, no_update, _banner(exc), "banner", no_update, no_update, no_update
         rows, figure, new_view = live_update(states, view, context.control.enabled)

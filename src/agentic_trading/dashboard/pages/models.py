@@ -87,7 +87,9 @@ def _promote_form(models: list[RegisteredModel]) -> Any:
                     ),
                 ]
             ),
-            html.Label(["alias", dcc.Input(id="promote-alias", value="champion")]),
+            html.Label(
+                ["alias", dcc.Input(id="promote-alias", value="champion", style={"width": "16ch"})]
+            ),
             html.Button("Promote", id="promote-button", n_clicks=0),
         ],
         className="controls",

@@ -340,13 +340,25 @@ def _actions(context: DashboardContext, run: RunDetail) -> list[Any]:
     if registrable:
         agent = str(run.config.get("agent_type", "PPO"))
         pair = str(run.config.get("pair", "EUR_USD")).replace("_", "")
+        versions = context.repository.registered_runs().get(run.run_id, [])
+        already = (
+            [html.Span(f"already registered as {', '.join(versions)}", id="run-registered")]
+            if versions
+            else []
+        )
+        name = f"{pair}-{agent}"
         pieces.append(
             html.Div(
                 [
                     html.Label(
-                        ["model name", dcc.Input(id="register-name", value=f"{pair}-{agent}")]
+                        [
+                            "model name",
+                            # Wide enough for the name it suggests and a longer one.
+                            dcc.Input(id="register-name", value=name, style={"width": "24ch"}),
+                        ]
                     ),
                     html.Button("Register this run's model", id="register-button", n_clicks=0),
+                    *already,
                     dcc.Link("Models", href="/models"),
                 ],
                 className="controls",

@@ -4,11 +4,12 @@ study's verdict; buttons to add trials and to stop a running one."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
-from agentic_trading.common.formatting import duration
+from agentic_trading.common.formatting import duration, exact_values
 from agentic_trading.dashboard.components import (
     figure_layout,
     run_link,
@@ -33,13 +34,16 @@ def _states_by_id(context: DashboardContext) -> dict[str, ExperimentState]:
         return {}
 
 
-def _trial_row(row: Any, live: ExperimentState | None, params: list[str], can_stop: bool) -> Any:
+def _trial_row(
+    row: Any, live: ExperimentState | None, shown: dict[str, str], can_stop: bool
+) -> Any:
+    """One trial's row; ``shown`` its parameters as text (exact: see ``exact_values``)."""
     if row.state == "running" and live is not None:
         progress: Any = html.Progress(value=f"{live.progress:.1f}", max="100")
         steps = f"{live.current_step:,}/{live.total_steps or 0:,}"
     else:
         progress = ""
-        steps = "-" if row.last_step is None else f"{row.last_step:,}"
+        steps = "-" if row.steps is None else f"{row.steps:,}"
     stop: Any = ""
     if can_stop and row.state == "running" and live is not None and not live.stop_requested:
         stop = html.Button(
@@ -58,17 +62,11 @@ def _trial_row(row: Any, live: ExperimentState | None, params: list[str], can_st
             html.Td(duration(row.duration_seconds)),
             html.Td(row.worker or "-", className="mono"),
             html.Td(run_link(row.run_id) if row.run_id else "-"),
-            *(html.Td(_param(row.params.get(p))) for p in params),
+            *(html.Td(text, className="num") for text in shown.values()),
             html.Td(stop),
         ],
         id={"type": "trial-row", "trial": row.number},
     )
-
-
-def _param(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def study_view(context: DashboardContext, name: str) -> dict[str, Any]:
@@ -87,6 +85,8 @@ def study_view(context: DashboardContext, name: str) -> dict[str, Any]:
     rows = trial_rows(trials)
     params = list(spec.search_space.parameters)
     live = _states_by_id(context)
+    # Exact values: two different values of a parameter never read alike (0.999, 0.9999).
+    shown = {p: exact_values([r.params.get(p) for r in rows]) for p in params}
     best = (
         "no trial complete yet"
         if summary.best_value is None
@@ -110,10 +110,10 @@ def study_view(context: DashboardContext, name: str) -> dict[str, Any]:
             _trial_row(
                 r,
                 live.get(r.experiment_id or ""),
-                params,
+                {p: shown[p][i] for p in params},
                 context.control.enabled,
             )
-            for r in reversed(rows)
+            for i, r in reversed(list(enumerate(rows)))
         ],
         "header": [
             "#",
@@ -121,7 +121,7 @@ def study_view(context: DashboardContext, name: str) -> dict[str, Any]:
             "value",
             "progress",
             "steps",
-            "duration",
+            "wall time",
             "worker",
             "run",
             *params,
@@ -130,7 +130,12 @@ def study_view(context: DashboardContext, name: str) -> dict[str, Any]:
         "fingerprint": [(r.number, r.state, r.value, r.last_step) for r in rows],
         "history": _history_figure(rows, spec.study_direction, spec.objective),
         "intermediate": _intermediate_figure(rows, spec.objective),
-        "parallel": _parallel_figure(rows, params, spec.objective),
+        "parallel": _parallel_figure(
+            rows,
+            params,
+            spec.objective,
+            frozenset(n for n, p in spec.search_space.parameters.items() if p.log),
+        ),
         "importances": _importance_figure(parameter_importances(study)),
     }
 
@@ -180,12 +185,16 @@ def _intermediate_figure(rows: list[Any], objective: str) -> dict[str, Any]:
     )
 
 
-def _parallel_figure(rows: list[Any], params: list[str], objective: str) -> dict[str, Any]:
+def _parallel_figure(
+    rows: list[Any], params: list[str], objective: str, logs: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     done = [r for r in rows if r.state == "complete" and r.value is not None]
     dimensions = []
     for p in params:
         values = [r.params.get(p) for r in done]
-        if all(isinstance(v, int | float) for v in values):
+        if p in logs and values and all(isinstance(v, int | float) and v > 0 for v in values):
+            dimensions.append(_log_dimension(p, values))
+        elif all(isinstance(v, int | float) for v in values):
             dimensions.append({"label": p, "values": values})
         else:  # categorical: positions of the choices
             labels = sorted({str(v) for v in values})
@@ -205,8 +214,23 @@ def _parallel_figure(rows: list[Any], params: list[str], objective: str) -> dict
         "line": {"color": values, "colorscale": "Viridis", "showscale": True},
     }
     figure = figure_layout("Parameters of complete trials", [trace] if done else [], "", "")
-    figure["layout"]["margin"] = {"l": 60, "r": 60, "t": 60, "b": 30}
+    # Room above the axes for their names (parcoords draws them over the top of the axes).
+    figure["layout"]["margin"] = {"l": 70, "r": 70, "t": 110, "b": 30}
     return figure
+
+
+def _log_dimension(name: str, values: list[Any]) -> dict[str, Any]:
+    """A log-searched parameter on a log axis: log10 of the values, ticks at powers of ten."""
+    logs = [math.log10(v) for v in values]
+    low, high = math.floor(min(logs)), math.ceil(max(logs))
+    ticks = list(range(low, high + 1))
+    return {
+        "label": f"{name} (log)",
+        "values": logs,
+        "range": [low, high],
+        "tickvals": ticks,
+        "ticktext": [f"1e{t}" for t in ticks],
+    }
 
 
 def _importance_figure(importances: dict[str, float]) -> dict[str, Any]:
@@ -221,7 +245,7 @@ def _importance_figure(importances: dict[str, float]) -> dict[str, Any]:
     figure = figure_layout(
         "Parameter importances (Optuna)", [trace] if names else [], "importance", ""
     )
-    figure["layout"]["margin"] = {"l": 120, "r": 10, "t": 40, "b": 50}
+    figure["layout"]["margin"] = {"l": 120, "r": 40, "t": 50, "b": 50}
     figure["layout"]["showlegend"] = False
     return figure
 
