@@ -146,6 +146,8 @@ def test_study_create_refuses_bad_input_and_creates_nothing(
     ok = runner.invoke(app, ["study", "create", "first", "--trials", "3", "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["trials"] == 3
+    listed = runner.invoke(app, ["study", "list", "--json"])
+    assert json.loads(listed.output)[0]["created_at"] is not None  # before any trial ran
 
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing\n")

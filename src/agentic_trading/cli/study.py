@@ -43,6 +43,7 @@ from agentic_trading.studies import (
     trial_rows,
 )
 from agentic_trading.studies.attributes import trial_info
+from agentic_trading.studies.study import ordered_states
 
 app = typer.Typer(
     rich_markup_mode=None,  # help texts verbatim: [a-z0-9_-] is not markup
@@ -353,10 +354,10 @@ def run_local(settings: Settings, name: str, workers: int, env: dict[str, str]) 
 
 def _update(progress: Progress, task: Any, study: Any, spec: StudySpec) -> None:
     summary = summarise(study, spec)
-    states = summary.states
-    detail = ", ".join(f"{states[s]} {s}" for s in ("running", "pruned", "fail") if states.get(s))
-    best = "" if summary.best_value is None else f"; best {summary.best_value:.4g}"
-    progress.update(task, completed=summary.finished, total=summary.budget, detail=detail + best)
+    parts = [f"{n} {s}" for s, n in ordered_states(summary.states) if s != "complete"]
+    if summary.best_value is not None:
+        parts.append(f"best {summary.best_value:.4g}")
+    progress.update(task, completed=summary.finished, total=summary.budget, detail="; ".join(parts))
 
 
 def list_all(settings: Settings, as_json: bool, wide: bool = False) -> None:
@@ -395,9 +396,9 @@ def list_all(settings: Settings, as_json: bool, wide: bool = False) -> None:
 
 def _states(states: dict[str, int]) -> Text:
     text = Text()
-    for state, count in sorted(states.items()):
+    for state, count in ordered_states(states):
         if text:
-            text.append(" ")
+            text.append(", ")
         text.append(f"{count} {state}", style=STATE_STYLE.get(state, ""))
     return text
 

@@ -369,13 +369,19 @@ def judge(trials: list[Any], blocks: int = 16) -> StudyVerdict | None:
     if not returns:
         return None
     states = Counter(_state(t) for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL"))
-    words = ", ".join(f"{states[s]} {s}" for s in _STATE_ORDER if states.get(s))
+    words = ", ".join(f"{states[s]} {s}" for s in STATE_ORDER if states.get(s))
     tried = sum(states.values())
     return study_verdict(returns, blocks=blocks, trials=max(tried, len(returns)), tried=words)
 
 
-#: Trial states in the order the study's words list them.
-_STATE_ORDER = ("complete", "pruned", "cancelled", "fail")
+#: Trial states in the order a study's counts list them.
+STATE_ORDER = ("running", "waiting", "complete", "pruned", "cancelled", "fail")
+
+
+def ordered_states(states: dict[str, int]) -> list[tuple[str, int]]:
+    """``states`` (state -> count) in ``STATE_ORDER``, others after them."""
+    rank = {state: i for i, state in enumerate(STATE_ORDER)}
+    return sorted(states.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
 
 
 def parameter_importances(study: Any) -> dict[str, float]:

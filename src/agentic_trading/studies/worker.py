@@ -27,7 +27,13 @@ from agentic_trading.studies.attributes import trial_info
 from agentic_trading.studies.objective import TrialCancelled, TrialObjective
 from agentic_trading.studies.spec import SPEC_ATTRIBUTE, StudySpec
 from agentic_trading.studies.storage import import_optuna, quiet_optuna
-from agentic_trading.studies.study import StudyError, load_study, summarise, trial_state
+from agentic_trading.studies.study import (
+    StudyError,
+    load_study,
+    ordered_states,
+    summarise,
+    trial_state,
+)
 
 __all__ = ["WorkerReport", "run_worker"]
 
@@ -168,7 +174,7 @@ class _StudyAlerts:
         if self.alerter is None or not self.alerter.wants(AlertEvent.STUDY_FINISHED):
             return
         summary = summarise(study, spec)
-        states = ", ".join(f"{n} {state}" for state, n in sorted(summary.states.items()))
+        states = ", ".join(f"{n} {state}" for state, n in ordered_states(summary.states))
         best = (
             f"best trial #{summary.best_trial}: {spec.objective} {summary.best_value:.6g}"
             if summary.best_value is not None

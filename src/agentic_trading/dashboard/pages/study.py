@@ -78,6 +78,7 @@ def study_view(context: DashboardContext, name: str) -> dict[str, Any]:
         summarise,
         trial_rows,
     )
+    from agentic_trading.studies.study import ordered_states
 
     study, spec = load_study(name, context.settings)
     trials = study.get_trials(deepcopy=False)
@@ -92,7 +93,7 @@ def study_view(context: DashboardContext, name: str) -> dict[str, Any]:
         if summary.best_value is None
         else f"best {summary.best_value:.4g} (trial {summary.best_trial})"
     )
-    states = ", ".join(f"{n} {s}" for s, n in sorted(summary.states.items()))
+    states = ", ".join(f"{n} {s}" for s, n in ordered_states(summary.states))
     verdict = judge(trials)
     return {
         "summary": (
@@ -296,7 +297,9 @@ def layout(context: DashboardContext, name: str) -> html.Div:
             *stop_controls(context),
             more,
             html.H2("Trials"),
-            table(view["header"], view["rows"], body_id="study-trials"),
+            html.Div(
+                table(view["header"], view["rows"], body_id="study-trials"), className="scroll"
+            ),
             html.Div(
                 [
                     dcc.Graph(id="study-history", figure=view["history"], config=config),
