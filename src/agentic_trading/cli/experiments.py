@@ -25,7 +25,7 @@ from agentic_trading.cli._common import (
 )
 from agentic_trading.cli.format import LABEL_STYLE, status_text
 from agentic_trading.cli.tables import Cell, Column, WideOption, print_table
-from agentic_trading.common.formatting import environment_rows, verdict_label
+from agentic_trading.common.formatting import environment_rows, exact_values, verdict_label
 from agentic_trading.config import Settings
 from agentic_trading.evaluation.verdict import GROUP_KIND
 from agentic_trading.tracking import RunDetail, RunSummary, SyncExperimentRepository
@@ -314,7 +314,13 @@ def show(repo: SyncExperimentRepository, run_id: str, as_json: bool) -> None:
         table.add_column("name")
         table.add_column("value", justify="right")
         for key, value in values.items():
-            table.add_row(key, _short(value) if isinstance(value, float) else str(value))
+            # A config value as given (0.9999 is not 1); a metric to four digits.
+            shown = (
+                _short(value)
+                if isinstance(value, float) and values is detail.final_metrics
+                else str(value)
+            )
+            table.add_row(key, shown)
         console.print(table)
     console.print("metrics: " + (", ".join(detail.metrics) or "none"))
     for what, value in environment_rows(detail.environment):
@@ -364,7 +370,7 @@ def compare(
     table = Table(title="final metrics (best in green)")
     table.add_column("metric")
     for run_id in result.run_ids:
-        table.add_column(run_id[:8], justify="right")
+        table.add_column(run_id, justify="right", no_wrap=True)  # ids whole
     for name in result.metrics:
         cells = []
         for run_id in result.run_ids:
@@ -376,9 +382,9 @@ def compare(
         diff = Table(title="config that differs")
         diff.add_column("key")
         for run_id in result.run_ids:
-            diff.add_column(run_id[:8])
+            diff.add_column(run_id, no_wrap=True)
         for key, values in result.config_diff.items():
-            diff.add_row(key, *(str(values[r]) for r in result.run_ids))
+            diff.add_row(key, *exact_values([values[r] for r in result.run_ids]))
         console.print(diff)
     else:
         console.print("the runs have the same config")

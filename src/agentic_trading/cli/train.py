@@ -33,6 +33,7 @@ from agentic_trading.cli._common import (
     start_writer,
 )
 from agentic_trading.cli.format import LABEL_STYLE
+from agentic_trading.cli.tables import Cell, Column, print_table
 from agentic_trading.common import signals
 from agentic_trading.common.formatting import metric_value
 from agentic_trading.common.loop_thread import BackgroundLoop
@@ -480,15 +481,22 @@ def print_group(outcome: GroupOutcome) -> None:
             f"training(s): group run {outcome.group_id}"
         )
         return
-    table = Table(title="each training on its own test block")
-    for column in ("fold", "seed", "run", "test bars", "Sharpe", "buy & hold", "excess", "PSR"):
-        table.add_column(column, justify="right" if column not in ("run",) else "left")
-    table.add_column("verdict")
-    for member, verdict in zip(outcome.members, outcome.verdict.members, strict=True):
-        table.add_row(
+    columns = [
+        Column("fold", justify="right"),
+        Column("seed", justify="right"),
+        Column("run", whole=True, drop=1),
+        Column("test bars", justify="right", drop=2),
+        Column("Sharpe", justify="right"),
+        Column("buy & hold", justify="right"),
+        Column("excess", justify="right"),
+        Column("PSR", justify="right", drop=3),
+        Column("verdict"),
+    ]
+    rows: list[list[Cell]] = [
+        [
             str(member.fold),
             str(member.seed),
-            (member.run_id or "")[:8],
+            member.run_id or "",
             f"{verdict.bars:,}",
             f"{verdict.sharpe:+.2f}",
             f"{verdict.baseline_sharpe:+.2f}",
@@ -500,8 +508,10 @@ def print_group(outcome: GroupOutcome) -> None:
                 verdict.label + (" (degenerate)" if verdict.degenerate else ""),
                 style=LABEL_STYLE[verdict.label],
             ),
-        )
-    console.print(table)
+        ]
+        for member, verdict in zip(outcome.members, outcome.verdict.members, strict=True)
+    ]
+    print_table(console, columns, rows, title="each training on its own test block")
     print_verdict(outcome.verdict)
     console.print(
         f"group run [bold]{outcome.group_id}[/] in experiment {outcome.experiment_name}: "
