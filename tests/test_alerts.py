@@ -88,6 +88,15 @@ def training(settings: Settings, mode: str = "hang") -> subprocess.Popen[str]:
     )
 
 
+def flushed_training(settings: Settings) -> tuple[subprocess.Popen[str], str]:
+    """A training whose run is open and flushed; its process and run id."""
+    process = training(settings)
+    assert process.stdout is not None
+    run_id = process.stdout.readline().strip()
+    assert process.stdout.readline().strip() == "flushed"
+    return process, run_id
+
+
 def writer_pids(parent: int) -> list[int]:
     import psutil
 
@@ -134,10 +143,7 @@ def test_a_run_alerts_once_per_end_with_its_verdict_and_link(
 def test_the_writer_alerts_when_its_training_is_killed(
     aim_settings: Settings, hook: HookServer
 ) -> None:
-    process = training(aim_settings)
-    assert process.stdout is not None
-    run_id = process.stdout.readline().strip()
-    assert process.stdout.readline().strip() == "flushed"
+    process, run_id = flushed_training(aim_settings)
     os.kill(process.pid, signal.SIGKILL)  # the training alone: its writer learns of it
     process.wait(10)
     received = hook.wait_for(1, timeout=30)
@@ -148,10 +154,7 @@ def test_the_writer_alerts_when_its_training_is_killed(
 def test_two_watchers_alert_once_when_training_and_writer_die(
     aim_settings: Settings, hook: HookServer
 ) -> None:
-    process = training(aim_settings)
-    assert process.stdout is not None
-    run_id = process.stdout.readline().strip()
-    assert process.stdout.readline().strip() == "flushed"
+    process, run_id = flushed_training(aim_settings)
     writers = writer_pids(process.pid)
     assert writers, "the training has a writer process"
     os.killpg(process.pid, signal.SIGKILL)  # the whole group: training and writer

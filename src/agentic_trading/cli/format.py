@@ -44,19 +44,12 @@ def experiments_table(states: list[ExperimentState], title: str) -> Table:
     table.add_column("ETA", justify="right", no_wrap=True)
     table.add_column("reward", justify="right", no_wrap=True)
     table.add_column("message", ratio=3, overflow="ellipsis", no_wrap=True)
-    for state in states:
-        reward = state.latest_metrics.get("reward")
-        steps = f"{state.current_step:,}" + (f"/{state.total_steps:,}" if state.total_steps else "")
+    for state, row in zip(states, experiment_rows(states), strict=True):
         table.add_row(
-            state.experiment_id,
+            row[0],
             status_text(state.status),
             ProgressBar(total=100, completed=state.progress),
-            f"{state.progress:.1f}",
-            steps,
-            rate(state.steps_per_second),
-            duration(state.eta_seconds),
-            "-" if reward is None else f"{reward:,.3f}",
-            state.message or "",
+            *row[2:],
         )
     if not states:
         table.add_row("(no experiments yet)", "", "", "", "", "", "", "", "")
