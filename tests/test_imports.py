@@ -14,6 +14,7 @@ FORBIDDEN = {
     "agentic_trading.messaging": ("tracking", "training", "studies", "dashboard", "cli", "models"),
     "agentic_trading.tracking": ("messaging", "training", "studies", "dashboard", "cli"),
     "agentic_trading.common": ("messaging", "tracking", "training", "studies", "dashboard", "cli"),
+    "agentic_trading.alerts": ("messaging", "training", "studies", "dashboard", "cli", "models"),
 }
 
 
