@@ -124,6 +124,17 @@ def train_command(
     ] = "tanh",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed repeats the run.")] = 1,
     window_size: Annotated[int, typer.Option(help="Past bars the agent sees per decision.")] = 10,
+    reward: Annotated[
+        str,
+        typer.Option(
+            help="What the agent is paid each bar, costs included: net (the net return), dsr "
+            "(the differential Sharpe ratio) or drawdown (the net return minus the rise in "
+            "drawdown)."
+        ),
+    ] = "net",
+    drawdown_penalty: Annotated[
+        float, typer.Option(help="With --reward drawdown: the weight of a drawdown's rise.")
+    ] = 1.0,
     data: Annotated[
         str | None, typer.Option(help="CSV of your own bars: datetime, open, high, low, close.")
     ] = None,
@@ -176,6 +187,8 @@ def train_command(
             folds=folds,
             fee_pips=fee_pips,
             spread_pips=spread_pips,
+            reward=reward,
+            drawdown_penalty=drawdown_penalty,
         )
         if not 1 <= seeds <= 100:
             fail(f"--seeds {seeds} is not allowed: use 1 to 100", 2)

@@ -33,16 +33,18 @@ class SpaceError(ValueError):
 
 
 #: The TrainingConfig fields a study may search, per agent.
+#: Fields every agent's search may include: what it sees and what it is paid.
+_EVERY_AGENT = ("window_size", "reward", "drawdown_penalty")
 TUNABLE: dict[str, tuple[str, ...]] = {
     "PPO": (
         "learning_rate", "n_steps", "batch_size", "gamma", "gae_lambda", "ent_coef",
-        "clip_range", "n_epochs", "net_arch", "activation", "window_size",
+        "clip_range", "n_epochs", "net_arch", "activation", *_EVERY_AGENT,
     ),
     "A2C": (
         "learning_rate", "n_steps", "gamma", "gae_lambda", "ent_coef", "net_arch",
-        "activation", "window_size",
+        "activation", *_EVERY_AGENT,
     ),
-    "DQN": ("learning_rate", "batch_size", "gamma", "net_arch", "activation", "window_size"),
+    "DQN": ("learning_rate", "batch_size", "gamma", "net_arch", "activation", *_EVERY_AGENT),
 }  # fmt: skip
 
 Kind = Literal["float", "int", "categorical"]

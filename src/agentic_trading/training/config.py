@@ -46,6 +46,14 @@ class TrainingConfig(BaseModel):
     fee_pips: float = Field(3.0, ge=0, le=1000, description="fee per unit of position traded")
     spread_pips: float = Field(0.0, ge=0, le=1000, description="spread paid per unit traded")
     pip_size: float = Field(0.0001, gt=0, le=1, description="price units in one pip")
+    reward: Literal["net", "dsr", "drawdown"] = Field(
+        "net",
+        description="what the agent is paid each bar: net return, differential Sharpe, "
+        "or net return minus the rise in drawdown (training.rewards)",
+    )
+    drawdown_penalty: float = Field(
+        1.0, ge=0, le=100, description="with reward=drawdown: the weight of a drawdown's rise"
+    )
 
     @model_validator(mode="after")
     def _fold_exists(self) -> TrainingConfig:

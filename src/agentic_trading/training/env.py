@@ -15,6 +15,7 @@ import numpy as np
 
 from agentic_trading.evaluation.trading import DEFAULT_FEE_PIPS, PIP_SIZE
 from agentic_trading.training.features import FeatureScaler, return_windows
+from agentic_trading.training.rewards import REWARD_SCALE, NetReward, Reward
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,8 +26,6 @@ __all__ = ["ACTION_POSITIONS", "REWARD_SCALE", "TradingEnv", "make_env"]
 
 #: Action ``a`` holds position ``ACTION_POSITIONS[a]``: 0 short, 1 flat, 2 long.
 ACTION_POSITIONS = (-1.0, 0.0, 1.0)
-#: Rewards are per-bar returns in percent of equity (about +-0.1 on hourly EUR/USD).
-REWARD_SCALE = 100.0
 
 
 class TradingEnv(gym.Env):
@@ -34,8 +33,8 @@ class TradingEnv(gym.Env):
 
     ``step(action)`` sets the position for the next bar at the current close, pays
     ``|change| * cost_pips * pip_size / close`` and earns ``position * (next / close - 1)``; the
-    reward is that net return times :data:`REWARD_SCALE`. An episode runs from ``start`` to the
-    last bar. ``info`` carries ``equity``, ``total_profit`` (equity - 1) and ``position``.
+    reward is ``reward`` of that net return (:mod:`agentic_trading.training.rewards`; by default
+    the net return in percent). An episode runs from ``start`` to the last bar. ``info`` carries ``equity``, ``total_profit`` (equity - 1) and ``position``.
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium declares it this way
@@ -49,8 +48,10 @@ class TradingEnv(gym.Env):
         start: int | None = None,
         cost_pips: float = DEFAULT_FEE_PIPS,
         pip_size: float = PIP_SIZE,
+        reward: Reward | None = None,
     ) -> None:
         super().__init__()
+        self.reward = reward or NetReward()
         self.prices = np.asarray(close, dtype=float)
         self.window_size = window_size
         self.start = window_size if start is None else start
@@ -96,6 +97,7 @@ class TradingEnv(gym.Env):
         self._position = 0.0
         self._equity = 1.0
         self.positions = []
+        self.reward.reset()
         return self._observation(), self._info()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -108,7 +110,8 @@ class TradingEnv(gym.Env):
         self.positions.append(position)
         self._t = t + 1
         terminated = self._t >= len(self.prices) - 1
-        return self._observation(), float(net * REWARD_SCALE), terminated, False, self._info()
+        paid = self.reward(float(net), float(self._equity))
+        return self._observation(), float(paid), terminated, False, self._info()
 
     def _info(self) -> dict[str, Any]:
         return {

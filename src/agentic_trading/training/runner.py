@@ -26,6 +26,7 @@ from agentic_trading.training.config import TrainingConfig
 from agentic_trading.training.data import PriceSplit, Window, data_file, load_prices, walk_forward
 from agentic_trading.training.env import ACTION_POSITIONS, TradingEnv
 from agentic_trading.training.features import FeatureScaler
+from agentic_trading.training.rewards import make_reward
 
 __all__ = [
     "RESULT_METRICS",
@@ -140,6 +141,7 @@ def window_env(window: Window, config: TrainingConfig, scaler: FeatureScaler) ->
         start=window.start,
         cost_pips=config.cost_pips,
         pip_size=config.pip_size,
+        reward=make_reward(config.reward, drawdown_penalty=config.drawdown_penalty),
     )
 
 
