@@ -3,7 +3,6 @@ registered ones."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -22,8 +21,6 @@ from agentic_trading.cli._common import (
 from agentic_trading.cli.format import status_text
 from agentic_trading.cli.tables import Cell, Column, print_table
 from agentic_trading.status import ExperimentStatus
-
-logger = logging.getLogger("agentic_trading.cli")
 
 
 def gc_command(
