@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS := tracking,training,dashboard,studies,mlflow,alerts,dev
 
-.PHONY: help setup browser demo test lint typecheck pytest bench stress chaos clean
+.PHONY: help setup browser demo test lint typecheck pytest bench benchmark-agents stress chaos clean
 
 help:  ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -54,6 +54,11 @@ pytest: setup
 
 bench: setup  ## Benchmarks against raw redis-py, the Aim SDK, plain SB3 and SQLAlchemy in the same run; JSON under benchmarks/results/
 	$(BIN)/python -m benchmarks.run
+
+# Every agent x feature set x reward over 5 walk-forward folds x 3 seeds after 3-pip costs
+# (about 1.5 h on 2 cores); cells already in benchmarks/results/agents.json are skipped.
+benchmark-agents: setup  ## The agents benchmark: writes docs/benchmark.md and benchmarks/results/agents.json (resumable)
+	$(BIN)/python -m benchmarks.agents --jobs 2
 
 stress: setup chaos  ## Long fault and load runs: the chaos soak, 8 trainings at once, Aim and MLflow server outages, a study over two hosts, PostgreSQL restart under a study, a killed worker, 100 experiments for 60 s, fault suites x5
 	RELIABILITY_TRAININGS=8 $(BIN)/pytest -q -m stress tests/test_reliability.py

@@ -140,7 +140,7 @@ def test_one_exit_code_convention_for_not_found_and_malformed(
         ("experiments", "gc", "--older-than", "soon"),
         ("models", "promote", "m", "1", "--alias", "Not An Alias"),
         ("study", "create", "bad name!"),
-        ("train", "--agent", "sac"),
+        ("train", "--agent", "ddpg"),
     ]
     for args in not_found + malformed:
         result = _exit(*args, env=env)

@@ -291,7 +291,7 @@ def test_test_bars_are_never_read_in_training_or_validation(
     assert same.agent != changed.agent  # while the test bars did differ
 
 
-# --- controls: a random walk has no skill, a planted pattern does --------------------------------
+# --- controls: a random walk has no skill, a planted pattern does (standard features) -----------
 
 
 def control_prices(kind: str, bars: int = 3000, seed: int = 7) -> np.ndarray:
@@ -310,8 +310,8 @@ def control_prices(kind: str, bars: int = 3000, seed: int = 7) -> np.ndarray:
 def test_controls(tmp_path: Path, settings: Settings, kind: str) -> None:
     data = write_bars(tmp_path / f"{kind}.csv", control_prices(kind))
     config = TrainingConfig(
-        data=str(data), timesteps=2048, n_steps=256, n_epochs=5, window_size=5, fee_pips=0.5,
-        folds=2,
+        data=str(data), timesteps=2048, n_steps=256, n_epochs=5, features="standard",
+        fee_pips=0.5, folds=2,
     )  # fmt: skip
     outcome = train_group(config, f"control-{kind}", seeds=2, settings=settings)
     assert outcome.status is ExperimentStatus.COMPLETED and outcome.verdict is not None

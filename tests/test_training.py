@@ -485,9 +485,9 @@ def test_cli_train_then_experiments_commands(settings: Settings, tmp_path: Path)
 
 
 def test_cli_refuses_bad_training_options() -> None:
-    result = cli("train", "--agent", "sac", "--timesteps", "1000", env={})
+    result = cli("train", "--agent", "ddpg", "--timesteps", "1000", env={})
     assert result.returncode == 2
-    assert "agent_type='SAC' is not allowed" in result.stderr
+    assert "agent_type='DDPG' is not allowed" in result.stderr
     result = cli("train", "--timesteps", "10", env={})
     assert result.returncode == 2 and "timesteps=10" in result.stderr
 

@@ -197,8 +197,8 @@ def load(reference: str, as_json: bool) -> None:
     loaded = load_model(reference)
     config = loaded.config
     data = config.get("data")
-    closes = load_prices(str(config.get("pair", "EUR_USD")), data)["Close"].to_numpy()
-    position = loaded.act(closes)
+    bars = load_prices(str(config.get("pair", "EUR_USD")), data)
+    position = loaded.act(bars["Close"].to_numpy(), times=bars.index)
     if as_json:
         print_json(
             {**loaded.version.as_data(), "reference": reference, "position_on_last_bar": position}

@@ -49,7 +49,12 @@ if TYPE_CHECKING:  # both import torch: a command imports them once its writer h
 
 
 def train_command(
-    agent: Annotated[str, typer.Option(help="ppo, a2c or dqn.")] = "ppo",
+    agent: Annotated[
+        str,
+        typer.Option(
+            help="ppo, a2c or dqn (short, flat or long), sac or td3 (a position in [-1, 1])."
+        ),
+    ] = "ppo",
     pair: Annotated[str, typer.Option(help="Currency pair of the bundled data.")] = "EUR_USD",
     timesteps: Annotated[int, typer.Option(help="Environment steps to train for.")] = 50_000,
     experiment: Annotated[
@@ -100,14 +105,17 @@ def train_command(
         int, typer.Option(help="PPO/A2C steps per update.", rich_help_panel="Agent")
     ] = 512,
     batch_size: Annotated[
-        int, typer.Option(help="PPO/DQN minibatch size.", rich_help_panel="Agent")
+        int, typer.Option(help="PPO/DQN/SAC/TD3 minibatch size.", rich_help_panel="Agent")
     ] = 64,
     gamma: Annotated[float, typer.Option(help="Discount factor.", rich_help_panel="Agent")] = 0.99,
     gae_lambda: Annotated[
         float, typer.Option(help="PPO/A2C GAE lambda.", rich_help_panel="Agent")
     ] = 0.95,
     ent_coef: Annotated[
-        float, typer.Option(help="PPO/A2C entropy bonus.", rich_help_panel="Agent")
+        float,
+        typer.Option(
+            help="PPO/A2C entropy bonus; SAC's (0: SAC tunes it itself).", rich_help_panel="Agent"
+        ),
     ] = 0.0,
     clip_range: Annotated[float, typer.Option(help="PPO clipping.", rich_help_panel="Agent")] = 0.2,
     n_epochs: Annotated[
@@ -123,7 +131,18 @@ def train_command(
         str, typer.Option(help="tanh or relu.", rich_help_panel="Agent")
     ] = "tanh",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed repeats the run.")] = 1,
-    window_size: Annotated[int, typer.Option(help="Past bars the agent sees per decision.")] = 10,
+    window_size: Annotated[
+        int, typer.Option(help="Past returns the agent sees per decision (returns features).")
+    ] = 10,
+    features: Annotated[
+        str,
+        typer.Option(
+            help="What the agent sees: returns (the last --window-size returns), standard "
+            "(returns over 1, 4, 24 and 120 bars in units of volatility, the volatility, MACD, "
+            "RSI, hour and weekday, bars held), or blocks by comma: returns, horizons, "
+            "volatility, macd, rsi, time, held."
+        ),
+    ] = "returns",
     reward: Annotated[
         str,
         typer.Option(
@@ -158,6 +177,8 @@ def train_command(
       agentic-trading train                                         # PPO, 50,000 steps
       agentic-trading train --folds 5 --seeds 5 --timesteps 20000   # a trustworthy verdict
       agentic-trading train --agent dqn --timesteps 20000 --learning-rate 1e-4
+      agentic-trading train --features standard --reward dsr
+      agentic-trading train --agent sac --timesteps 10000 --features standard
       agentic-trading train --data my_bars.csv --experiment MyData --fee-pips 1
     """
     with expected_errors():
@@ -182,6 +203,7 @@ def train_command(
             activation=activation,
             seed=seed,
             window_size=window_size,
+            features=features,
             validation_fraction=validation_fraction,
             test_fraction=test_fraction,
             folds=folds,

@@ -31,6 +31,7 @@ __all__ = [
     "Label",
     "RunVerdict",
     "StudyVerdict",
+    "churning_policy",
     "degenerate_policy",
     "group_verdict",
     "run_verdict",
@@ -44,6 +45,9 @@ GROUP_TAG = "evaluation-group"
 CONFIDENCE = 0.95
 #: A policy holding one position on at least this share of bars is called degenerate.
 DEGENERATE_SHARE = 0.95
+#: A policy trading at least this many units a bar (a change every 20 bars) whose costs exceed
+#: its gain before costs is said to churn.
+CHURN_TURNOVER = 0.05
 
 Label = Literal["skill", "trails", "luck"]
 _POSITION_WORDS = {1.0: "long", -1.0: "short", 0.0: "flat"}
@@ -70,6 +74,22 @@ def degenerate_policy(record: TradingRecord, baseline: TradingRecord | None = No
             return f"it stays out of the market on {shown} of bars"
         return f"it holds {word} on {shown} of bars"
     return None
+
+
+def churning_policy(record: TradingRecord) -> str | None:
+    """Plain words if the policy churns, else ``None``: it trades at least
+    :data:`CHURN_TURNOVER` units a bar and pays more in costs than it gains before them."""
+    metrics = record.metrics()
+    turnover = metrics["turnover"]
+    costs = turnover * record.bars * record.cost_pips
+    gross = metrics["total_reward"] + costs
+    if turnover < CHURN_TURNOVER or costs <= max(gross, 0.0):
+        return None
+    every = 1 / turnover
+    return (
+        f"it churns: a unit traded every {every:.1f} bars, {costs:,.0f} pips of costs "
+        f"against {gross:+,.0f} pips gained before costs"
+    )
 
 
 def _bars(value: float) -> str:

@@ -35,26 +35,59 @@ class LoadedModel:
         """What the run's verdict said: its words and figures."""
         return self.version.verdict
 
-    def observation(self, closes: ArrayLike, position: float = 0.0) -> np.ndarray:
-        """What the model sees after the last of ``closes`` (at least ``window_size + 1``
-        of them, oldest first) holding ``position``: the training's own features."""
-        from agentic_trading.training.features import FeatureScaler, log_returns
+    def observation(
+        self,
+        closes: ArrayLike,
+        position: float = 0.0,
+        *,
+        times: ArrayLike | None = None,
+        bars_held: int = 0,
+    ) -> np.ndarray:
+        """What the model sees after the last of ``closes`` (oldest first) holding ``position``
+        for ``bars_held`` bars: the training's own features, scaled as in training.
+
+        Pass enough closes for the features' history (``window_size + 1`` for ``returns``
+        features, 161 for ``standard``; the error says how many), and the bars' ``times`` when
+        the features include the time of day."""
+        import pandas as pd
+
+        from agentic_trading.training.features import HELD_CAP, FeatureScaler, FeatureSet
 
         window = int(self.config.get("window_size", 10))
+        features = FeatureSet.parse(str(self.config.get("features", "returns")), window)
         prices = np.asarray(closes, dtype=float)
-        if prices.ndim != 1 or len(prices) < window + 1 or not (prices > 0).all():
-            raise ValueError(f"need at least {window + 1} positive closes, oldest first")
-        scaler = FeatureScaler.from_config(self.config)
-        row = np.empty(window + 1, dtype=np.float32)
-        row[:-1] = scaler.transform(log_returns(prices[-(window + 1) :]))
-        row[-1] = position
-        return row
+        needed = features.history + 1
+        if prices.ndim != 1 or len(prices) < needed or not (prices > 0).all():
+            raise ValueError(f"need at least {needed} positive closes, oldest first")
+        if "time" in features.names and times is None:
+            raise ValueError("this model's features include the time of day: pass the bars' times")
+        index = (
+            pd.DatetimeIndex(np.asarray(times)[-needed:])
+            if times is not None
+            else pd.RangeIndex(needed)
+        )
+        frame = pd.DataFrame({"Close": prices[-needed:]}, index=index)
+        market = features.market(frame, FeatureScaler.from_config(self.config))[-1]
+        held = [min(bars_held, HELD_CAP) / HELD_CAP] if features.held else []
+        return np.concatenate([market, held, [position]]).astype(np.float32)
 
-    def act(self, closes: ArrayLike, position: float = 0.0) -> float:
-        """The position to hold over the next bar: -1 short, 0 flat, 1 long."""
+    def act(
+        self,
+        closes: ArrayLike,
+        position: float = 0.0,
+        *,
+        times: ArrayLike | None = None,
+        bars_held: int = 0,
+    ) -> float:
+        """The position to hold over the next bar: -1 short, 0 flat, 1 long (any number in
+        [-1, 1] for a continuous-action agent such as SAC or TD3)."""
+        from agentic_trading.training.config import CONTINUOUS_AGENTS
         from agentic_trading.training.env import ACTION_POSITIONS
 
-        action, _ = self.model.predict(self.observation(closes, position), deterministic=True)
+        observation = self.observation(closes, position, times=times, bars_held=bars_held)
+        action, _ = self.model.predict(observation, deterministic=True)
+        if str(self.config.get("agent_type", "PPO")).upper() in CONTINUOUS_AGENTS:
+            return float(np.clip(np.asarray(action, dtype=float).reshape(-1)[0], -1.0, 1.0))
         return ACTION_POSITIONS[int(action)]
 
 

@@ -20,6 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from agentic_trading.config import Settings
 from agentic_trading.evaluation import statistics as st
+from agentic_trading.evaluation.verdict import churning_policy, degenerate_policy
 from agentic_trading.status import ExperimentStatus
 from agentic_trading.studies.attributes import (
     VALIDATION_ATTRIBUTE,
@@ -129,6 +130,15 @@ class TrialObjective:
             raise TrialCancelled(f"trial {trial.number} was {outcome.status.value}")
         validation = outcome.validation_record
         assert validation is not None
+        warning = churning_policy(validation) or degenerate_policy(validation)
+        if warning:
+            logger.warning(
+                "trial %d on validation bars: %s (%s steps may be too few to learn; "
+                "see `study show`)",
+                trial.number,
+                warning,
+                f"{outcome.steps:,}",
+            )
         # What the study's verdict needs, without reading tracking: the moments for the
         # Deflated Sharpe Ratio and the per-bar returns for PBO's cross-validation.
         trial.set_user_attr(
@@ -139,6 +149,7 @@ class TrialObjective:
                 "skewness": st.skewness(validation.returns),
                 "kurtosis": st.kurtosis(validation.returns),
                 "test_verdict": outcome.verdict.label if outcome.verdict else None,
+                "warning": warning,
                 "returns": [float(f"{r:.8g}") for r in validation.returns.tolist()],
             },
         )

@@ -34,7 +34,7 @@ class SpaceError(ValueError):
 
 #: The TrainingConfig fields a study may search, per agent.
 #: Fields every agent's search may include: what it sees and what it is paid.
-_EVERY_AGENT = ("window_size", "reward", "drawdown_penalty")
+_EVERY_AGENT = ("window_size", "features", "reward", "drawdown_penalty")
 TUNABLE: dict[str, tuple[str, ...]] = {
     "PPO": (
         "learning_rate", "n_steps", "batch_size", "gamma", "gae_lambda", "ent_coef",
@@ -45,6 +45,11 @@ TUNABLE: dict[str, tuple[str, ...]] = {
         "activation", *_EVERY_AGENT,
     ),
     "DQN": ("learning_rate", "batch_size", "gamma", "net_arch", "activation", *_EVERY_AGENT),
+    "SAC": (
+        "learning_rate", "batch_size", "gamma", "ent_coef", "net_arch", "activation",
+        *_EVERY_AGENT,
+    ),
+    "TD3": ("learning_rate", "batch_size", "gamma", "net_arch", "activation", *_EVERY_AGENT),
 }  # fmt: skip
 
 Kind = Literal["float", "int", "categorical"]
@@ -115,7 +120,7 @@ class SearchSpace:
 
     @classmethod
     def builtin(cls, agent: str) -> SearchSpace:
-        """The built-in space of ``agent`` (PPO, A2C, DQN)."""
+        """The built-in space of ``agent`` (PPO, A2C, DQN, SAC, TD3)."""
         agent = _agent(agent)
         return cls.from_mapping(BUILTIN_SPACES[agent], agent, source=f"built-in {agent} space")
 
@@ -166,7 +171,8 @@ class SearchSpace:
 def _agent(agent: str) -> str:
     name = str(agent).upper()
     if name not in TUNABLE:
-        raise SpaceError(f"agent {agent!r} is not allowed: expected one of ppo, a2c, dqn")
+        known = ", ".join(a.lower() for a in TUNABLE)
+        raise SpaceError(f"agent {agent!r} is not allowed: expected one of {known}")
     return name
 
 
@@ -278,6 +284,20 @@ BUILTIN_SPACES: dict[str, dict[str, Any]] = {
     "DQN": {
         "learning_rate": {"low": 1e-5, "high": 2e-3, "log": True},
         "batch_size": [16, 32, 64, 128, 256],
+        "gamma": [0.9, 0.95, 0.98, 0.99, 0.995, 0.999],
+        "net_arch": ["tiny", "small", "medium"],
+        "activation": ["tanh", "relu"],
+    },
+    "SAC": {
+        "learning_rate": {"low": 1e-5, "high": 2e-3, "log": True},
+        "batch_size": [32, 64, 128, 256],
+        "gamma": [0.9, 0.95, 0.98, 0.99, 0.995, 0.999],
+        "net_arch": ["tiny", "small", "medium"],
+        "activation": ["tanh", "relu"],
+    },
+    "TD3": {
+        "learning_rate": {"low": 1e-5, "high": 2e-3, "log": True},
+        "batch_size": [32, 64, 128, 256],
         "gamma": [0.9, 0.95, 0.98, 0.99, 0.995, 0.999],
         "net_arch": ["tiny", "small", "medium"],
         "activation": ["tanh", "relu"],

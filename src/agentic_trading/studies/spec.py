@@ -13,10 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from agentic_trading.common.ids import validate_name
 from agentic_trading.studies.space import SearchSpace
 
-__all__ = ["OBJECTIVES", "SPEC_ATTRIBUTE", "StudySpec"]
+__all__ = ["DEFAULT_TIMESTEPS", "OBJECTIVES", "SPEC_ATTRIBUTE", "StudySpec"]
 
 #: Where the spec is kept among the Optuna study's user attributes.
 SPEC_ATTRIBUTE = "agentic_trading"
+#: A trial's default training steps: the shortest budget at which PPO trials on the bundled
+#: EUR/USD bars stopped churning (benchmarks/trial_budget.py, docs/benchmark.md).
+DEFAULT_TIMESTEPS = 20_000
 
 #: Metrics a study may optimise, measured on the validation bars, and their natural direction.
 OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {
@@ -48,10 +51,10 @@ class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    agent: Literal["PPO", "A2C", "DQN"] = "PPO"
+    agent: Literal["PPO", "A2C", "DQN", "SAC", "TD3"] = "PPO"
     space: dict[str, Any]
     trials: int = Field(20, ge=0, le=100_000)
-    timesteps: int = Field(2_000, ge=100, le=100_000_000)
+    timesteps: int = Field(DEFAULT_TIMESTEPS, ge=100, le=100_000_000)
     objective: str = "sharpe_ratio"
     direction: Literal["maximize", "minimize"] | None = None
     sampler: Literal["tpe", "random"] = "tpe"

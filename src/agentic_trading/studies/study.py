@@ -16,6 +16,7 @@ from typing import Any
 from agentic_trading.config import Settings
 from agentic_trading.evaluation.verdict import StudyVerdict, study_verdict
 from agentic_trading.studies.attributes import VALIDATION_ATTRIBUTE, trial_info
+from agentic_trading.studies.spec import DEFAULT_TIMESTEPS as SUGGESTED_TIMESTEPS
 from agentic_trading.studies.spec import SPEC_ATTRIBUTE, StudySpec
 from agentic_trading.studies.storage import StudyStorageError, import_optuna, open_storage
 
@@ -372,6 +373,34 @@ def judge(trials: list[Any], blocks: int = 16) -> StudyVerdict | None:
     words = ", ".join(f"{states[s]} {s}" for s in STATE_ORDER if states.get(s))
     tried = sum(states.values())
     return study_verdict(returns, blocks=blocks, trials=max(tried, len(returns)), tried=words)
+
+
+def trial_warnings(trials: list[Any], timesteps: int) -> str | None:
+    """Words on complete trials whose policy churned or held one position on the validation
+    bars, with what to do about it; ``None`` when none did."""
+    warnings = [
+        str(record["warning"])
+        for t in trials
+        if t.state.name == "COMPLETE"
+        and isinstance(record := t.user_attrs.get(VALIDATION_ATTRIBUTE), dict)
+        and record.get("warning")
+    ]
+    if not warnings:
+        return None
+    complete = sum(t.state.name == "COMPLETE" for t in trials)
+    churn = sum(w.startswith("it churns") for w in warnings)
+    parts = []
+    if churn:
+        parts.append(f"{churn} churn (costs above their gain before costs)")
+    if len(warnings) > churn:
+        parts.append(f"{len(warnings) - churn} hold one position (degenerate)")
+    text = f"{' and '.join(parts)} of {complete} complete trials on validation bars"
+    if timesteps < SUGGESTED_TIMESTEPS:
+        text += (
+            f"; trials of {timesteps:,} steps may be too short to learn: try --timesteps "
+            f"{SUGGESTED_TIMESTEPS:,} (docs/benchmark.md)"
+        )
+    return text
 
 
 #: Trial states in the order a study's counts list them.

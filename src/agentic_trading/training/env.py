@@ -1,9 +1,11 @@
-"""The Gymnasium trading environment: one FX pair, short / flat / long, costs in the reward.
+"""The Gymnasium trading environment: one FX pair, short / flat / long (or any position in
+[-1, 1] for continuous-action agents), costs in the reward.
 
 Why not gym-anytrading's ``ForexEnv``: it pays a reward only when a trade closes, cannot be
 flat, and shows raw prices, so agents learn "buy and hold" and nothing else. Here every bar is
 marked to market, every position change pays its cost in the reward, and observations are
-normalised past returns plus the current position (:mod:`agentic_trading.training.features`).
+normalised features of past bars plus the current position
+(:mod:`agentic_trading.training.features`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from agentic_trading.evaluation.trading import DEFAULT_FEE_PIPS, PIP_SIZE
-from agentic_trading.training.features import FeatureScaler, return_windows
+from agentic_trading.training.features import HELD_CAP, FeatureScaler, return_windows
 from agentic_trading.training.rewards import REWARD_SCALE, NetReward, Reward
 
 if TYPE_CHECKING:
@@ -34,7 +36,12 @@ class TradingEnv(gym.Env):
     ``step(action)`` sets the position for the next bar at the current close, pays
     ``|change| * cost_pips * pip_size / close`` and earns ``position * (next / close - 1)``; the
     reward is ``reward`` of that net return (:mod:`agentic_trading.training.rewards`; by default
-    the net return in percent). An episode runs from ``start`` to the last bar. ``info`` carries ``equity``, ``total_profit`` (equity - 1) and ``position``.
+    the net return in percent). An episode runs from ``start`` to the last bar. ``info`` carries
+    ``equity``, ``total_profit`` (equity - 1) and ``position``.
+
+    The observation of bar ``i`` is ``market[i]`` (by default the last ``window_size`` scaled
+    log returns), the bars held in the position when ``held``, then the position. With
+    ``continuous`` the action is the position itself, a number in [-1, 1] (SAC, TD3).
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium declares it this way
@@ -49,6 +56,9 @@ class TradingEnv(gym.Env):
         cost_pips: float = DEFAULT_FEE_PIPS,
         pip_size: float = PIP_SIZE,
         reward: Reward | None = None,
+        market: np.ndarray | None = None,
+        held: bool = False,
+        continuous: bool = False,
     ) -> None:
         super().__init__()
         self.reward = reward or NetReward()
@@ -61,12 +71,24 @@ class TradingEnv(gym.Env):
                 f"{window_size} bars (start {self.start})"
             )
         self.cost_fraction = cost_pips * pip_size / self.prices
-        self._features = return_windows(self.prices, window_size, scaler)
-        self.action_space = gym.spaces.Discrete(len(ACTION_POSITIONS))
+        self._features = (
+            return_windows(self.prices, window_size, scaler) if market is None else market
+        )
+        if len(self._features) != len(self.prices):
+            raise ValueError(f"{len(self._features)} rows of features for {len(self.prices)} bars")
+        self.held = held
+        self.continuous = continuous
+        self.width = self._features.shape[1] + held + 1
+        self.action_space: gym.spaces.Space[Any] = (
+            gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+            if continuous
+            else gym.spaces.Discrete(len(ACTION_POSITIONS))
+        )
         self.observation_space = gym.spaces.Box(
-            low=-np.inf, high=np.inf, shape=(window_size + 1,), dtype=np.float32
+            low=-np.inf, high=np.inf, shape=(self.width,), dtype=np.float32
         )
         self._t = self.start
+        self._held = 0
         self._position = 0.0
         self._equity = 1.0
         self.positions: list[float] = []
@@ -76,16 +98,34 @@ class TradingEnv(gym.Env):
         """Decisions in an episode: one per traded bar."""
         return len(self.prices) - 1 - self.start
 
+    @property
+    def path_independent(self) -> bool:
+        """Whether a decision's observation depends only on the bar and the position held (three
+        of them): then a policy can be asked about every bar at once
+        (:meth:`observations`)."""
+        return not (self.held or self.continuous)
+
     def observations(self, position: float) -> np.ndarray:
-        """Every decision's observation in one array, as if ``position`` were held coming in."""
-        rows = np.empty((self.decisions, self.window_size + 1), dtype=np.float32)
+        """Every decision's observation in one array, as if ``position`` were held coming in
+        (only for a :attr:`path_independent` environment)."""
+        if not self.path_independent:
+            raise ValueError("observations depend on the path taken: step the environment")
+        rows = np.empty((self.decisions, self.width), dtype=np.float32)
         rows[:, :-1] = self._features[self.start : len(self.prices) - 1]
         rows[:, -1] = position
         return rows
 
+    def position_of(self, action: Any) -> float:
+        """The position an action holds: -1, 0 or 1, or the number in [-1, 1]."""
+        if self.continuous:
+            return float(np.clip(np.asarray(action, dtype=float).reshape(-1)[0], -1.0, 1.0))
+        return ACTION_POSITIONS[int(action)]
+
     def _observation(self) -> np.ndarray:
-        row = np.empty(self.window_size + 1, dtype=np.float32)
-        row[:-1] = self._features[self._t]
+        row = np.empty(self.width, dtype=np.float32)
+        row[: self._features.shape[1]] = self._features[self._t]
+        if self.held:
+            row[-2] = min(self._held, HELD_CAP) / HELD_CAP
         row[-1] = self._position
         return row
 
@@ -94,6 +134,7 @@ class TradingEnv(gym.Env):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._t = self.start
+        self._held = 0
         self._position = 0.0
         self._equity = 1.0
         self.positions = []
@@ -102,10 +143,11 @@ class TradingEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         t = self._t
-        position = ACTION_POSITIONS[int(action)]
+        position = self.position_of(action)
         cost = abs(position - self._position) * self.cost_fraction[t]
         net = position * (self.prices[t + 1] / self.prices[t] - 1.0) - cost
         self._equity *= 1.0 + net
+        self._held = self._held + 1 if position == self._position else 1
         self._position = position
         self.positions.append(position)
         self._t = t + 1

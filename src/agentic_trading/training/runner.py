@@ -116,12 +116,12 @@ def prepare(config: TrainingConfig) -> Prepared:
     frame = load_prices(config.pair, config.data)
     split = walk_forward(
         frame,
-        config.window_size,
+        config.history,
         config.folds,
         config.validation_fraction,
         config.held_out_fraction,
     )[config.fold]
-    scaler = FeatureScaler.fit(split.training.close)
+    scaler = config.feature_set.fit(split.training.frame, split.training.start)
     data = {
         "path": str(data_file(config.pair, config.data)),
         "pair": config.pair,
@@ -134,6 +134,7 @@ def prepare(config: TrainingConfig) -> Prepared:
 
 def window_env(window: Window, config: TrainingConfig, scaler: FeatureScaler) -> TradingEnv:
     """The trading environment over ``window``'s bars, features scaled by ``scaler``."""
+    features = config.feature_set
     return TradingEnv(
         window.close,
         config.window_size,
@@ -142,6 +143,9 @@ def window_env(window: Window, config: TrainingConfig, scaler: FeatureScaler) ->
         cost_pips=config.cost_pips,
         pip_size=config.pip_size,
         reward=make_reward(config.reward, drawdown_penalty=config.drawdown_penalty),
+        market=features.market(window.frame, scaler),
+        held=features.held,
+        continuous=config.continuous,
     )
 
 
@@ -150,11 +154,20 @@ def run_policy(
 ) -> TradingRecord:
     """The trained policy (deterministic) trading ``window``'s bars, after costs.
 
-    The same as stepping the environment with ``model.predict`` bar by bar, in one batch: an
-    observation is the past returns and the position held, and there are only three positions,
-    so the policy is asked once for every (bar, position) and the path is then followed.
+    Stepping the environment with ``model.predict`` bar by bar. When an observation is only the
+    bar's features and the position held (three positions), in one batch: the policy is asked
+    once for every (bar, position) and the path is then followed.
     """
     env = window_env(window, config, scaler)
+    if not env.path_independent:
+        observation, _ = env.reset()
+        done = False
+        while not done:
+            action, _ = model.predict(observation, deterministic=True)
+            observation, _, done, _, _ = env.step(action)
+        return trade_positions(
+            env.prices[env.start :], env.positions, config.cost_pips, config.pip_size
+        )
     batch = np.concatenate([env.observations(p) for p in ACTION_POSITIONS])
     actions, _ = model.predict(batch, deterministic=True)
     table = np.asarray(actions, dtype=int).reshape(len(ACTION_POSITIONS), env.decisions)

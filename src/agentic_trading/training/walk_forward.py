@@ -88,7 +88,7 @@ def train_group(
     # Every fold must fit the data before anything is created.
     walk_forward(
         load_prices(config.pair, config.data),
-        config.window_size,
+        config.history,
         config.folds,
         config.validation_fraction,
         config.held_out_fraction,

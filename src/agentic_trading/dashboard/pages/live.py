@@ -232,7 +232,10 @@ def _start_form(context: DashboardContext) -> html.Div:
                         [
                             "agent",
                             dcc.Dropdown(
-                                ["PPO", "A2C", "DQN"], "PPO", id="start-agent", clearable=False
+                                ["PPO", "A2C", "DQN", "SAC", "TD3"],
+                                "PPO",
+                                id="start-agent",
+                                clearable=False,
                             ),
                         ]
                     ),
