@@ -42,8 +42,8 @@ AGENTS = ("PPO", "A2C", "DQN", "SAC")
 FEATURES = ("returns", "standard")
 REWARDS = ("net", "dsr")
 #: Training steps per agent. SAC takes a gradient step per environment step (about 7x PPO's
-#: compute a step here), so it gets fewer steps for a similar wall time.
-STEPS = {"PPO": 50_000, "A2C": 50_000, "DQN": 50_000, "SAC": 10_000}
+#: compute a step here), so it gets fewer steps (about twice the wall time of PPO).
+STEPS = {"PPO": 50_000, "A2C": 50_000, "DQN": 50_000, "SAC": 20_000}
 FOLDS, SEEDS, FEE_PIPS = 5, 3, 3.0
 
 
@@ -305,7 +305,7 @@ def render(data: dict[str, Any], budget: dict[str, Any] | None) -> str:
         "",
         f"- Steps per training: {', '.join(f'{a} {s:,}' for a, s in STEPS.items())} (SAC takes "
         "a gradient step per environment step, about 7x PPO's compute per step here, so it "
-        "gets fewer steps for a similar wall time). Every other setting is the training's "
+        "gets fewer steps, for about twice the wall time of PPO). Every other setting is the training's "
         "default (`agentic-trading train --help`).",
         f"- Commit: {run.get('commit', 'n/a')}; each cell's own commit is in "
         "benchmarks/results/agents.json.",
