@@ -35,6 +35,7 @@ from agentic_trading.studies import (
     trial_rows,
 )
 from agentic_trading.studies.attributes import trial_info
+from agentic_trading.studies.spec import DEFAULT_TIMESTEPS
 from agentic_trading.tracking import get_sync_experiment_repository
 from tests import postgres
 from tests.aim_server import stop_process, wait_for_port
@@ -316,6 +317,32 @@ def test_a_study_on_postgresql_prunes_and_judges(tmp_path: Path) -> None:
         assert {1, 2} <= pruned, states
         for row in states.get("pruned", []):
             assert row.intermediate and row.last_step is not None and row.last_step < 512
+
+
+def test_a_trial_whose_policy_churns_is_flagged_with_what_to_do(settings: Settings) -> None:
+    name = f"churn-{uuid.uuid4().hex[:6]}"
+    create_study(tiny_spec(name, trials=1, timesteps=256, eval_every=256), settings)
+    enqueue_trials(
+        name, {"learning_rate": 3e-4, "n_steps": 64, "n_epochs": 3, "net_arch": "tiny"}, settings
+    )  # 256 steps: a policy that trades nearly every bar for nothing (measured)
+    run_worker(name, settings, poll_interval=0.5)
+    shown = CliRunner().invoke(
+        app, ["study", "show", name], env={**env_of(settings), "COLUMNS": "300"}
+    )
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert re.search(r"warning: [12] churn \(costs above their gain before costs\)", text), text
+    assert (
+        f"trials of 256 steps may be too short to learn: try --timesteps {DEFAULT_TIMESTEPS:,}"
+        in text
+    )
+    data = json.loads(
+        CliRunner().invoke(app, ["study", "show", name, "--json"], env=env_of(settings)).output
+    )
+    assert "churn (costs above their gain before costs)" in data["warning"]
+    study, _ = load_study(name, settings)
+    record = study.get_trials()[0].user_attrs["validation"]
+    assert record["warning"].startswith("it churns: a unit traded every")
 
 
 def test_optuna_dashboard_shows_the_same_study(settings: Settings, tmp_path: Path) -> None:

@@ -43,7 +43,8 @@ from agentic_trading.studies import (
     trial_rows,
 )
 from agentic_trading.studies.attributes import trial_info
-from agentic_trading.studies.study import ordered_states
+from agentic_trading.studies.spec import DEFAULT_TIMESTEPS
+from agentic_trading.studies.study import ordered_states, trial_warnings
 
 app = typer.Typer(
     rich_markup_mode=None,  # help texts verbatim: [a-z0-9_-] is not markup
@@ -69,7 +70,13 @@ def create_command(
         ),
     ] = None,
     trials: Annotated[int, typer.Option(help="Budget: complete + pruned trials.")] = 20,
-    timesteps: Annotated[int, typer.Option(help="Training steps of each trial.")] = 2_000,
+    timesteps: Annotated[
+        int,
+        typer.Option(
+            help="Training steps of each trial. The default is the shortest budget at which PPO "
+            "trials on the bundled bars mostly stopped churning (docs/benchmark.md)."
+        ),
+    ] = DEFAULT_TIMESTEPS,
     objective: Annotated[
         str,
         typer.Option(
@@ -410,6 +417,7 @@ def show(settings: Settings, name: str, as_json: bool, limit: int = 50, wide: bo
     rows = trial_rows(trials)
     importances = parameter_importances(study)
     verdict = judge(trials)
+    warning = trial_warnings(trials, spec.timesteps)
     if as_json:
         print_json(
             {
@@ -420,6 +428,7 @@ def show(settings: Settings, name: str, as_json: bool, limit: int = 50, wide: bo
                 "verdict": None
                 if verdict is None
                 else {"label": verdict.label, "summary": verdict.summary(), **verdict.figures()},
+                "warning": warning,
             }
         )
         return
@@ -438,6 +447,8 @@ def show(settings: Settings, name: str, as_json: bool, limit: int = 50, wide: bo
             Text("study verdict: ", style="bold")
             + Text(verdict.summary(), style=LABEL_STYLE[verdict.label])
         )
+    if warning:
+        console.print(Text("warning: ", style="bold yellow") + Text(warning, style="yellow"))
 
 
 def _print_summary(summary: StudySummary) -> None:

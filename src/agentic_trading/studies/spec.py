@@ -19,7 +19,7 @@ __all__ = ["DEFAULT_TIMESTEPS", "OBJECTIVES", "SPEC_ATTRIBUTE", "StudySpec"]
 SPEC_ATTRIBUTE = "agentic_trading"
 #: A trial's default training steps: the shortest budget at which PPO trials on the bundled
 #: EUR/USD bars stopped churning (benchmarks/trial_budget.py, docs/benchmark.md).
-DEFAULT_TIMESTEPS = 20_000
+DEFAULT_TIMESTEPS = 50_000
 
 #: Metrics a study may optimise, measured on the validation bars, and their natural direction.
 OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {
