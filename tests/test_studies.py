@@ -57,7 +57,7 @@ TINY_SPACE = {
 # --- search spaces ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("agent", ["ppo", "a2c", "dqn"])
+@pytest.mark.parametrize("agent", ["ppo", "a2c", "dqn", "sac", "td3"])
 def test_builtin_spaces_are_valid(agent: str) -> None:
     space = SearchSpace.builtin(agent)
     assert space.parameters and not space.fixed
@@ -162,6 +162,11 @@ def test_study_create_refuses_bad_input_and_creates_nothing(
         (["second", "--space", str(tmp_path / "missing.yaml")], "no such file"),
         (["second", "--pruner", "patient"], "pruner='patient' is not allowed"),
         (["second", "--eval-every", "5000", "--timesteps", "1000"], "exceeds the trial's"),
+        (
+            ["second", "--features", "nope"],
+            "base settings refused: features: unknown feature 'nope'",
+        ),
+        (["second", "--reward", "pnl"], "base settings refused: reward: Input should be 'net'"),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["study", "create", *args])

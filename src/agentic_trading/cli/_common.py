@@ -73,8 +73,10 @@ def expected_errors() -> Iterator[None]:
 
 
 def _describe(error: Any) -> str:
-    field = ".".join(str(part) for part in error.get("loc", ())) or "value"
     reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    field = ".".join(str(part) for part in error.get("loc", ()))
+    if not field:  # a check of the whole: its message names the values
+        return reason
     return f"{field}={error.get('input')!r} is not allowed: {reason}"
 
 

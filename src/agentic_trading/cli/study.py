@@ -61,7 +61,7 @@ StudyName = Annotated[str, typer.Argument(help="The study's name.")]
 @app.command("create")
 def create_command(
     name: StudyName,
-    agent: Annotated[str, typer.Option(help="ppo, a2c or dqn.")] = "ppo",
+    agent: Annotated[str, typer.Option(help="ppo, a2c, dqn, sac or td3.")] = "ppo",
     space: Annotated[
         str | None,
         typer.Option(
@@ -99,6 +99,13 @@ def create_command(
     pair: Annotated[str, typer.Option(help="Currency pair of the bundled data.")] = "EUR_USD",
     data: Annotated[str | None, typer.Option(help="CSV of your own bars.")] = None,
     window_size: Annotated[int, typer.Option(help="Past bars the agent sees.")] = 10,
+    features: Annotated[
+        str,
+        typer.Option(help="Every trial's features (as `train --features`) unless searched."),
+    ] = "returns",
+    reward: Annotated[
+        str, typer.Option(help="Every trial's reward (net, dsr, drawdown) unless searched.")
+    ] = "net",
     fee_pips: Annotated[float, typer.Option(help="Fee per unit traded, in pips.")] = 3.0,
     spread_pips: Annotated[float, typer.Option(help="Spread per unit traded, in pips.")] = 0.0,
     json_output: JsonOption = False,
@@ -113,6 +120,8 @@ def create_command(
         base: dict[str, Any] = {
             "pair": pair,
             "window_size": window_size,
+            "features": features,
+            "reward": reward,
             "fee_pips": fee_pips,
             "spread_pips": spread_pips,
         }

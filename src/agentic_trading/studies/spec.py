@@ -34,8 +34,8 @@ OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {
 
 #: Training settings a study fixes for all its trials (not searched).
 BASE_FIELDS = (
-    "pair", "data", "window_size", "validation_fraction", "test_fraction", "fee_pips",
-    "spread_pips", "pip_size",
+    "pair", "data", "window_size", "features", "reward", "drawdown_penalty",
+    "validation_fraction", "test_fraction", "fee_pips", "spread_pips", "pip_size",
 )  # fmt: skip
 
 
@@ -92,6 +92,16 @@ class StudySpec(BaseModel):
                 f"base settings {sorted(unknown)} are not allowed; a study fixes "
                 f"{', '.join(BASE_FIELDS)}"
             )
+        from pydantic import ValidationError
+
+        try:
+            self.training_config({})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
+            raise ValueError(f"base settings refused: {problems}") from None
         if self.eval_every is not None and self.eval_every > self.timesteps:
             raise ValueError(
                 f"eval_every {self.eval_every} exceeds the trial's {self.timesteps} timesteps: "
