@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := tracking,training,dashboard,studies,mlflow,alerts,dev
+EXTRAS := tracking,training,dashboard,studies,mlflow,alerts,ray,dev
 
 .PHONY: help setup browser demo test lint typecheck pytest bench benchmark-agents stress chaos clean
 

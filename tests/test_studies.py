@@ -287,6 +287,64 @@ def test_a_study_on_sqlite_with_two_local_workers(
     assert {r["run_id"] for r in json.loads(listed.stdout)} == {r.run_id for r in finished}
 
 
+def test_a_study_on_a_local_ray_with_two_workers(
+    settings: Settings, redis_namespace: dict[str, str]
+) -> None:
+    """``--engine ray``: Ray tasks run the workers; every trial is in Optuna, tracked and live."""
+    name = f"ray-{uuid.uuid4().hex[:6]}"
+    create_study(tiny_spec(name, trials=4), settings)
+    env = {**os.environ, **env_of(settings, **redis_namespace), "COLUMNS": "160"}
+    watched = settings.model_copy(
+        update={
+            "message_broker_type": "redis",
+            "redis_url": redis_namespace["REDIS_URL"],
+            "message_namespace": redis_namespace["MESSAGE_NAMESPACE"],
+        }
+    )
+    with LiveWatcher(watched) as watcher:
+        done = subprocess.run(
+            [*CLI, "study", "run", name, "--engine", "ray", "--workers", "2"],
+            env=env, capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"2 Ray workers on study {name} (a local Ray)" in done.stdout
+    states = trials_by_state(settings, name)
+    finished = states.get("complete", []) + states.get("pruned", [])
+    assert 4 <= len(finished) <= 5 and not states.get("fail") and not states.get("running")
+    assert len({row.worker for row in finished}) == 2  # both Ray workers ran trials
+    live = SyncTrainingChannel(settings=watched)
+    for row in finished:
+        state = live.get_experiment(row.experiment_id)
+        assert state is not None and state.current_step > 0, row
+        assert state.status.value == ("completed" if row.state == "complete" else "pruned")
+        if row.state == "complete":
+            assert row.experiment_id in watcher.running, row
+    live.close()
+    assert_tracked(settings, name)
+
+
+def test_the_ray_engine_says_which_extra_to_install(settings: Settings, tmp_path: Path) -> None:
+    name = f"no-ray-{uuid.uuid4().hex[:6]}"
+    create_study(tiny_spec(name), settings)
+    hidden = tmp_path / "hide"
+    hidden.mkdir()
+    (hidden / "ray.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    env = {**os.environ, **env_of(settings), "PYTHONPATH": str(hidden)}
+    done = subprocess.run(
+        [*CLI, "study", "run", name, "--engine", "ray"],
+        env=env, capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "error: the Ray engine needs Ray: pip install 'agentic-trading[ray]'"
+    )
+    bad = subprocess.run(
+        [*CLI, "study", "run", name, "--engine", "slurm"],
+        env=env, capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--engine 'slurm' is not allowed: use local or ray" in bad.stderr
+
+
 @pytest.mark.skipif(not postgres.shared_available(), reason="no PostgreSQL at 127.0.0.1:5432")
 def test_a_study_on_postgresql_prunes_and_judges(tmp_path: Path) -> None:
     with postgres.database() as url:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperArgument
 
 from agentic_trading.config import Settings, SettingsError, load_settings
@@ -53,7 +54,7 @@ EXIT_INCOMPLETE_RECORD = 3
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print one clear line on stderr and exit, without a traceback."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

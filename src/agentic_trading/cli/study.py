@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -15,10 +15,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from agentic_trading.cli._common import (
+    EXIT_USAGE,
     JsonOption,
     console,
     errors,
     expected_errors,
+    fail,
     print_json,
     settings_with,
     start_writer,
@@ -163,11 +165,58 @@ def worker_command(
 @app.command("run")
 def run_command(
     name: StudyName,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes to start.")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1024,
+            help="Workers to start (local: 2; ray: as many as the cluster's CPUs fit).",
+        ),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local: worker processes on this machine; ray: Ray tasks placed on a Ray "
+            "cluster's nodes (pip install 'agentic-trading[ray]')."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine ray: the cluster (auto, or HOST:PORT of its head); "
+            "default: a Ray started for this run on this machine."
+        ),
+    ] = None,
+    cpus_per_trial: Annotated[
+        float, typer.Option(help="With --engine ray: CPUs Ray reserves for each worker.")
+    ] = 1.0,
+    gpus_per_trial: Annotated[
+        float, typer.Option(help="With --engine ray: GPUs Ray reserves for each worker.")
+    ] = 0.0,
 ) -> None:
-    """Run the study on this machine with several worker processes and one progress bar."""
+    """Run the study with several workers and one progress bar, on this machine or on Ray.
+
+    With --engine ray, each worker is a Ray task running the same loop as `study worker`, on
+    whichever node has the CPUs: trials stay ordinary trainings (live, tracked, in the
+    study's storage), and hand-started workers may serve the same study at once. Every node
+    reads its settings (STUDY_STORAGE, REDIS_URL, ...) from its own environment. Examples:
+
+    \b
+      agentic-trading study run ppo-eurusd --workers 2
+      agentic-trading study run ppo-eurusd --engine ray                    # a local Ray
+      agentic-trading study run ppo-eurusd --engine ray --address auto --cpus-per-trial 2
+    """
     with expected_errors():
-        code = run_local(settings_with(), name, workers, {})
+        if engine not in ("local", "ray"):
+            fail(f"--engine {engine!r} is not allowed: use local or ray", EXIT_USAGE)
+        if engine == "ray":
+            code = run_on_ray(
+                settings_with(), name, workers, address, cpus_per_trial, gpus_per_trial
+            )
+        else:
+            if address is not None:
+                fail("--address needs --engine ray", EXIT_USAGE)
+            code = run_local(settings_with(), name, workers or 2, {})
     if code:
         raise typer.Exit(code)
 
@@ -289,6 +338,7 @@ def create(
         console.print(f"  {parameter.describe()}")
     console.print(
         f"\nRun it: agentic-trading study run {name} --workers 2      (this machine)\n"
+        f"    or: agentic-trading study run {name} --engine ray --address auto   (a Ray cluster)\n"
         f"    or: agentic-trading study worker {name}                (one per host or core)"
     )
 
@@ -333,21 +383,14 @@ def run_local(settings: Settings, name: str, workers: int, env: dict[str, str]) 
         )
         for _ in range(workers)
     ]
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-    )
     console.print(f"{workers} workers on study [bold]{name}[/] ({settings.study_location()})")
+
+    def finished() -> bool:
+        time.sleep(1.0)
+        return all(p.poll() is not None for p in procs)
+
     try:
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task(name, total=spec.trials, detail="")
-            while any(p.poll() is None for p in procs):
-                _update(progress, task, study, spec)
-                time.sleep(1.0)
-            _update(progress, task, study, spec)
+        _follow(study, spec, finished)
     except KeyboardInterrupt:
         console.print("[yellow]stopping[/]: each worker ends its trial as cancelled")
         for proc in procs:
@@ -366,6 +409,56 @@ def run_local(settings: Settings, name: str, workers: int, env: dict[str, str]) 
             errors.print(f"worker {proc.pid} exited {proc.returncode}: " + " | ".join(tail))
     show(settings, name, as_json=False, limit=0)
     return max(codes, default=0)
+
+
+def run_on_ray(
+    settings: Settings,
+    name: str,
+    workers: int | None,
+    address: str | None,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+) -> int:
+    """The study's workers as Ray tasks on a cluster (or a Ray started here); the exit code."""
+    from agentic_trading.studies.ray_engine import RayEngineError, RayStudyRun
+
+    study, spec = load_study(name, settings)
+    engine = RayStudyRun(name, address, workers, cpus_per_trial, gpus_per_trial)
+    try:
+        try:
+            launched = engine.start()
+        except (ImportError, RayEngineError) as exc:
+            fail(str(exc), EXIT_USAGE)
+        where = address or "a local Ray"
+        console.print(f"{launched} Ray workers on study [bold]{name}[/] ({where})")
+        try:
+            _follow(study, spec, lambda: engine.wait(1.0))
+        except KeyboardInterrupt:
+            console.print("[yellow]stopping[/]: each worker ends its trial as cancelled")
+            engine.cancel()
+            return 130
+    finally:
+        engine.shutdown()
+    for error in engine.errors:
+        errors.print(f"a Ray worker failed: {error}")
+    show(settings, name, as_json=False, limit=0)
+    return 1 if engine.errors else 0
+
+
+def _follow(study: Any, spec: StudySpec, finished: Callable[[], bool]) -> None:
+    """One progress bar for the study until ``finished()`` (which waits about a second)."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(spec.name, total=spec.trials, detail="")
+        while not finished():
+            _update(progress, task, study, spec)
+        _update(progress, task, study, spec)
 
 
 def _update(progress: Progress, task: Any, study: Any, spec: StudySpec) -> None:
