@@ -518,6 +518,45 @@ def test_a_killed_workers_trial_is_rerun_by_another(settings: Settings) -> None:
 
 
 @pytest.mark.stress
+def test_a_ray_worker_killed_mid_trial_is_restarted_and_its_trial_rerun(
+    settings: Settings,
+) -> None:
+    """A lost node's worker, on one machine: SIGKILL to the Ray worker process running a trial.
+    Ray starts the task again; the dead trial is failed by its heartbeat and run again."""
+    import psutil
+
+    name = "killed-ray-worker"
+    create_study(tiny_spec(name, trials=2, timesteps=2048, eval_every=1024), settings)
+    run = subprocess.Popen(
+        [*CLI, "study", "run", name, "--engine", "ray", "--workers", "1"],
+        env={**os.environ, **env_of(settings)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        victim = wait_until(lambda: running_trial(name, settings), 180, "a running trial")
+        time.sleep(1.0)
+        workers = [
+            p for p in psutil.process_iter(["cmdline"])
+            if "ray::_worker_task" in " ".join(p.info["cmdline"] or [])
+        ]  # fmt: skip
+        assert len(workers) == 1, workers
+        workers[0].kill()
+        out, err = run.communicate(timeout=400)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    study, _ = load_study(name, settings)
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[victim.number].state.name == "FAIL"
+    retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retries) == 1 and retries[0].state.name in ("COMPLETE", "PRUNED")
+    assert retries[0].params == victim.params
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials.values()) == 2
+    assert "2/2 trials done" in " ".join(out.split())
+
+
+@pytest.mark.stress
 def test_postgresql_restarted_mid_study_loses_and_repeats_nothing(tmp_path: Path) -> None:
     server = postgres.PostgresServer().start()
     try:
