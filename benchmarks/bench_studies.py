@@ -1,9 +1,11 @@
 """Studies: what the study machinery (ask, tell, reports, heartbeats, our attributes) costs per
 trial on SQLite and PostgreSQL, against a 2,000-step trial's training and against raw
-SQLAlchemy round trips on the same database; and trials per minute with 1 and 2 workers."""
+SQLAlchemy round trips on the same database; trials per minute with 1 and 2 workers; and two
+Ray workers (``--engine ray``) against two local ones."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import resource
 import subprocess
@@ -118,12 +120,18 @@ def trial_seconds(settings: Settings, timesteps: int = 2000, repeats: int = 3) -
 
 
 def throughput(
-    storage: str, folder: Path, workers: int, trials: int = 12, timesteps: int = 3072
+    storage: str,
+    folder: Path,
+    workers: int,
+    trials: int = 12,
+    timesteps: int = 3072,
+    engine: str = "local",
 ) -> dict[str, float]:
-    """``study run --workers`` on this machine, equal trials without pruning: wall seconds,
-    trials per minute, and the CPU seconds of the whole process tree (workers, their writers,
-    the parent) with the cores it kept busy on average."""
-    name = f"throughput-{workers}-{uuid.uuid4().hex[:6]}"
+    """``study run --workers`` on this machine (``--engine``: local processes, or a Ray started
+    for the run), equal trials without pruning: wall seconds, trials per minute, and the CPU
+    seconds of the whole process tree (workers, their writers, the parent) with the cores it
+    kept busy on average."""
+    name = f"throughput-{engine}-{workers}-{uuid.uuid4().hex[:6]}"
     env = {
         **os.environ,
         "STUDY_STORAGE": storage,
@@ -140,7 +148,7 @@ def throughput(
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "agentic_trading.cli.app", "study", "run", name, "--workers",
-         str(workers)],
+         str(workers), "--engine", engine],
         env=env, check=True, capture_output=True, timeout=900,
     )  # fmt: skip
     seconds = time.perf_counter() - start
@@ -176,6 +184,30 @@ def scaling(storage: str, folder: Path, rounds: int = 3) -> dict[str, Any]:
     }
 
 
+def ray_engine(storage: str, folder: Path, rounds: int = 3) -> dict[str, Any]:
+    """The same study run by two local workers and by two Ray workers (a Ray started for the
+    run, its start-up included), interleaved ``rounds`` times: Ray's trials per minute as a
+    share of the local workers'."""
+    runs = []
+    for _ in range(rounds):
+        local = throughput(storage, folder, 2)
+        ray = throughput(storage, folder, 2, engine="ray")
+        runs.append(
+            {
+                "local": local,
+                "ray": ray,
+                "ratio": round(ray["trials_per_minute"] / local["trials_per_minute"], 3),
+            }
+        )
+    ratios = sorted(r["ratio"] for r in runs)
+    return {
+        "trials": 12,
+        "timesteps": 3072,
+        "rounds": runs,
+        "ratio_min_median_max": [ratios[0], ratios[len(ratios) // 2], ratios[-1]],
+    }
+
+
 def run() -> dict[str, Any]:
     """Every figure; PostgreSQL ones only where the machine's server answers."""
     results: dict[str, Any] = {}
@@ -194,4 +226,6 @@ def run() -> dict[str, Any]:
             cost["raw_sqlalchemy"] = raw_round_trips(url)
             results[label] = cost
         results["workers"] = scaling(sqlite, folder)
+        if importlib.util.find_spec("ray") is not None:
+            results["ray_engine"] = ray_engine(sqlite, folder)
     return results

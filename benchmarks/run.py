@@ -246,6 +246,22 @@ def studies(console: Console) -> None:
     console.print(table)
     low, mid, high = workers["speedup_min_median_max"]
     console.print(f"speed-up min/median/max: {low} / {mid} / {high} (target >= 1.7)")
+    if "ray_engine" in result:
+        ray = result["ray_engine"]
+        table = Table(
+            title=f"the same study, {ray['trials']} trials of {ray['timesteps']:,} steps: two local "
+            "workers against two Ray workers (a local Ray, its start-up included), interleaved"
+        )
+        for column in ("round", "local trials/min", "ray trials/min", "ray / local"):
+            table.add_column(column)
+        for n, row in enumerate(ray["rounds"], 1):
+            table.add_row(
+                str(n), str(row["local"]["trials_per_minute"]),
+                str(row["ray"]["trials_per_minute"]), str(row["ratio"]),
+            )  # fmt: skip
+        console.print(table)
+        low, mid, high = ray["ratio_min_median_max"]
+        console.print(f"ray / local min/median/max: {low} / {mid} / {high} (target >= 0.9)")
     console.print(f"written to {path}")
 
 
