@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,12 +18,15 @@ from tests.redis_server import RedisServer
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
+# MLflow's client sets and pops the variable _MLFLOW_TELEMETRY_SESSION_ID from a thread of its
+# own; a test copying os.environ at that moment (to start a subprocess) failed with a KeyError
+# now and then. Tests send no usage data anywhere, so its telemetry is off before mlflow loads.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``make test`` runs two workers), give each worker its own range of
     ports for dash_duo's servers: Dash's test runner counts up from 58050 in every process."""
-    import os
-
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker.startswith("gw"):
         try:
