@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     study_pool_size: int = Field(5, ge=1, le=100)
     study_retry_timeout: float = Field(120.0, ge=0)
 
+    # --- Population-based training ------------------------------------------------------------
+    pbt_path: str = "./pbt"
+
     # --- Dashboard ----------------------------------------------------------------------------
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(8050, ge=1, le=65535)

@@ -15,6 +15,7 @@ from agentic_trading.cli import (
     experiments,
     models,
     monitor,
+    pbt,
     study,
     tracking_ui,
     train,
@@ -40,6 +41,7 @@ app.command("train")(train.train_command)
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(models.app, name="models")
 app.add_typer(study.app, name="study")
+app.add_typer(pbt.app, name="pbt")
 app.command("monitor")(monitor.monitor_command)
 app.command("doctor")(doctor.doctor_command)
 app.command("watch")(watch.watch_command)

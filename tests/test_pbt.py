@@ -1,0 +1,150 @@
+"""Population-based training on a local Ray: exploits happen, the lineage we keep agrees with
+Ray's own log, every member is live and tracked with a verdict, and a replay follows the winner's
+schedule from scratch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agentic_trading.config import Settings
+from agentic_trading.messaging.channels.sync import SyncTrainingChannel
+from agentic_trading.pbt import PbtSpec, ScheduleCallback, read_members, run_pbt, save_spec
+from agentic_trading.pbt.schedule import Segment
+from agentic_trading.status import ExperimentStatus
+from agentic_trading.tracking import get_sync_experiment_repository
+from agentic_trading.training.runner import train
+from tests.conftest import make_settings
+from tests.trainings import CLI
+
+SMALL = {"window_size": 5, "n_steps": 64, "batch_size": 32, "n_epochs": 2, "net_arch": "tiny"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(
+        message_broker_type="memory",
+        ml_storage_path=str(tmp_path / "aim"),
+        pbt_path=str(tmp_path / "pbt"),
+    )
+
+
+def test_a_population_of_four_exploits_keeps_its_lineage_and_replays_the_winner(
+    settings: Settings, tmp_path: Path
+) -> None:
+    spec = PbtSpec(
+        name="p4", population=4, perturb_every=256, total_steps=1024, quantile=0.5, base=SMALL
+    )
+    folder = save_spec(spec, settings)
+    outcome = run_pbt("p4", settings)
+
+    assert len(outcome.members) == 4 and outcome.exploits >= 1
+    # Ray's own log of every exploit: [target tag, clone tag, ..., clone's config, new config].
+    ray_log = [json.loads(line) for line in (folder / "ray" / "pbt_global.txt").open()]
+    theirs = Counter((int(e[0].split("_")[0]), int(e[1].split("_")[0])) for e in ray_log)
+    ours = Counter((m.member, link["parent"]) for m in outcome.members for link in m.lineage)
+    assert ours == theirs and sum(ours.values()) == outcome.exploits
+    new_values = sorted(tuple(sorted(e[5][k] for k in spec.mutate)) for e in ray_log)
+    recorded = sorted(
+        tuple(sorted(link["params"][k] for k in spec.mutate))
+        for m in outcome.members
+        for link in m.lineage
+    )
+    assert recorded == new_values
+    for m in outcome.members:
+        for link in m.lineage:
+            assert link["checkpoint"] and Path(link["checkpoint"]).is_dir()  # kept while referenced
+
+    repo = get_sync_experiment_repository(settings)
+    live = SyncTrainingChannel(settings=settings)
+    for m in outcome.members:
+        assert m.status == "completed" and m.steps >= spec.total_steps
+        # The schedule covers every step once, parents' segments first.
+        assert m.history[0].start == 0 and m.history[-1].end == m.steps
+        assert all(a.end == b.start for a, b in zip(m.history, m.history[1:], strict=False))
+        run = repo.get_run(str(m.run_id))
+        assert run.status is ExperimentStatus.COMPLETED and run.config["pbt"] == "p4"
+        assert "psr" in run.final_metrics and run.params["verdict_label"] in (
+            "skill", "luck", "trails",
+        )  # fmt: skip
+        assert run.params["pbt_lineage"] == m.lineage
+        series = repo.get_metric_series(str(m.run_id), "hp_learning_rate")
+        assert series.values[-1] == pytest.approx(m.params["learning_rate"])
+        state = live.get_experiment(m.experiment_id)
+        assert state is not None and state.status is ExperimentStatus.COMPLETED
+        assert state.current_step == m.steps
+    live.close()
+
+    shown = subprocess.run(
+        [*CLI, "pbt", "show", "p4"],
+        env={**os.environ, "PBT_PATH": settings.pbt_path, "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    winner = read_members("p4", settings).winner
+    assert winner is not None
+    assert f"winner: member {winner.member}" in shown.stdout and "copied member" in shown.stdout
+
+    replay = subprocess.run(
+        [*CLI, "pbt", "replay", "p4", str(winner.member), "--json"],
+        env={**os.environ, "PBT_PATH": settings.pbt_path, "ML_STORAGE_PATH": settings.ml_storage_path},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    replayed = repo.get_run(json.loads(replay.stdout)["run_id"])
+    assert replayed.status is ExperimentStatus.COMPLETED and "psr" in replayed.final_metrics
+    assert replayed.config["pbt_schedule"] == [s.as_data() for s in winner.history]
+
+
+def test_a_schedule_is_followed_from_scratch(settings: Settings) -> None:
+    spec = PbtSpec(name="s", population=2, perturb_every=256, total_steps=768, base=SMALL)
+    schedule = [
+        Segment(0, 256, {"learning_rate": 1e-4, "ent_coef": 0.0, "clip_range": 0.1}),
+        Segment(256, 512, {"learning_rate": 5e-4, "ent_coef": 0.01, "clip_range": 0.3}),
+        Segment(512, 768, {"learning_rate": 2e-3, "ent_coef": 0.001, "clip_range": 0.2}),
+    ]
+    follow = ScheduleCallback(schedule)
+    seen: list[tuple[int, float, float]] = []
+
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Watch(BaseCallback):
+        def _on_rollout_end(self) -> None:  # the values the next update uses
+            model = self.model
+            seen.append((self.num_timesteps, model.lr_schedule(1.0), model.clip_range(1.0)))
+
+        def _on_step(self) -> bool:
+            return True
+
+    config = spec.training_config(dict(schedule[0].params)).model_copy(update={"timesteps": 768})
+    outcome = train(config, "schedule", settings=settings, callbacks=[follow, Watch()])
+    assert outcome.status is ExperimentStatus.COMPLETED
+    assert [step for step, _ in follow.applied] == [0, 256, 512]
+    for step, rate, clip in seen:
+        active = max((s for s in schedule if s.start < step), key=lambda s: s.start)
+        assert rate == active.params["learning_rate"] and clip == active.params["clip_range"]
+
+
+def test_bad_pbt_input_is_one_line(settings: Settings) -> None:
+    env = {**os.environ, "PBT_PATH": settings.pbt_path}
+    cases = [
+        (
+            ["create", "x", "--mutate", "gamma"],
+            "PPO may mutate learning_rate, ent_coef, clip_range",
+        ),
+        (["create", "x", "--perturb-every", "5000", "--total-steps", "4000"], "must be below"),
+        (["create", "x", "--agent", "dqn"], "agent"),
+        (["show", "nope"], "no PBT 'nope'"),
+        (["run", "nope"], "no PBT 'nope'"),
+    ]
+    for args, message in cases:
+        done = subprocess.run(
+            [*CLI, "pbt", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
