@@ -14,6 +14,7 @@ from benchmarks import (
     bench_evaluation,
     bench_messaging,
     bench_mlflow,
+    bench_pbt,
     bench_remote,
     bench_runs,
     bench_studies,
@@ -25,10 +26,10 @@ from benchmarks.common import save
 
 def main() -> int:
     """``python -m benchmarks.run [messaging] [tracking] [remote] [training] [dashboard]
-    [evaluation] [studies] [catalogue] [mlflow] [runs]``: those suites, default all."""
+    [evaluation] [studies] [catalogue] [mlflow] [runs] [pbt]``: those suites, default all."""
     wanted = set(sys.argv[1:]) or {
         "messaging", "tracking", "remote", "training", "dashboard", "evaluation", "studies",
-        "catalogue", "mlflow", "runs",
+        "catalogue", "mlflow", "runs", "pbt",
     }  # fmt: skip
     console = Console()
     if "messaging" in wanted:
@@ -51,7 +52,27 @@ def main() -> int:
         mlflow(console)
     if "runs" in wanted:
         runs(console)
+    if "pbt" in wanted:
+        pbt(console)
     return 0
+
+
+def pbt(console: Console) -> None:
+    console.rule("pbt")
+    result = bench_pbt.run()
+    path = save("pbt", result)
+    table = Table(
+        title=f"pbt run ({result['population']} members x {result['steps_per_member']:,} steps, "
+        f"chunks of {result['chunk_steps']:,}) against plain SB3 of the same steps, interleaved"
+    )
+    for column in ("round", "plain s", "pbt s", "overhead"):
+        table.add_column(column)
+    for n, row in enumerate(result["rounds"], 1):
+        table.add_row(str(n), str(row["plain_s"]), str(row["pbt_s"]), f"{row['overhead']:.1%}")
+    console.print(table)
+    low, mid, high = result["overhead_min_median_max"]
+    console.print(f"overhead min/median/max: {low:.1%} / {mid:.1%} / {high:.1%} (target < 10%)")
+    console.print(f"written to {path}")
 
 
 def runs(console: Console) -> None:
