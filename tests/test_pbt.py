@@ -90,6 +90,20 @@ def test_a_population_of_four_exploits_keeps_its_lineage_and_replays_the_winner(
     assert winner is not None
     assert f"winner: member {winner.member}" in shown.stdout and "copied member" in shown.stdout
 
+    # The dashboard's PBT pages: the index links it; its page has every member, the curves,
+    # an arrow per exploit and the winner's verdict.
+    from agentic_trading.dashboard.app import create_app
+    from tests.dash_requests import Browserless
+
+    dash = Browserless(create_app(settings))
+    assert 'href": "/pbt/p4"' in dash.page("/pbt")
+    page = json.loads(dash.page("/pbt/p4"))
+    text = json.dumps(page)
+    assert all(f"member {m.member}" in text for m in outcome.members)
+    assert winner.verdict and winner.verdict in text
+    lineage = _find(page, "pbt-lineage")["figure"]["data"][-1]
+    assert sum(x is not None for x in lineage["x"]) == 2 * outcome.exploits
+
     replay = subprocess.run(
         [*CLI, "pbt", "replay", "p4", str(winner.member), "--json"],
         env={**os.environ, "PBT_PATH": settings.pbt_path, "ML_STORAGE_PATH": settings.ml_storage_path},
@@ -148,3 +162,21 @@ def test_bad_pbt_input_is_one_line(settings: Settings) -> None:
         )
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def _find(tree: object, component_id: str) -> dict[str, object]:
+    """The props of the component ``component_id`` in a Dash layout as JSON."""
+    if isinstance(tree, dict):
+        props = tree.get("props")
+        if isinstance(props, dict) and props.get("id") == component_id:
+            return props
+        for value in tree.values():
+            found = _find(value, component_id)
+            if found:
+                return found
+    if isinstance(tree, list):
+        for value in tree:
+            found = _find(value, component_id)
+            if found:
+                return found
+    return {}

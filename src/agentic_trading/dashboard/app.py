@@ -1,7 +1,7 @@
 """The Dash app: live experiments, all runs, a run, runs compared; one page each.
 
 Pages: ``/`` (live + recent runs), ``/runs`` (history), ``/runs/<run id>``, ``/compare?runs=a,b``,
-``/studies``, ``/studies/<name>`` and ``/models``.
+``/studies``, ``/studies/<name>``, ``/pbt``, ``/pbt/<name>`` and ``/models``.
 Two plain routes serve the browser: ``/_agentic/live-events`` (server-sent events that wake the
 live view when an experiment starts) and ``/_agentic/artifacts/<run id>/<name>`` (downloads of
 local artifacts).
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Das
         history,
         live,
         models,
+        pbt,
         run,
         studies,
         study,
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Das
                     dcc.Link("All runs", href="/runs"),
                     dcc.Link("Compare", href="/compare"),
                     dcc.Link("Studies", href="/studies"),
+                    dcc.Link("PBT", href="/pbt"),
                     dcc.Link("Models", href="/models"),
                     html.A(context.ui_name, href=context.ui_url, target="_blank"),
                 ],
@@ -121,6 +123,10 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Das
             return studies.layout(context)
         if path.startswith("/studies/"):
             return study.layout(context, unquote(path.removeprefix("/studies/")))
+        if path == "/pbt":
+            return pbt.index_layout(context)
+        if path.startswith("/pbt/"):
+            return pbt.layout(context, unquote(path.removeprefix("/pbt/")))
         if path == "/models":
             return models.layout(context)
         if path == "/compare":
@@ -129,7 +135,7 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Das
             return compare.layout(context, run_ids)
         return html.Div([html.H1("Not found"), dcc.Link("Back to the live view", href="/")])
 
-    for page in (live, history, compare, run, studies, study, models):
+    for page in (live, history, compare, run, studies, study, models, pbt):
         page.register(app, context)
     _add_routes(app.server, context)
     return app
