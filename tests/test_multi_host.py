@@ -9,12 +9,15 @@ inside the namespaces the test makes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,13 @@ SPACE = (
 def test_a_study_on_two_trainer_hosts_with_shared_services(
     network: Network, tmp_path: Path
 ) -> None:
+    with shared_services(network, tmp_path) as (env, aim):
+        _study_on_two_hosts(network, tmp_path, env, aim)
+
+
+@contextlib.contextmanager
+def shared_services(network: Network, tmp_path: Path) -> Iterator[tuple[dict[str, str], Any]]:
+    """Redis, ``aim server`` and PostgreSQL on the services host; the trainer role's settings."""
     services = network.address["services"]
     password = uuid.uuid4().hex  # Redis off loopback: protected mode wants a password, rightly
     redis = subprocess.Popen(
@@ -83,8 +93,19 @@ def test_a_study_on_two_trainer_hosts_with_shared_services(
         "STUDY_STORAGE": f"postgresql://postgres@{services}:5432/postgres",
         "STUDY_HEARTBEAT_INTERVAL": "1",
         "STUDY_GRACE_PERIOD": "4",
+        "PBT_PATH": str(tmp_path / "shared-pbt"),
     }
+    try:
+        _wait_for_services(network, services)
+        yield env, aim
+    finally:
+        aim.stop()
+        database.remove()
+        redis.terminate()
+        redis.wait(10)
 
+
+def _study_on_two_hosts(network: Network, tmp_path: Path, env: dict[str, str], aim: Any) -> None:
     def on(host: str, *args: str, timeout: float = 60) -> Any:
         done = subprocess.run(
             [*network.prefix(host), *CLI, *args],
@@ -100,7 +121,6 @@ def test_a_study_on_two_trainer_hosts_with_shared_services(
 
     workers: dict[str, subprocess.Popen[str]] = {}
     try:
-        _wait_for_services(network, services)
         space = tmp_path / "space.yaml"
         space.write_text(SPACE)
         on(
@@ -171,10 +191,6 @@ def test_a_study_on_two_trainer_hosts_with_shared_services(
         for proc in workers.values():
             if proc.poll() is None:
                 proc.kill()
-        aim.stop()
-        database.remove()
-        redis.terminate()
-        redis.wait(10)
 
 
 def _hostname() -> str:
@@ -193,3 +209,137 @@ def _wait_for_services(network: Network, address: str) -> None:
         "        time.sleep(0.2)\n"
     )
     subprocess.run([*network.prefix("trainer1"), sys.executable, "-c", probe, address], check=True)
+
+
+@contextlib.contextmanager
+def ray_cluster(
+    network: Network, env: dict[str, str]
+) -> Iterator[tuple[str, dict[str, str], dict[str, subprocess.Popen[str]]]]:
+    """A Ray head on the services host (no CPUs: no work there) and a one-CPU Ray node on each
+    trainer host, with token authentication; the head's address, the settings with the token,
+    and each host's ``ray start`` (its process group holds that node's Ray processes)."""
+    import shutil
+
+    head = f"{network.address['services']}:6380"
+    env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex}
+    nodes: dict[str, subprocess.Popen[str]] = {}
+    folders = []
+
+    def start(host: str, *args: str) -> None:
+        folder = f"/tmp/ray-{network.switch}-{host}"  # per node; short: Ray's socket paths
+        folders.append(folder)
+        nodes[host] = subprocess.Popen(
+            [*network.prefix(host), str(Path(sys.executable).with_name("ray")), "start",
+             "--block", "--disable-usage-stats", "--node-ip-address", network.address[host],
+             "--temp-dir", folder, *args],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+
+    probe = (
+        "import ray, sys, time\n"
+        "ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False)\n"
+        "deadline = time.time() + 90\n"
+        "while ray.cluster_resources().get('CPU', 0) < 2:\n"
+        "    assert time.time() < deadline, ray.cluster_resources()\n"
+        "    time.sleep(0.5)\n"
+    )
+    try:
+        start("services", "--head", "--port", "6380", "--num-cpus", "0", "--include-dashboard",
+              "false")  # fmt: skip
+        time.sleep(3)
+        for host in ("trainer1", "trainer2"):
+            start(host, "--address", head, "--num-cpus", "1")
+        subprocess.run(
+            [*network.prefix("watcher"), sys.executable, "-c", probe, head],
+            env=env, check=True, timeout=150, capture_output=True,
+        )  # fmt: skip
+        yield head, env, nodes
+    finally:
+        for proc in nodes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.stress  # about 3 min: a Ray cluster over three hosts, a PBT and a study on it
+@pytest.mark.timeout(600)
+def test_ray_runs_a_pbt_and_a_study_over_two_trainer_hosts_and_survives_a_lost_node(
+    network: Network, tmp_path: Path
+) -> None:
+    import psutil
+
+    with (
+        shared_services(network, tmp_path) as (env, aim),
+        ray_cluster(network, env) as (
+            head,
+            env,
+            nodes,
+        ),
+    ):
+
+        def on(host: str, *args: str, timeout: float = 60) -> Any:
+            done = subprocess.run(
+                [*network.prefix(host), *CLI, *args], env=env, capture_output=True, text=True,
+                timeout=timeout, cwd=ROOT, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            return json.loads(done.stdout)
+
+        # PBT: two members, one on each trainer host, recorded by the driver on the watcher.
+        on("watcher", "pbt", "create", "spread-pbt", "--population", "2", "--perturb-every",
+           "512", "--total-steps", "1536", "--quantile", "0.5", "--json")  # fmt: skip
+        pbt = on("watcher", "pbt", "run", "spread-pbt", "--engine", "ray", "--address", head,
+                 "--json", timeout=300)  # fmt: skip
+        assert [m["status"] for m in pbt["members"]] == ["completed", "completed"]
+        trainers = {network.address["trainer1"], network.address["trainer2"]}
+        assert {n for m in pbt["members"] for n in m["nodes"]} == trainers
+        runs = {r["run_id"]: r for r in on("watcher", "experiments", "list", "--json")}
+        for member in pbt["members"]:
+            assert runs[member["run_id"]]["status"] == "completed"
+
+        # A study through Ray; trainer1's Ray node is killed while it runs a trial.
+        space = tmp_path / "space.yaml"
+        space.write_text(SPACE)
+        on("watcher", "study", "create", "ray-spread", "--trials", "3", "--timesteps", "2048",
+           "--eval-every", "512", "--space", str(space), "--window-size", "5", "--json")  # fmt: skip
+        run = subprocess.Popen(
+            [*network.prefix("watcher"), *CLI, "study", "run", "ray-spread", "--engine", "ray",
+             "--address", head, "--workers", "2"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )  # fmt: skip
+        on_trainer1 = {p.pid for p in psutil.Process(nodes["trainer1"].pid).children(True)}
+        victim = None
+        deadline = time.monotonic() + 180
+        while victim is None and time.monotonic() < deadline:
+            on_trainer1 |= {p.pid for p in psutil.Process(nodes["trainer1"].pid).children(True)}
+            trials = on("watcher", "study", "show", "ray-spread", "--json")["trials"]
+            victim = next(
+                (
+                    t for t in trials
+                    if t["state"] == "running" and t["run_id"]
+                    and int(t["worker"].rsplit(":", 1)[1]) in on_trainer1
+                ),
+                None,
+            )  # fmt: skip
+            time.sleep(0.5)
+        assert victim is not None, "never saw a trial running on trainer1"
+        os.killpg(nodes["trainer1"].pid, signal.SIGKILL)  # the node is gone, Ray and all
+        try:
+            _out, err = run.communicate(timeout=300)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        assert run.returncode == 0, err
+        shown = on("watcher", "study", "show", "ray-spread", "--json")
+        trials = {t["number"]: t for t in shown["trials"]}
+        assert shown["finished"] == 3
+        assert trials[victim["number"]]["state"] == "fail"  # its heartbeat stopped...
+        (retry,) = [t for t in trials.values() if t["retry_of"] == victim["number"]]
+        assert retry["params"] == victim["params"] and retry["state"] in ("complete", "pruned")
+        runs = {r["run_id"]: r for r in on("watcher", "experiments", "list", "--json")}
+        assert runs[victim["run_id"]]["status"] == "crashed"  # ...and its run says so
+        for trial in trials.values():
+            if trial["state"] == "complete":
+                assert_complete(aim.repo, trial["run_id"])

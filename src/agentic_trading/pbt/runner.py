@@ -48,6 +48,8 @@ class MemberRecord:
     checkpoint: str | None = None
     final_metrics: dict[str, float] = field(default_factory=dict)
     verdict: str | None = None
+    #: The addresses of the nodes its chunks trained on.
+    nodes: list[str] = field(default_factory=list)
     #: An exploit decided on this member's newest result, applied once that result is recorded.
     pending: dict[str, Any] | None = None
 
@@ -66,6 +68,7 @@ class MemberRecord:
             "checkpoint": self.checkpoint,
             "final_metrics": self.final_metrics,
             "verdict": self.verdict,
+            "nodes": self.nodes,
         }
 
     @classmethod
@@ -84,6 +87,7 @@ class MemberRecord:
             checkpoint=data.get("checkpoint"),
             final_metrics=dict(data.get("final_metrics") or {}),
             verdict=data.get("verdict"),
+            nodes=list(data.get("nodes") or []),
         )
 
 
@@ -173,6 +177,9 @@ class _Recorder:
         steps, params = int(result["steps"]), dict(result["params"])
         record.steps, record.objective, record.params = steps, float(result["objective"]), params
         record.history.append(Segment(int(result["segment_start"]), steps, params))
+        node = result.get("node_ip")
+        if node and node not in record.nodes:
+            record.nodes.append(str(node))
         if record.pending is not None:  # this result's chunk is dropped for the parent's weights
             record.history = record.pending.pop("history")
             record.lineage.append(record.pending)
