@@ -171,7 +171,7 @@ def _study_on_two_hosts(network: Network, tmp_path: Path, env: dict[str, str], a
         # Tracking, read from the watcher host through the Aim server: every finished trial
         # complete (or pruned) with its model in the shared store; the killed one crashed.
         runs = {r["run_id"]: r for r in on("watcher", "experiments", "list", "--json")}
-        assert runs[victim["run_id"]]["status"] == "crashed"
+        assert runs[trials[victim["number"]]["run_id"]]["status"] == "crashed"
         for trial in trials.values():
             if trial["state"] == "complete":
                 assert_complete(aim.repo, trial["run_id"])
@@ -339,7 +339,7 @@ def test_ray_runs_a_pbt_and_a_study_over_two_trainer_hosts_and_survives_a_lost_n
         (retry,) = [t for t in trials.values() if t["retry_of"] == victim["number"]]
         assert retry["params"] == victim["params"] and retry["state"] in ("complete", "pruned")
         runs = {r["run_id"]: r for r in on("watcher", "experiments", "list", "--json")}
-        assert runs[victim["run_id"]]["status"] == "crashed"  # ...and its run says so
+        assert runs[trials[victim["number"]]["run_id"]]["status"] == "crashed"  # ...its run too
         for trial in trials.values():
             if trial["state"] == "complete":
                 assert_complete(aim.repo, trial["run_id"])
