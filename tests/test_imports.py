@@ -15,6 +15,8 @@ FORBIDDEN = {
     "agentic_trading.tracking": ("messaging", "training", "studies", "dashboard", "cli"),
     "agentic_trading.common": ("messaging", "tracking", "training", "studies", "dashboard", "cli"),
     "agentic_trading.alerts": ("messaging", "training", "studies", "dashboard", "cli", "models"),
+    "agentic_trading.studies": ("pbt", "dashboard", "cli"),
+    "agentic_trading.pbt": ("dashboard", "cli"),
 }
 
 
