@@ -261,6 +261,10 @@ def ray_cluster(
                 os.killpg(proc.pid, signal.SIGKILL)
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
+        # `ray start --head` leaves its address for later `ray.init()` calls on this machine.
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().strip() == head:
+            current.unlink()
 
 
 @pytest.mark.stress  # about 3 min: a Ray cluster over three hosts, a PBT and a study on it

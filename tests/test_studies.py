@@ -243,10 +243,13 @@ def redis_namespace(redis_url: str, namespace: str) -> Iterator[dict[str, str]]:
 
 
 @pytest.mark.redis
-def test_a_study_on_sqlite_with_two_local_workers(
-    settings: Settings, redis_namespace: dict[str, str]
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_study_on_sqlite_with_two_workers(
+    settings: Settings, redis_namespace: dict[str, str], engine: str
 ) -> None:
-    name = f"two-{uuid.uuid4().hex[:6]}"
+    """Two worker processes on this machine, or two Ray tasks on a Ray started for the run:
+    every trial is in Optuna, live, and tracked, whichever engine ran it."""
+    name = f"two-{engine}-{uuid.uuid4().hex[:6]}"
     create_study(tiny_spec(name, trials=4, pruner="successive_halving"), settings)
     env = {**os.environ, **env_of(settings, **redis_namespace), "COLUMNS": "160"}
     watched = settings.model_copy(
@@ -258,11 +261,15 @@ def test_a_study_on_sqlite_with_two_local_workers(
     )
     with LiveWatcher(watched) as watcher:
         done = subprocess.run(
-            [*CLI, "study", "run", name, "--workers", "2"],
+            [*CLI, "study", "run", name, "--workers", "2", "--engine", engine],
             env=env, capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"{name}: PPO" in done.stdout
+    where = "a local Ray" if engine == "ray" else "sqlite:"
+    assert f"2 {'Ray workers' if engine == 'ray' else 'workers'} on study {name} ({where}" in (
+        done.stdout
+    )
     assert re.search(r"[45]/4 trials done", " ".join(done.stdout.split())), done.stdout
     states = trials_by_state(settings, name)
     finished = states.get("complete", []) + states.get("pruned", [])
@@ -285,42 +292,6 @@ def test_a_study_on_sqlite_with_two_local_workers(
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert {r["run_id"] for r in json.loads(listed.stdout)} == {r.run_id for r in finished}
-
-
-def test_a_study_on_a_local_ray_with_two_workers(
-    settings: Settings, redis_namespace: dict[str, str]
-) -> None:
-    """``--engine ray``: Ray tasks run the workers; every trial is in Optuna, tracked and live."""
-    name = f"ray-{uuid.uuid4().hex[:6]}"
-    create_study(tiny_spec(name, trials=4), settings)
-    env = {**os.environ, **env_of(settings, **redis_namespace), "COLUMNS": "160"}
-    watched = settings.model_copy(
-        update={
-            "message_broker_type": "redis",
-            "redis_url": redis_namespace["REDIS_URL"],
-            "message_namespace": redis_namespace["MESSAGE_NAMESPACE"],
-        }
-    )
-    with LiveWatcher(watched) as watcher:
-        done = subprocess.run(
-            [*CLI, "study", "run", name, "--engine", "ray", "--workers", "2"],
-            env=env, capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
-        )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert f"2 Ray workers on study {name} (a local Ray)" in done.stdout
-    states = trials_by_state(settings, name)
-    finished = states.get("complete", []) + states.get("pruned", [])
-    assert 4 <= len(finished) <= 5 and not states.get("fail") and not states.get("running")
-    assert len({row.worker for row in finished}) == 2  # both Ray workers ran trials
-    live = SyncTrainingChannel(settings=watched)
-    for row in finished:
-        state = live.get_experiment(row.experiment_id)
-        assert state is not None and state.current_step > 0, row
-        assert state.status.value == ("completed" if row.state == "complete" else "pruned")
-        if row.state == "complete":
-            assert row.experiment_id in watcher.running, row
-    live.close()
-    assert_tracked(settings, name)
 
 
 def test_the_ray_engine_says_which_extra_to_install(settings: Settings, tmp_path: Path) -> None:

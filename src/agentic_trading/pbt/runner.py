@@ -322,7 +322,7 @@ def run_pbt(
     scheduler.recorder = recorder
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     ray.init(
-        address=address,
+        address=address or "local",  # a new Ray, even where `ray start` left an address behind
         include_dashboard=False,
         logging_level="ERROR",
         log_to_driver=False,

@@ -77,7 +77,8 @@ class RayStudyRun:
         ray = ray_module()
         try:
             ray.init(
-                address=self.address,
+                # "local": a new Ray, even where `ray start` left an address behind
+                address=self.address or "local",
                 include_dashboard=False,
                 logging_level="ERROR",
                 log_to_driver=False,
