@@ -273,8 +273,9 @@ def render(data: dict[str, Any], budget: dict[str, Any] | None) -> str:
         "- **degenerate**: the share of runs that hold one position on 95 % of bars or more. "
         "**break-even**: the median cost in pips per unit traded at which a run's profit equals "
         "buy-and-hold's (0 when it trails even without costs).",
-        "- **verdict**: skill (PSR against 0 and against buy-and-hold above 95 %), trails "
-        "(buy-and-hold beats it with that confidence) or luck (neither).",
+        "- **verdict**: skill (PSR against 0 and against buy-and-hold above 95 %, and the "
+        "interval above 0), trails (PSR against buy-and-hold below 5 %, or the whole interval "
+        "below 0 with that PSR at most 0.5) or luck (neither); docs/evaluation.md.",
         "",
         "| agent | features | reward | steps | excess Sharpe (95 % CI) | P(beats B&H) | PSR | "
         "degenerate | break-even (pips) | verdict |",
