@@ -61,17 +61,30 @@ def pbt(console: Console) -> None:
     console.rule("pbt")
     result = bench_pbt.run()
     path = save("pbt", result)
+    small, large = result["steps_per_member"]
     table = Table(
-        title=f"pbt run ({result['population']} members x {result['steps_per_member']:,} steps, "
-        f"chunks of {result['chunk_steps']:,}) against plain SB3 of the same steps, interleaved"
+        title=f"pbt run ({result['population']} members, {result['chunks']} chunks each) against "
+        "plain SB3 of the same steps, interleaved"
     )
-    for column in ("round", "plain s", "pbt s", "overhead"):
+    for column in ("round", f"{small:,} steps: plain s", "pbt s", "overhead",
+                   f"{large:,} steps: plain s", "pbt s", "overhead", "share of training",
+                   "s per run"):  # fmt: skip
         table.add_column(column)
     for n, row in enumerate(result["rounds"], 1):
-        table.add_row(str(n), str(row["plain_s"]), str(row["pbt_s"]), f"{row['overhead']:.1%}")
+        one, two = row[str(small)], row[str(large)]
+        table.add_row(
+            str(n), str(one["plain_s"]), str(one["pbt_s"]), f"{one['overhead']:.0%}",
+            str(two["plain_s"]), str(two["pbt_s"]), f"{two['overhead']:.0%}",
+            f"{row['share_of_training']:.1%}", str(row["seconds_per_run"]),
+        )  # fmt: skip
     console.print(table)
-    low, mid, high = result["overhead_min_median_max"]
-    console.print(f"overhead min/median/max: {low:.1%} / {mid:.1%} / {high:.1%} (target < 10%)")
+    low, mid, high = result["share_of_training_min_median_max"]
+    console.print(
+        f"overhead on the training time (checkpoints, exploits, restores, records) min/median/max: "
+        f"{low:.1%} / {mid:.1%} / {high:.1%} (target < 10%); once per run: "
+        + " / ".join(f"{v:.1f}" for v in result["seconds_per_run_min_median_max"])
+        + " s (Ray's start, the members' processes)"
+    )
     console.print(f"written to {path}")
 
 

@@ -109,7 +109,13 @@ def run_command(
     address: Annotated[
         str | None, typer.Option(help="With --engine ray: auto, or HOST:PORT of the head.")
     ] = None,
-    cpus_per_member: Annotated[float, typer.Option(help="CPUs Ray reserves per member.")] = 1.0,
+    cpus_per_member: Annotated[
+        float | None,
+        typer.Option(
+            help="CPUs Ray reserves per member (default: the cluster's CPUs shared by the "
+            "population, so every member trains at once)."
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Train the population until every member has its steps; then the lineage and the winner.

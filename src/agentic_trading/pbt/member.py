@@ -12,6 +12,10 @@ from typing import Any
 
 __all__ = ["member_index", "train_member"]
 
+#: Prepared data by training config, kept by a Ray worker process that Tune reuses for the
+#: member's next start (after an exploit or a pause): the bars are read and split once.
+_PREPARED: dict[str, Any] = {}
+
 
 def member_index(trial_id: str) -> int:
     """The member's number: Ray's trial ids end in it (``a1b2c_00003`` is member 3)."""
@@ -34,7 +38,10 @@ def train_member(config: dict[str, Any]) -> None:
     index = member_index(tune.get_context().get_trial_id())
     params = {name: config[name] for name in spec.mutate}
     training = spec.training_config(params, seed=spec.seed + index)
-    prepared = prepare(training)
+    key = training.model_dump_json(exclude={"seed", *spec.mutate})
+    if key not in _PREPARED:
+        _PREPARED[key] = prepare(training)
+    prepared = _PREPARED[key]
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         model = make_agent(training, prepared.env)
@@ -44,9 +51,14 @@ def train_member(config: dict[str, Any]) -> None:
             model = cls.load(Path(folder) / "model.zip", env=prepared.env, device="cpu")
         apply_params(model, params)
     split = prepared.split
-    while model.num_timesteps < spec.total_steps:
-        start = model.num_timesteps
-        model.learn(min(spec.perturb_every, spec.total_steps - start), reset_num_timesteps=False)
+    while True:
+        start = int(model.num_timesteps)
+        if start < spec.total_steps:
+            model.learn(
+                min(spec.perturb_every, spec.total_steps - start), reset_num_timesteps=False
+            )
+        # A member may take the checkpoint of one that already finished: it is then scored
+        # and ends, with nothing more to train.
         steps = int(model.num_timesteps)
         validation = run_policy(model, split.validation, training, prepared.scaler).metrics()
         result: dict[str, Any] = {
@@ -73,3 +85,5 @@ def train_member(config: dict[str, Any]) -> None:
             model.save(Path(folder) / "model.zip")
             (Path(folder) / "state.json").write_text(json.dumps({"member": index, "steps": steps}))
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+        if steps >= spec.total_steps:
+            return

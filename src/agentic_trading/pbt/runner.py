@@ -176,7 +176,8 @@ class _Recorder:
         record = self._member(trial)
         steps, params = int(result["steps"]), dict(result["params"])
         record.steps, record.objective, record.params = steps, float(result["objective"]), params
-        record.history.append(Segment(int(result["segment_start"]), steps, params))
+        if steps > int(result["segment_start"]):  # not the scoring of a finished copy
+            record.history.append(Segment(int(result["segment_start"]), steps, params))
         node = result.get("node_ip")
         if node and node not in record.nodes:
             record.nodes.append(str(node))
@@ -256,10 +257,14 @@ def run_pbt(
     settings: Settings,
     *,
     address: str | None = None,
-    cpus_per_member: float = 1.0,
+    cpus_per_member: float | None = None,
 ) -> PbtOutcome:
     """Run PBT ``name`` on Ray (a local one without ``address``) until every member trained
-    its ``total_steps``; the members' record."""
+    its ``total_steps``; the members' record.
+
+    ``cpus_per_member`` defaults to the cluster's CPUs shared by the whole population, so every
+    member trains at once: with fewer slots than members, Ray would pause members that are ahead
+    and restart them later, each time loading them again."""
     ray = ray_module()
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
@@ -329,6 +334,9 @@ def run_pbt(
         configure_logging=False,
     )
     try:
+        if cpus_per_member is None:
+            cpus = float(ray.cluster_resources().get("CPU", 1.0))
+            cpus_per_member = max(0.01, round(cpus / spec.population, 2))
         tuner = tune.Tuner(
             tune.with_resources(train_member, {"cpu": cpus_per_member}),
             param_space={"spec": spec.model_dump_json(), **mutations},
@@ -337,6 +345,7 @@ def run_pbt(
                 num_samples=spec.population,
                 metric="objective",
                 mode=spec.direction,
+                reuse_actors=True,  # a restarted member keeps its process (and its data)
             ),
             run_config=tune.RunConfig(
                 name="ray",
