@@ -73,6 +73,7 @@ def test_a_population_of_four_exploits_keeps_its_lineage_and_replays_the_winner(
             "skill", "luck", "trails",
         )  # fmt: skip
         assert run.params["pbt_lineage"] == m.lineage
+        assert "model.zip" in run.artifacts and f"checkpoint-step-{m.steps}.zip" in run.artifacts
         series = repo.get_metric_series(str(m.run_id), "hp_learning_rate")
         assert series.values[-1] == pytest.approx(m.params["learning_rate"])
         state = live.get_experiment(m.experiment_id)

@@ -198,7 +198,14 @@ class _Recorder:
         self._save()
 
     def checkpoint(self, trial: Any, path: str) -> None:
-        self._member(trial).checkpoint = path
+        """Each chunk's checkpoint: kept by Ray under ``PBT_PATH`` (none is deleted) and its
+        model an artifact of the member's run, ``checkpoint-step-N.zip``."""
+        record = self._member(trial)
+        record.checkpoint = path
+        model = Path(path) / "model.zip"
+        if model.is_file():
+            name = f"checkpoint-step-{record.steps}.zip"
+            self.tracker.log_artifact(self.runs[trial.trial_id], model, name)
 
     def exploited(self, trial: Any, donor: Any, checkpoint: str | None) -> None:
         """``trial`` takes ``donor``'s newest checkpoint and perturbed values. Ray's scheduler
