@@ -189,7 +189,9 @@ class _Recorder:
         name = f"validation_{self.spec.objective}"
         points = {name: record.objective, **{f"hp_{k}": float(v) for k, v in params.items()}}
         self.tracker.log_metrics(self.runs[trial.trial_id], points, step=steps)
-        self.channel.publish_progress(record.experiment_id, steps, self.spec.total_steps)
+        # SB3 trains whole rollouts: a member may end a little past total_steps.
+        total = max(self.spec.total_steps, steps)
+        self.channel.publish_progress(record.experiment_id, steps, total)
         self.channel.publish_metrics(record.experiment_id, steps, points)
         if "final_metrics" in result:
             record.final_metrics = {k: float(v) for k, v in result["final_metrics"].items()}
@@ -202,9 +204,10 @@ class _Recorder:
         model an artifact of the member's run, ``checkpoint-step-N.zip``."""
         record = self._member(trial)
         record.checkpoint = path
-        model = Path(path) / "model.zip"
-        if model.is_file():
-            name = f"checkpoint-step-{record.steps}.zip"
+        model, state = Path(path) / "model.zip", Path(path) / "state.json"
+        if model.is_file() and state.is_file():
+            steps = int(json.loads(state.read_text())["steps"])
+            name = f"checkpoint-step-{steps}.zip"
             self.tracker.log_artifact(self.runs[trial.trial_id], model, name)
 
     def exploited(self, trial: Any, donor: Any, checkpoint: str | None) -> None:
@@ -291,24 +294,32 @@ def run_pbt(
         def __getstate__(self) -> dict[str, Any]:
             return {}
 
+        def _safely(self, what: str, call: Any, *args: Any, **kwargs: Any) -> None:
+            # A record that fails is logged; the population trains on.
+            try:
+                call(*args, **kwargs)
+            except Exception:
+                logger.exception("PBT %s: recording %s failed", spec.name, what)
+
         def on_trial_start(self, iteration: int, trials: Any, trial: Any, **_: Any) -> None:
-            self.recorder.started(trial)
+            self._safely("a start", self.recorder.started, trial)
 
         def on_trial_result(
             self, iteration: int, trials: Any, trial: Any, result: Any, **_: Any
         ) -> None:
-            self.recorder.result(trial, result)
+            self._safely("a result", self.recorder.result, trial, result)
 
         def on_checkpoint(
             self, iteration: int, trials: Any, trial: Any, checkpoint: Any, **_: Any
         ) -> None:
-            self.recorder.checkpoint(trial, str(checkpoint.path))
+            self._safely("a checkpoint", self.recorder.checkpoint, trial, str(checkpoint.path))
 
         def on_trial_complete(self, iteration: int, trials: Any, trial: Any, **_: Any) -> None:
-            self.recorder.ended(trial)
+            self._safely("an end", self.recorder.ended, trial)
 
         def on_trial_error(self, iteration: int, trials: Any, trial: Any, **_: Any) -> None:
-            self.recorder.ended(trial, error=f"trial failed: see {trial.local_path}")
+            error = f"trial failed: see {trial.local_path}"
+            self._safely("a failure", self.recorder.ended, trial, error=error)
 
     class _RecordedPBT(PopulationBasedTraining):
         recorder: _Recorder | None = None
