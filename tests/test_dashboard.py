@@ -426,7 +426,7 @@ def test_start_training_validates_the_form(settings: Settings) -> None:
     with pytest.raises(ControlError, match="learning_rate"):
         control.start_training("PPO", 1000, -1)
     with pytest.raises(ControlError, match="agent_type"):
-        control.start_training("SAC", 1000, 3e-4)
+        control.start_training("DDPG", 1000, 3e-4)
     assert control.running_trainings() == []
 
 

@@ -60,6 +60,14 @@ def create_command(
     reward: Annotated[str, typer.Option(help="What members are paid (net, dsr, drawdown).")] = (
         "net"
     ),
+    synch: Annotated[
+        bool,
+        typer.Option(
+            "--synch",
+            help="Perturb the whole population at once, when every member reached the point "
+            "(Ray's synchronous PBT); default: each member as it gets there.",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Member k trains with seed + k.")] = 1,
     json_output: JsonOption = False,
 ) -> None:
@@ -83,6 +91,7 @@ def create_command(
             mutate=tuple(m.strip() for m in mutate.split(",") if m.strip()),
             objective=objective,
             quantile=quantile,
+            synch=synch,
             seed=seed,
             base={"features": features, "reward": reward},
         )

@@ -50,8 +50,9 @@ class MemberRecord:
     verdict: str | None = None
     #: The addresses of the nodes its chunks trained on.
     nodes: list[str] = field(default_factory=list)
-    #: An exploit decided on this member's newest result, applied once that result is recorded.
-    pending: dict[str, Any] | None = None
+    #: Set by an exploit decided on a result not recorded yet: that result's chunk was trained
+    #: by the weights the exploit dropped, so it is not part of the member's schedule.
+    skip_next: bool = False
 
     def as_data(self) -> dict[str, Any]:
         """As JSON data."""
@@ -143,6 +144,9 @@ class _Recorder:
         self.members: dict[str, MemberRecord] = {}
         self.runs: dict[str, Any] = {}
         self.exploits = 0
+        #: The schedule that trained each checkpoint's weights, by checkpoint path: Ray may copy
+        #: a member's older checkpoint than its newest result.
+        self.trained: dict[str, list[Segment]] = {}
 
     def _member(self, trial: Any) -> MemberRecord:
         key = trial.trial_id
@@ -176,16 +180,13 @@ class _Recorder:
         record = self._member(trial)
         steps, params = int(result["steps"]), dict(result["params"])
         record.steps, record.objective, record.params = steps, float(result["objective"]), params
-        if steps > int(result["segment_start"]):  # not the scoring of a finished copy
+        if record.skip_next:
+            record.skip_next = False
+        elif steps > int(result["segment_start"]):  # not the scoring of a finished copy
             record.history.append(Segment(int(result["segment_start"]), steps, params))
         node = result.get("node_ip")
         if node and node not in record.nodes:
             record.nodes.append(str(node))
-        if record.pending is not None:  # this result's chunk is dropped for the parent's weights
-            record.history = record.pending.pop("history")
-            record.lineage.append(record.pending)
-            record.pending = None
-            self.tracker.log_params(self.runs[trial.trial_id], {"pbt_lineage": record.lineage})
         name = f"validation_{self.spec.objective}"
         points = {name: record.objective, **{f"hp_{k}": float(v) for k, v in params.items()}}
         self.tracker.log_metrics(self.runs[trial.trial_id], points, step=steps)
@@ -204,27 +205,48 @@ class _Recorder:
         model an artifact of the member's run, ``checkpoint-step-N.zip``."""
         record = self._member(trial)
         record.checkpoint = path
+        # Ray hands a checkpoint over after the result it came with, so the member's schedule
+        # is that of these weights (a checkpoint dropped by an exploit is never copied: its
+        # member was in the bottom quantile).
+        self.trained[path] = list(record.history)
         model, state = Path(path) / "model.zip", Path(path) / "state.json"
         if model.is_file() and state.is_file():
             steps = int(json.loads(state.read_text())["steps"])
             name = f"checkpoint-step-{steps}.zip"
             self.tracker.log_artifact(self.runs[trial.trial_id], model, name)
 
-    def exploited(self, trial: Any, donor: Any, checkpoint: str | None) -> None:
-        """``trial`` takes ``donor``'s newest checkpoint and perturbed values. Ray's scheduler
-        decides this on the trial's newest result, before the callbacks hear of that result:
-        :meth:`result` then records the result and this exploit, in that order."""
+    def exploited(
+        self,
+        trial: Any,
+        donor: Any,
+        checkpoint: str | None,
+        pending: Segment | None,
+        result_pending: bool,
+    ) -> None:
+        """``trial`` takes ``donor``'s checkpoint and perturbed values. Ray's scheduler decides
+        this while processing a result, before the callbacks hear of it: when that result is
+        the trial's own, ``result_pending``; when it is the donor's, ``pending`` is its chunk
+        (the checkpoint copied came with it)."""
         record, parent = self._member(trial), self._member(donor)
         self.exploits += 1
-        record.pending = {
-            "generation": len(record.lineage) + 1,
-            "step": parent.steps,
-            "parent": parent.member,
-            "checkpoint": checkpoint,
-            "params": {k: trial.config[k] for k in self.spec.mutate},
-            # the parent's steps trained the weights the member now has
-            "history": list(parent.history),
-        }
+        # the schedule that trained the weights taken
+        if checkpoint in self.trained:
+            taken = self.trained[checkpoint or ""]
+        else:
+            taken = [*parent.history, *([pending] if pending is not None else [])]
+        record.lineage.append(
+            {
+                "generation": len(record.lineage) + 1,
+                "step": taken[-1].end if taken else 0,
+                "parent": parent.member,
+                "checkpoint": checkpoint,
+                "params": {k: trial.config[k] for k in self.spec.mutate},
+            }
+        )
+        record.history = list(taken)
+        record.skip_next = result_pending
+        self.tracker.log_params(self.runs[trial.trial_id], {"pbt_lineage": record.lineage})
+        self._save()
 
     def ended(self, trial: Any, error: str | None = None) -> None:
         record = self._member(trial)
@@ -323,15 +345,34 @@ def run_pbt(
 
     class _RecordedPBT(PopulationBasedTraining):
         recorder: _Recorder | None = None
+        reporting: tuple[Any, Segment] | None = None  # the result Ray is processing
 
         def __getstate__(self) -> dict[str, Any]:
-            return {k: v for k, v in self.__dict__.items() if k != "recorder"}
+            return {k: v for k, v in self.__dict__.items() if k not in ("recorder", "reporting")}
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: Any) -> Any:
+            params = {k: result.get(f"params/{k}") for k in spec.mutate}
+            start, steps = result.get("segment_start"), result.get("steps")
+            if start is not None and steps is not None:
+                self.reporting = (trial, Segment(int(start), int(steps), params))
+            try:
+                return super().on_trial_result(tune_controller, trial, result)
+            finally:
+                self.reporting = None
 
         def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
             source = self._trial_state[trial_to_clone].last_checkpoint
             super()._exploit(tune_controller, trial, trial_to_clone)
-            if self.recorder is not None:
-                self.recorder.exploited(trial, trial_to_clone, getattr(source, "path", None))
+            if self.recorder is None:
+                return
+            reporting, segment = self.reporting or (None, None)
+            self.recorder.exploited(
+                trial,
+                trial_to_clone,
+                getattr(source, "path", None),
+                segment if trial_to_clone is reporting else None,
+                trial is reporting,
+            )
 
     space = BUILTIN_SPACES[spec.agent]
     mutations = {k: _domain(tune, space[k]) for k in spec.mutate}
@@ -341,6 +382,7 @@ def run_pbt(
         hyperparam_mutations=mutations,
         quantile_fraction=spec.quantile,
         log_config=True,
+        synch=spec.synch,
     )
     scheduler.recorder = recorder
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

@@ -42,6 +42,9 @@ class PbtSpec(BaseModel):
     mutate: tuple[str, ...] = ("learning_rate", "ent_coef", "clip_range")
     objective: str = "sharpe_ratio"
     quantile: float = Field(0.25, gt=0, le=0.5)
+    #: Wait for every member at each perturbation (Ray's synchronous PBT) rather than deciding
+    #: for each member as it reaches one.
+    synch: bool = False
     seed: int = Field(1, ge=0)
     base: dict[str, Any] = Field(default_factory=dict)
 
