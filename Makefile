@@ -50,7 +50,7 @@ PYTEST_WORKERS ?= 2
 PYTEST_THREADS ?= $(shell n=$$(nproc); w=$(PYTEST_WORKERS); [ "$$w" -gt 1 ] 2>/dev/null && n=$$((n / w)); echo $$((n > 0 ? n : 1)))
 
 pytest: setup
-	OMP_NUM_THREADS=$(PYTEST_THREADS) MKL_NUM_THREADS=$(PYTEST_THREADS) $(BIN)/pytest -q -n $(PYTEST_WORKERS)
+	OMP_NUM_THREADS=$(PYTEST_THREADS) MKL_NUM_THREADS=$(PYTEST_THREADS) $(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 bench: setup  ## Benchmarks against raw redis-py, the Aim SDK, plain SB3 and SQLAlchemy in the same run; JSON under benchmarks/results/
 	$(BIN)/python -m benchmarks.run

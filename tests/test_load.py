@@ -12,7 +12,9 @@ import pytest
 from tests.conftest import delete_namespace
 from tests.load import run_load
 
-pytestmark = pytest.mark.redis
+# Heavy tests share one pytest-xdist worker (make test runs --dist loadgroup), so none of them
+# runs beside another: this one's heartbeats must not starve behind a PBT's members.
+pytestmark = [pytest.mark.redis, pytest.mark.xdist_group("heavy")]
 
 
 def test_hundred_experiments_lose_no_status_change(redis_url: str, namespace: str) -> None:

@@ -34,6 +34,7 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
+@pytest.mark.xdist_group("heavy")  # see tests/test_load.py
 def test_a_population_of_four_exploits_keeps_its_lineage_and_replays_the_winner(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -243,6 +243,7 @@ def redis_namespace(redis_url: str, namespace: str) -> Iterator[dict[str, str]]:
 
 
 @pytest.mark.redis
+@pytest.mark.xdist_group("heavy")  # see tests/test_load.py
 @pytest.mark.parametrize("engine", ["local", "ray"])
 def test_a_study_on_sqlite_with_two_workers(
     settings: Settings, redis_namespace: dict[str, str], engine: str
