@@ -47,6 +47,9 @@ SYNC_SECONDS = 10.0
 #: How often, at most, that catch-up compares the two lists of runs id by id; in between it
 #: compares their lengths (reading 100,000 ids costs a few hundred milliseconds).
 THOROUGH_SECONDS = 300.0
+#: How long ``get_run`` looks again at a run the store has but could not give yet (a run
+#: being created, or re-indexed while its writer writes).
+UNREADABLE_WAIT_SECONDS = 2.0
 
 logger = logging.getLogger("agentic_trading.tracking")
 
@@ -249,9 +252,16 @@ class SyncExperimentRepository:
 
     def get_run(self, run_id: str) -> RunDetail:
         """One run in full; :class:`RunNotFoundError` if there is none."""
-        with self._lock:
-            self._reader.refresh()
-            detail = self._reader.get_run(_check_run_id(run_id))
+        run_id = _check_run_id(run_id)
+        deadline = time.monotonic() + UNREADABLE_WAIT_SECONDS
+        while True:
+            with self._lock:
+                self._reader.refresh()
+                detail = self._reader.get_run(run_id)
+                stored = detail is None and run_id in self._reader.run_ids()
+            if not stored or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
         if detail is None:
             raise RunNotFoundError(f"no run {run_id!r} in {self.location}")
         detail = self._live(detail)
