@@ -22,6 +22,7 @@ from agentic_trading.config import Settings, load_settings
 from agentic_trading.studies import StudySpec, create_study
 from agentic_trading.studies import worker as worker_module
 from agentic_trading.studies.attributes import VALIDATION_ATTRIBUTE, update_trial_info
+from agentic_trading.studies.spec import DEFAULT_TIMESTEPS
 from agentic_trading.studies.storage import sqlalchemy_url
 from agentic_trading.training import TrainingConfig, train
 
@@ -184,28 +185,29 @@ def scaling(storage: str, folder: Path, rounds: int = 3) -> dict[str, Any]:
     }
 
 
+#: The Ray engine's study sizes: short trials (the machinery shows most) and trials of the
+#: study default (what a researcher runs).
+RAY_SIZES = ((12, 3072), (8, DEFAULT_TIMESTEPS))
+
+
 def ray_engine(storage: str, folder: Path, rounds: int = 3) -> dict[str, Any]:
     """The same study run by two local workers and by two Ray workers (a Ray started for the
-    run, its start-up included), interleaved ``rounds`` times: Ray's trials per minute as a
-    share of the local workers'."""
-    runs = []
+    run, its start-up included), at each of :data:`RAY_SIZES`, interleaved ``rounds`` times:
+    Ray's trials per minute as a share of the local workers'."""
+    sizes: dict[str, Any] = {}
     for _ in range(rounds):
-        local = throughput(storage, folder, 2)
-        ray = throughput(storage, folder, 2, engine="ray")
-        runs.append(
-            {
-                "local": local,
-                "ray": ray,
-                "ratio": round(ray["trials_per_minute"] / local["trials_per_minute"], 3),
-            }
-        )
-    ratios = sorted(r["ratio"] for r in runs)
-    return {
-        "trials": 12,
-        "timesteps": 3072,
-        "rounds": runs,
-        "ratio_min_median_max": [ratios[0], ratios[len(ratios) // 2], ratios[-1]],
-    }
+        for trials, timesteps in RAY_SIZES:
+            local = throughput(storage, folder, 2, trials, timesteps)
+            ray = throughput(storage, folder, 2, trials, timesteps, engine="ray")
+            ratio = round(ray["trials_per_minute"] / local["trials_per_minute"], 3)
+            size = sizes.setdefault(
+                str(timesteps), {"trials": trials, "timesteps": timesteps, "rounds": []}
+            )
+            size["rounds"].append({"local": local, "ray": ray, "ratio": ratio})
+    for size in sizes.values():
+        ratios = sorted(r["ratio"] for r in size["rounds"])
+        size["ratio_min_median_max"] = [ratios[0], ratios[len(ratios) // 2], ratios[-1]]
+    return sizes
 
 
 def run() -> dict[str, Any]:

@@ -62,29 +62,33 @@ def pbt(console: Console) -> None:
     result = bench_pbt.run()
     path = save("pbt", result)
     small, large = result["steps_per_member"]
-    table = Table(
-        title=f"pbt run ({result['population']} members, {result['chunks']} chunks each) against "
-        "plain SB3 of the same steps, interleaved"
-    )
-    for column in ("round", f"{small:,} steps: plain s", "pbt s", "overhead",
-                   f"{large:,} steps: plain s", "pbt s", "overhead", "share of training",
-                   "s per run"):  # fmt: skip
-        table.add_column(column)
-    for n, row in enumerate(result["rounds"], 1):
-        one, two = row[str(small)], row[str(large)]
-        table.add_row(
-            str(n), str(one["plain_s"]), str(one["pbt_s"]), f"{one['overhead']:.0%}",
-            str(two["plain_s"]), str(two["pbt_s"]), f"{two['overhead']:.0%}",
-            f"{row['share_of_training']:.1%}", str(row["seconds_per_run"]),
-        )  # fmt: skip
-    console.print(table)
-    low, mid, high = result["share_of_training_min_median_max"]
-    console.print(
-        f"overhead on the training time (checkpoints, exploits, restores, records) min/median/max: "
-        f"{low:.1%} / {mid:.1%} / {high:.1%} (target < 10%); once per run: "
-        + " / ".join(f"{v:.1f}" for v in result["seconds_per_run_min_median_max"])
-        + " s (Ray's start, the members' processes)"
-    )
+    for mode in bench_pbt.MODES:
+        table = Table(
+            title=f"{mode} pbt run ({result['population']} members, {result['chunks']} chunks "
+            "each) against plain SB3 of the same steps, interleaved"
+        )
+        for column in ("round", f"{small:,} steps: plain s", "pbt s", "steps trained",
+                       "overhead", "per step", f"{large:,} steps: plain s", "pbt s",
+                       "steps trained", "overhead", "per step", "share of training",
+                       "s per run"):  # fmt: skip
+            table.add_column(column)
+        for n, row in enumerate(result["rounds"], 1):
+            cells = [str(n)]
+            for size in (small, large):
+                one = row[mode][str(size)]
+                cells += [str(one["plain_s"]), str(one["pbt_s"]), f"x{one['trained_x']:.2f}",
+                          f"{one['overhead']:.0%}", f"{one['overhead_per_step']:.0%}"]  # fmt: skip
+            cells += [f"{row[mode]['share_of_training']:.1%}", str(row[mode]["seconds_per_run"])]
+            table.add_row(*cells)
+        console.print(table)
+        summary = result[mode]
+        low, mid, high = summary["share_of_training_min_median_max"]
+        console.print(
+            f"{mode}: overhead on the training time (checkpoints, exploits, restores, records) "
+            f"min/median/max {low:.1%} / {mid:.1%} / {high:.1%} (target < 10%); once per run: "
+            + " / ".join(f"{v:.1f}" for v in summary["seconds_per_run_min_median_max"])
+            + " s (Ray's start, the members' processes)"
+        )
     console.print(f"written to {path}")
 
 
@@ -280,8 +284,7 @@ def studies(console: Console) -> None:
     console.print(table)
     low, mid, high = workers["speedup_min_median_max"]
     console.print(f"speed-up min/median/max: {low} / {mid} / {high} (target >= 1.7)")
-    if "ray_engine" in result:
-        ray = result["ray_engine"]
+    for ray in result.get("ray_engine", {}).values():
         table = Table(
             title=f"the same study, {ray['trials']} trials of {ray['timesteps']:,} steps: two local "
             "workers against two Ray workers (a local Ray, its start-up included), interleaved"

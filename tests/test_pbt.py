@@ -58,6 +58,8 @@ def test_a_population_of_four_exploits_keeps_its_lineage_and_replays_the_winner(
     theirs = Counter((int(e[0].split("_")[0]), int(e[1].split("_")[0])) for e in ray_log)
     ours = Counter((m.member, link["parent"]) for m in outcome.members for link in m.lineage)
     assert ours == theirs and sum(ours.values()) == outcome.exploits
+    # Synchronous: every copied checkpoint is as far as its copier, so no chunk is trained again.
+    assert outcome.trained_steps == sum(m.steps for m in outcome.members)
     new_values = sorted(tuple(sorted(e[5][k] for k in spec.mutate)) for e in ray_log)
     recorded = sorted(
         tuple(sorted(link["params"][k] for k in spec.mutate))

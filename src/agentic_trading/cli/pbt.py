@@ -121,8 +121,9 @@ def run_command(
     cpus_per_member: Annotated[
         float | None,
         typer.Option(
-            help="CPUs Ray reserves per member (default: the cluster's CPUs shared by the "
-            "population, so every member trains at once)."
+            help="CPUs Ray reserves per member (default: 1, or the cluster's CPUs shared by "
+            "the population when there are more). With fewer CPUs than members, members train "
+            "in turns, a chunk at a time."
         ),
     ] = None,
     json_output: JsonOption = False,
@@ -227,6 +228,7 @@ def _show(outcome: Any, as_json: bool) -> None:
                 "spec": outcome.spec.model_dump(),
                 "exploits": outcome.exploits,
                 "winner": None if winner is None else winner.member,
+                "trained_steps": outcome.trained_steps,
                 "members": [m.as_data() for m in outcome.members],
             }
         )
@@ -239,6 +241,14 @@ def _show(outcome: Any, as_json: bool) -> None:
         f"[bold]{spec.name}[/]: {len(outcome.members)} {spec.agent} members, "
         f"{outcome.exploits} exploit(s); validation {spec.objective} ranks them"
     )
+    extra = outcome.trained_steps - spec.population * spec.total_steps
+    if extra > 0:
+        console.print(
+            f"trained {outcome.trained_steps:,} steps in all: {extra:,} more than "
+            f"{spec.population} x {spec.total_steps:,} (chunks trained again from the older "
+            "checkpoint an exploit copied, or rollouts past a chunk's end)",
+            soft_wrap=True,
+        )
     for m in outcome.members:
         score = "-" if m.objective is None else f"{m.objective:+.3f}"
         line = f"member {m.member}: {m.status}, {m.steps:,} steps, {spec.objective} {score}"
