@@ -57,7 +57,7 @@ def train_member(config: dict[str, Any]) -> None:
             model.learn(
                 min(spec.perturb_every, spec.total_steps - start), reset_num_timesteps=False
             )
-        # A member may take the checkpoint of one that already finished: it is then scored
+        # A member restarted from its own last checkpoint (a retry after a failure) is scored
         # and ends, with nothing more to train.
         steps = int(model.num_timesteps)
         validation = run_policy(model, split.validation, training, prepared.scaler).metrics()

@@ -194,7 +194,7 @@ class _Recorder:
         record.trained_steps += max(0, steps - int(result["segment_start"]))
         if record.skip_next:
             record.skip_next = False
-        elif steps > int(result["segment_start"]):  # not the scoring of a finished copy
+        elif steps > int(result["segment_start"]):  # not the scoring of a finished checkpoint
             record.history.append(Segment(int(result["segment_start"]), steps, params))
         node = result.get("node_ip")
         if node and node not in record.nodes:
@@ -434,6 +434,10 @@ def run_pbt(
                 name="ray",
                 storage_path=str(folder),
                 callbacks=[_Callback(recorder)],
+                # A member's last result ends it before the scheduler sees it: no exploit once
+                # a member is done (it would restart it to score a copy, or, copying a member
+                # a chunk behind, to train that chunk again while the other cores wait).
+                stop={"steps": spec.total_steps},
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=3),
             ),
