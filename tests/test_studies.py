@@ -489,6 +489,51 @@ def test_a_killed_workers_trial_is_rerun_by_another(settings: Settings) -> None:
     assert run.status.value == "crashed"  # the dead trial's run, as tracking tells it
 
 
+@pytest.mark.xdist_group("heavy")  # see tests/test_load.py
+def test_ctrl_c_on_a_ray_engine_study_cancels_its_running_trials(settings: Settings) -> None:
+    """Ray's workers train in child processes: Ctrl-C on ``study run`` reaches them through
+    Ray's cancel, and each running trial ends cancelled, as with hand-started workers."""
+    name = f"ray-ctrl-c-{uuid.uuid4().hex[:6]}"
+    create_study(tiny_spec(name, trials=4, timesteps=50_000, eval_every=10_000), settings)
+    run = subprocess.Popen(
+        [*CLI, "study", "run", name, "--engine", "ray", "--workers", "1"],
+        env={**os.environ, **env_of(settings)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        trial = wait_until(lambda: running_trial(name, settings), 120, "a running trial")
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=90)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, err
+    assert "stopping: each worker ends its trial as cancelled" in out
+    study, _ = load_study(name, settings)
+    ended = next(t for t in study.get_trials() if t.number == trial.number)
+    assert ended.state.name == "FAIL" and trial_info(ended)["status"] == "cancelled"
+    assert [t.state.name for t in study.get_trials()] == ["FAIL"]  # nothing ran on after it
+
+
+def test_a_child_started_with_exit_with_parent_dies_when_its_parent_does() -> None:
+    """The Ray task's child: when the task's process dies, the child's stdin closes and it
+    exits at once (its trial left to its heartbeat, as a killed worker's)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; from agentic_trading.common.parent import "
+         "exit_with_parent; exit_with_parent(); print('up', flush=True); time.sleep(60)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "up\n"
+        assert child.poll() is None
+        assert child.stdin is not None
+        child.stdin.close()  # as the parent's death closes it
+        assert child.wait(timeout=10) == 137
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
 @pytest.mark.stress
 def test_a_ray_worker_killed_mid_trial_is_restarted_and_its_trial_rerun(
     settings: Settings,
@@ -498,15 +543,16 @@ def test_a_ray_worker_killed_mid_trial_is_restarted_and_its_trial_rerun(
     import psutil
 
     name = "killed-ray-worker"
-    create_study(tiny_spec(name, trials=2, timesteps=2048, eval_every=1024), settings)
+    create_study(tiny_spec(name, trials=2, timesteps=8192, eval_every=1024), settings)
     run = subprocess.Popen(
         [*CLI, "study", "run", name, "--engine", "ray", "--workers", "1"],
         env={**os.environ, **env_of(settings)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, cwd=ROOT,
     )  # fmt: skip
     try:
-        victim = wait_until(lambda: running_trial(name, settings), 180, "a running trial")
-        time.sleep(1.0)
+        wait_until(lambda: running_trial(name, settings), 180, "a running trial")
+        time.sleep(1.0)  # into its training
+        victim = running_trial(name, settings)
         workers = [
             p for p in psutil.process_iter(["cmdline"])
             if "ray::_worker_task" in " ".join(p.info["cmdline"] or [])

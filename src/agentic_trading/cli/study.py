@@ -27,7 +27,7 @@ from agentic_trading.cli._common import (
 )
 from agentic_trading.cli.format import LABEL_STYLE
 from agentic_trading.cli.tables import Cell, Column, WideOption, print_table
-from agentic_trading.common import signals
+from agentic_trading.common import parent, signals
 from agentic_trading.common.formatting import duration, exact_values
 from agentic_trading.config import Settings
 from agentic_trading.studies import (
@@ -142,6 +142,14 @@ def worker_command(
         int | None, typer.Option(min=1, help="At most this many trials (default: until done).")
     ] = None,
     json_output: JsonOption = False,
+    exit_with_parent: Annotated[
+        bool,
+        typer.Option(
+            "--exit-with-parent",
+            hidden=True,
+            help="Exit at once, as if killed, when stdin closes (a Ray task's child).",
+        ),
+    ] = False,
 ) -> None:
     """Run the study's trials until its budget is spent: one worker per host or core.
 
@@ -149,6 +157,8 @@ def worker_command(
     loses no trial: after STUDY_GRACE_PERIOD another worker re-runs its parameters. Ctrl-C
     ends the current trial as cancelled and exits.
     """
+    if exit_with_parent:
+        parent.exit_with_parent()
     with expected_errors():
         settings = settings_with()
         start_writer(settings)  # its imports overlap torch's, below
