@@ -306,7 +306,7 @@ def test_ray_runs_a_pbt_and_a_study_over_two_trainer_hosts_and_survives_a_lost_n
         # A study through Ray; trainer1's Ray node is killed while it runs a trial.
         space = tmp_path / "space.yaml"
         space.write_text(SPACE)
-        on("watcher", "study", "create", "ray-spread", "--trials", "3", "--timesteps", "2048",
+        on("watcher", "study", "create", "ray-spread", "--trials", "3", "--timesteps", "8192",
            "--eval-every", "512", "--space", str(space), "--window-size", "5", "--json")  # fmt: skip
         run = subprocess.Popen(
             [*network.prefix("watcher"), *CLI, "study", "run", "ray-spread", "--engine", "ray",
