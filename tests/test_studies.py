@@ -489,17 +489,22 @@ def test_a_killed_workers_trial_is_rerun_by_another(settings: Settings) -> None:
     assert run.status.value == "crashed"  # the dead trial's run, as tracking tells it
 
 
+def start_ray_study(name: str, settings: Settings) -> subprocess.Popen[str]:
+    """``study run NAME --engine ray --workers 1`` on a Ray it starts."""
+    return subprocess.Popen(
+        [*CLI, "study", "run", name, "--engine", "ray", "--workers", "1"],
+        env={**os.environ, **env_of(settings)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT,
+    )  # fmt: skip
+
+
 @pytest.mark.xdist_group("heavy")  # see tests/test_load.py
 def test_ctrl_c_on_a_ray_engine_study_cancels_its_running_trials(settings: Settings) -> None:
     """Ray's workers train in child processes: Ctrl-C on ``study run`` reaches them through
     Ray's cancel, and each running trial ends cancelled, as with hand-started workers."""
     name = f"ray-ctrl-c-{uuid.uuid4().hex[:6]}"
     create_study(tiny_spec(name, trials=4, timesteps=50_000, eval_every=10_000), settings)
-    run = subprocess.Popen(
-        [*CLI, "study", "run", name, "--engine", "ray", "--workers", "1"],
-        env={**os.environ, **env_of(settings)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, cwd=ROOT,
-    )  # fmt: skip
+    run = start_ray_study(name, settings)
     try:
         trial = wait_until(lambda: running_trial(name, settings), 120, "a running trial")
         run.send_signal(signal.SIGINT)
@@ -544,11 +549,7 @@ def test_a_ray_worker_killed_mid_trial_is_restarted_and_its_trial_rerun(
 
     name = "killed-ray-worker"
     create_study(tiny_spec(name, trials=2, timesteps=8192, eval_every=1024), settings)
-    run = subprocess.Popen(
-        [*CLI, "study", "run", name, "--engine", "ray", "--workers", "1"],
-        env={**os.environ, **env_of(settings)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, cwd=ROOT,
-    )  # fmt: skip
+    run = start_ray_study(name, settings)
     try:
         wait_until(lambda: running_trial(name, settings), 180, "a running trial")
         time.sleep(1.0)  # into its training
