@@ -4,9 +4,11 @@ schedule from scratch."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from agentic_trading.status import ExperimentStatus
 from agentic_trading.tracking import get_sync_experiment_repository
 from agentic_trading.training.runner import train
 from tests.conftest import make_settings
-from tests.trainings import CLI
+from tests.trainings import CLI, wait_until
 
 SMALL = {"window_size": 5, "n_steps": 64, "batch_size": 32, "n_epochs": 2, "net_arch": "tiny"}
 
@@ -198,3 +200,35 @@ def _find(tree: object, component_id: str) -> dict[str, object]:
             if found:
                 return found
     return {}
+
+
+PARENT = """
+import sys, tempfile, threading
+from agentic_trading.pbt.member_process import MemberProcess
+process = MemberProcess()
+print(process._child.pid, flush=True)
+folder = tempfile.mkdtemp()
+threading.Thread(target=process.chunk, args=(sys.argv[1], 0, {}, None, folder)).start()
+"""
+
+
+def test_a_members_training_process_dies_with_its_ray_worker_mid_chunk() -> None:
+    """The member's child trains while its Ray worker waits; when the worker dies (SIGKILL,
+    mid-chunk), the child stops at once rather than train on for nobody."""
+    import psutil
+
+    spec = PbtSpec(name="orphan", perturb_every=1_000_000, total_steps=2_000_000, base=SMALL)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, spec.model_dump_json()], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    child = psutil.Process(int(parent.stdout.readline()))
+    try:
+        wait_until(lambda: child.cpu_times().user > 3.0, 60, "the child training")
+        parent.kill()
+        parent.wait(timeout=10)
+        child.wait(timeout=10)  # psutil.TimeoutExpired if it trains on
+    finally:
+        parent.kill()  # nothing if it is gone
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()

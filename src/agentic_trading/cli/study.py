@@ -159,6 +159,7 @@ def worker_command(
     """
     if exit_with_parent:
         parent.exit_with_parent()
+        parent.take_ctrl_c()
     with expected_errors():
         settings = settings_with()
         start_writer(settings)  # its imports overlap torch's, below

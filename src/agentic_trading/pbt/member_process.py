@@ -4,8 +4,8 @@ The same SB3 training took 8 % more CPU time inside a Ray worker's own process t
 one (its core worker loaded; docs/scaling.md). So a member's Ray trainable
 (:func:`~agentic_trading.pbt.member.train_member`) only drives a child that trains: one JSON
 line per chunk on the child's stdin, one JSON line back on its stdout. The child keeps the
-prepared data and the model it trained last between chunks, and exits when its stdin closes:
-when its Ray worker ends, however it ends.
+prepared data and the model it trained last between chunks, and exits at once when its Ray
+worker ends, however it ends (``common/parent.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from agentic_trading.common.parent import exit_with_parent
+
 __all__ = ["MemberProcess"]
 
 logger = logging.getLogger("agentic_trading.pbt")
@@ -28,11 +30,15 @@ class MemberProcess:
     """The Ray worker's side: one child, started once, that trains chunk after chunk."""
 
     def __init__(self) -> None:
-        command = [sys.executable, "-m", "agentic_trading.pbt.member_process"]
+        # A pipe only this process writes to: the child exits when it closes, mid-chunk too
+        # (the requests' pipe is read between chunks only).
+        watched, self._alive = os.pipe()
+        command = [sys.executable, "-m", "agentic_trading.pbt.member_process", str(watched)]
         # stderr stays the Ray worker's (its log file): no pipe to fill
         self._child = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=(watched,)
         )
+        os.close(watched)
         # One request at a time: a trial Tune let go of mid-chunk reads its own reply first.
         self._lock = threading.Lock()
 
@@ -165,7 +171,9 @@ def _plain(value: Any) -> Any:
 
 
 def main() -> None:
-    """The child: requests on stdin, replies on stdout; what else prints goes to stderr."""
+    """The child: requests on stdin, replies on stdout; what else prints goes to stderr. Its
+    argument: the descriptor whose end of file says the Ray worker is gone."""
+    exit_with_parent(int(sys.argv[1]))
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     _serve(sys.stdin, replies)
